@@ -1,0 +1,74 @@
+"""Runtime settings from the environment (prefix ``CONVEYOR_``) and the Temporal connection."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from workflows.options import DEFAULT_TASK_QUEUE
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(f"CONVEYOR_{name}")
+    return value if value not in (None, "") else default
+
+
+def _flag(name: str) -> bool:
+    value = (_env(name) or "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"CONVEYOR_{name}={value!r} is not a boolean; use true or false")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where Temporal is and how to reach it. Secrets are read here and nowhere else."""
+
+    temporal_address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queue: str = DEFAULT_TASK_QUEUE
+    tls: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    temporal_api_key: str | None = field(default=None, repr=False)
+    data_dir: Path = Path("data")
+    update_timeout_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Read ``CONVEYOR_*`` variables (see the README's configuration table)."""
+        return cls(
+            temporal_address=_env("TEMPORAL_ADDRESS", "localhost:7233") or "localhost:7233",
+            namespace=_env("NAMESPACE", "default") or "default",
+            task_queue=_env("TASK_QUEUE", DEFAULT_TASK_QUEUE) or DEFAULT_TASK_QUEUE,
+            tls=_flag("TLS") or bool(_env("TLS_CERT")) or bool(_env("TEMPORAL_API_KEY")),
+            tls_cert=_env("TLS_CERT"),
+            tls_key=_env("TLS_KEY"),
+            temporal_api_key=_env("TEMPORAL_API_KEY"),
+            data_dir=Path(_env("DATA_DIR", "data") or "data"),
+            update_timeout_seconds=float(_env("UPDATE_TIMEOUT", "30") or "30"),
+        )
+
+    async def connect(self) -> Client:
+        """One long-lived client per process, with the pydantic data converter."""
+        tls: bool | TLSConfig = self.tls
+        if self.tls_cert:
+            if not self.tls_key:
+                raise ValueError("CONVEYOR_TLS_CERT is set but CONVEYOR_TLS_KEY is not; set both")
+            tls = TLSConfig(
+                client_cert=Path(self.tls_cert).read_bytes(),
+                client_private_key=Path(self.tls_key).read_bytes(),
+            )
+        return await Client.connect(
+            self.temporal_address,
+            namespace=self.namespace,
+            tls=tls,
+            api_key=self.temporal_api_key,
+            data_converter=pydantic_data_converter,
+        )

@@ -1,0 +1,72 @@
+"""Run a Conveyor worker: ``python worker.py``.
+
+Settings come from ``CONVEYOR_*`` environment variables (see the README). SIGTERM or SIGINT
+stops polling, lets in-flight activities finish (up to ``CONVEYOR_SHUTDOWN_GRACE`` seconds)
+and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.llm import LlmActivities, LlmSettings
+from conveyor.settings import Settings
+from workflows.task import TaskWorkflow
+
+log = logging.getLogger("conveyor.worker")
+
+
+def build_worker(
+    client: Client,
+    task_queue: str,
+    *,
+    llm: LlmSettings | None = None,
+    shutdown_grace: timedelta = timedelta(seconds=30),
+) -> Worker:
+    """The worker every process runs: the task workflow plus its activities."""
+    llm_activities = LlmActivities(llm or LlmSettings.from_env())
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[TaskWorkflow],
+        activities=[llm_activities.call_llm],
+        graceful_shutdown_timeout=shutdown_grace,
+        # A task cached on a worker that died waits this long before another worker takes it.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
+    )
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
+    """Poll until ``stop`` is set, then shut down gracefully."""
+    client = await settings.connect()
+    grace = timedelta(seconds=float(os.environ.get("CONVEYOR_SHUTDOWN_GRACE", "30")))
+    worker = build_worker(client, settings.task_queue, shutdown_grace=grace)
+    log.info(
+        "worker polling task queue %r on %s (namespace %s)",
+        settings.task_queue,
+        settings.temporal_address,
+        settings.namespace,
+    )
+    async with worker:
+        await stop.wait()
+        log.info("shutting down: finishing in-flight activities (up to %ss)", grace)
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_worker(Settings.from_env(), stop)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,449 @@
+"""Every payload that crosses a Temporal boundary: workflow input, commands, results, views.
+
+One frozen pydantic model per update / signal / query / activity argument and result, so new
+optional fields can be added without breaking running workflows. Commands are spelled in the
+product's vocabulary (``Claim``, ``Submit``, ``Review``…), and each carries a ``request_id``:
+repeating a command with the same ``request_id`` returns the first answer.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workflows.graph import FieldSpec, LlmSpec, Pipeline
+
+
+class TaskStatus(StrEnum):
+    """The seven task states."""
+
+    PENDING = "Pending"
+    IN_PROGRESS = "In Progress"
+    PAUSED = "Paused"
+    FINISHED = "Finished"
+    ESCALATED = "Escalated"
+    QUARANTINED = "Quarantined"
+    FAILED = "Failed"
+
+
+class NodeStatus(StrEnum):
+    """The nine node-instance states."""
+
+    PENDING = "Pending"
+    AVAILABLE = "Available"
+    CLAIMED = "Claimed"
+    SUBMITTED = "Submitted"
+    FINISHED = "Finished"
+    ESCALATED = "Escalated"
+    QUARANTINED = "Quarantined"
+    NA = "N/A"
+    DEFERRED = "Deferred"
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _State(BaseModel):
+    # Mutable on purpose: the engine deep-copies a task's state once per command and then
+    # mutates the copy, which keeps transitions readable.
+    model_config = ConfigDict(extra="forbid")
+
+
+RequestId = Annotated[str, Field(min_length=1, max_length=200)]
+Person = Annotated[str, Field(min_length=1, max_length=200)]
+NodeName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+# --------------------------------------------------------------------------- contributor commands
+
+
+class Claim(_Msg):
+    """Take a node for work. Without ``node``, the first node this contributor may claim."""
+
+    type: Literal["claim"] = "claim"
+    request_id: RequestId
+    contributor: Person
+    roles: list[str] = Field(default_factory=list)
+    node: NodeName | None = None
+
+
+class Release(_Msg):
+    """Give a claimed node back; the draft is kept for whoever claims it next."""
+
+    type: Literal["release"] = "release"
+    request_id: RequestId
+    contributor: Person
+    node: NodeName
+    token: str
+
+
+class SaveDraft(_Msg):
+    """Store unfinished values on a claimed node (not validated until submit)."""
+
+    type: Literal["save_draft"] = "save_draft"
+    request_id: RequestId
+    contributor: Person
+    node: NodeName
+    token: str
+    values: dict[str, Any]
+
+
+class Submit(_Msg):
+    """Hand in a claimed subtask's form. ``token`` must be the live claim's token."""
+
+    type: Literal["submit"] = "submit"
+    request_id: RequestId
+    contributor: Person
+    node: NodeName
+    token: str
+    values: dict[str, Any]
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+
+
+class Review(_Msg):
+    """Pass or fail the submission under a claimed review node. A fail needs a reason."""
+
+    type: Literal["review"] = "review"
+    request_id: RequestId
+    contributor: Person
+    node: NodeName
+    token: str
+    verdict: Verdict
+    reason: str | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
+class Pause(_Msg):
+    type: Literal["pause"] = "pause"
+    request_id: RequestId
+    by: Person = "system"
+    reason: str | None = None
+
+
+class Activate(_Msg):
+    """Make a Pending task available for work (its pipeline became active)."""
+
+    type: Literal["activate"] = "activate"
+    request_id: RequestId
+    by: Person = "system"
+
+
+class Resume(_Msg):
+    type: Literal["resume"] = "resume"
+    request_id: RequestId
+    by: Person = "system"
+
+
+# --------------------------------------------------------------------------- admin commands
+
+
+class EditSubmission(_Msg):
+    """Admin: replace submitted values of a node; the timeline keeps before and after."""
+
+    type: Literal["edit_submission"] = "edit_submission"
+    request_id: RequestId
+    admin: Person
+    node: NodeName
+    values: dict[str, Any]
+    reason: str | None = None
+
+
+class ReleaseClaim(_Msg):
+    """Admin: release whatever claim is live on a node."""
+
+    type: Literal["release_claim"] = "release_claim"
+    request_id: RequestId
+    admin: Person
+    node: NodeName
+    reason: str | None = None
+
+
+class Escalate(_Msg):
+    type: Literal["escalate"] = "escalate"
+    request_id: RequestId
+    admin: Person
+    reason: str = Field(min_length=1)
+
+
+class Deescalate(_Msg):
+    type: Literal["deescalate"] = "deescalate"
+    request_id: RequestId
+    admin: Person
+    reason: str | None = None
+
+
+class QuarantineAction(StrEnum):
+    REWORK = "rework"
+    """Send the submission back for rework with the re-review counter reset."""
+    FINISH = "finish"
+    """Accept the submission as it stands and carry on down the pipeline."""
+    FAIL = "fail"
+    """Give up on the task: it becomes Failed."""
+
+
+class ResolveQuarantine(_Msg):
+    type: Literal["resolve_quarantine"] = "resolve_quarantine"
+    request_id: RequestId
+    admin: Person
+    action: QuarantineAction
+    reason: str | None = None
+
+
+class Tag(_Msg):
+    type: Literal["tag"] = "tag"
+    request_id: RequestId
+    by: Person
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1)
+
+
+class Untag(_Msg):
+    type: Literal["untag"] = "untag"
+    request_id: RequestId
+    by: Person
+    tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1)
+
+
+class RetryFailed(_Msg):
+    """Admin: put a Failed task back where it was, re-running what failed."""
+
+    type: Literal["retry"] = "retry"
+    request_id: RequestId
+    admin: Person
+    reason: str | None = None
+
+
+# --------------------------------------------------------------------------- internal commands
+# Issued by the workflow itself (timers, LLM activity results), never by callers.
+
+
+class ClaimTimeout(_Msg):
+    type: Literal["claim_timeout"] = "claim_timeout"
+    request_id: RequestId
+    node: NodeName
+    token: str
+
+
+class LlmStarted(_Msg):
+    type: Literal["llm_started"] = "llm_started"
+    request_id: RequestId
+    node: NodeName
+
+
+class LlmResult(_Msg):
+    type: Literal["llm_result"] = "llm_result"
+    request_id: RequestId
+    node: NodeName
+    values: dict[str, Any]
+    model: str | None = None
+
+
+class LlmFailure(_Msg):
+    type: Literal["llm_failure"] = "llm_failure"
+    request_id: RequestId
+    node: NodeName
+    reason: str
+
+
+Command = Annotated[
+    Claim
+    | Release
+    | SaveDraft
+    | Submit
+    | Review
+    | Pause
+    | Resume
+    | Activate
+    | EditSubmission
+    | ReleaseClaim
+    | Escalate
+    | Deescalate
+    | ResolveQuarantine
+    | Tag
+    | Untag
+    | RetryFailed
+    | ClaimTimeout
+    | LlmStarted
+    | LlmResult
+    | LlmFailure,
+    Field(discriminator="type"),
+]
+
+
+class CommandResult(_Msg):
+    """The answer to a command. Rejections carry a reason and, for forms, per-field errors."""
+
+    request_id: str
+    command: str
+    accepted: bool
+    message: str
+    node: str | None = None
+    token: str | None = None
+    """claim only: the token the contributor must present to save, submit, review or release."""
+    field_errors: dict[str, str] = Field(default_factory=dict)
+    status: TaskStatus | None = None
+    """The task's status after the command."""
+
+
+# --------------------------------------------------------------------------- state
+
+
+class ClaimInfo(_Msg):
+    holder: str
+    token: str
+    claimed_at: datetime
+    expires_at: datetime | None
+    """None while the task is paused (the timer is frozen; see ``remaining_seconds``)."""
+    remaining_seconds: float | None = None
+    returns_to: NodeStatus = NodeStatus.AVAILABLE
+    """The node status a release puts back (Escalated for an escalation reviewer's claim)."""
+
+
+class ReviewRecord(_Msg):
+    reviewer: str
+    verdict: Verdict
+    reason: str | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+    at: datetime
+
+
+class NodeState(_State):
+    """One node instance of a task."""
+
+    name: str
+    status: NodeStatus = NodeStatus.PENDING
+    claim: ClaimInfo | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+    """The last accepted submission (or LLM output)."""
+    draft: dict[str, Any] = Field(default_factory=dict)
+    submitted_by: str | None = None
+    submitted_at: datetime | None = None
+    attempts: int = 0
+    """Accepted submissions so far."""
+    # rework of a subtask after a failed review
+    rework_reason: str | None = None
+    rework_only: str | None = None
+    """same_person routing: only this contributor may claim the rework."""
+    rework_exclude: str | None = None
+    """pool_exclude routing: this contributor may not claim the rework."""
+    # review nodes
+    passes: int = 0
+    failures: int = 0
+    total_failures: int = 0
+    """Failed reviews since the last reset; more than ``max_rereviews`` hits the limit."""
+    last_review: ReviewRecord | None = None
+    # LLM nodes
+    llm_runs: int = 0
+    error: str | None = None
+
+    @property
+    def assignee(self) -> str | None:
+        return self.claim.holder if self.claim else None
+
+
+class TimelineEvent(_Msg):
+    """One entry of a task's timeline: who did what, when. ``seq`` increases by one per event."""
+
+    seq: int
+    at: datetime
+    kind: str
+    actor: str
+    node: str | None = None
+    message: str
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class TaskState(_State):
+    """Everything a task is. Carried whole across continue-as-new."""
+
+    task_key: str
+    pipeline_name: str
+    pipeline_hash: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    """Seed data: the values of the pipeline's predefined fields."""
+    status: TaskStatus = TaskStatus.PENDING
+    nodes: dict[str, NodeState] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    status_before_pause: TaskStatus | None = None
+    status_before_hold: TaskStatus | None = None
+    """What an Escalated / Failed task returns to when de-escalated / retried."""
+    hold_reason: str | None = None
+    seq: int = 0
+    """Event sequence number: the number of timeline events so far."""
+    timeline: list[TimelineEvent] = Field(default_factory=list)
+    """The most recent events (older ones live in the store)."""
+    responses: dict[str, CommandResult] = Field(default_factory=dict)
+    """Recent answers by request_id, so a repeated command gets its first answer."""
+
+
+class TaskInput(_Msg):
+    """TaskWorkflow input: the pinned pipeline version, the task key, the seed data."""
+
+    pipeline: Pipeline
+    task_key: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    start_paused: bool = False
+    start_pending: bool = False
+    """Start Pending (e.g. the pipeline is not yet active) until an ``activate`` command."""
+    carried: TaskState | None = None
+    """Set on continue-as-new: the whole state of the previous run."""
+
+
+class TaskView(_Msg):
+    """The ``state`` query's answer."""
+
+    workflow_id: str
+    task_key: str
+    pipeline: str
+    pipeline_hash: str
+    status: TaskStatus
+    nodes: list[NodeState]
+    data: dict[str, Any]
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    hold_reason: str | None
+    seq: int
+    timeline: list[TimelineEvent]
+
+
+class StateQuery(_Msg):
+    """Arguments of the ``state`` query (all optional)."""
+
+    timeline: bool = True
+
+
+# --------------------------------------------------------------------------- LLM activity
+
+
+class LlmRequest(_Msg):
+    """One LLM call: fill ``fields`` from ``spec``'s prompt rendered over ``context``."""
+
+    workflow_id: str
+    node: str
+    spec: LlmSpec
+    fields: list[FieldSpec]
+    context: dict[str, Any]
+    """Seed data and upstream field values the prompt template may refer to."""
+
+
+class LlmResponse(_Msg):
+    values: dict[str, Any]
+    model: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    """None when the model's price is unknown (never 0 for unknown)."""
+    latency_ms: float
+    attempt: int = 1

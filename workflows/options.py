@@ -1,0 +1,42 @@
+"""Activity timeouts, retry policies and other workflow tunables, as named constants."""
+
+from datetime import timedelta
+
+from temporalio.common import RetryPolicy, SearchAttributeKey
+
+LLM_ACTIVITY = "call_llm"
+"""Activity name of :meth:`activities.llm.LlmActivities.call_llm` (referenced by name so that
+workflow code never imports litellm)."""
+
+LLM_START_TO_CLOSE = timedelta(seconds=120)
+LLM_SCHEDULE_TO_CLOSE = timedelta(minutes=30)
+LLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=8,
+    non_retryable_error_types=[
+        "InvalidPromptTemplate",
+        "AuthenticationError",
+        "PermissionDeniedError",
+        "BadRequestError",
+        "NotFoundError",
+        "UnsupportedParamsError",
+        "ContextWindowExceededError",
+    ],
+)
+
+DEFAULT_TASK_QUEUE = "conveyor"
+
+# Search attributes, registered at start-up (see conveyor/devserver.py and docker-compose.yml).
+SA_PIPELINE = SearchAttributeKey.for_keyword("ConveyorPipeline")
+SA_STATUS = SearchAttributeKey.for_keyword("ConveyorStatus")
+SA_NODES = SearchAttributeKey.for_keyword_list("ConveyorNodes")
+SA_ASSIGNEES = SearchAttributeKey.for_keyword_list("ConveyorAssignees")
+SA_TAGS = SearchAttributeKey.for_keyword_list("ConveyorTags")
+SEARCH_ATTRIBUTES = (SA_PIPELINE, SA_STATUS, SA_NODES, SA_ASSIGNEES, SA_TAGS)
+
+
+def task_workflow_id(pipeline: str, task_key: str) -> str:
+    """The workflow id of a task: the same pipeline and key always give the same id."""
+    return f"{pipeline}/{task_key}"

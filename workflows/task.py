@@ -1,0 +1,520 @@
+"""TaskWorkflow: the thin Temporal shell around the pure engine.
+
+One workflow per task. Every command reaches :func:`workflows.engine.apply`; this class only
+translates between Temporal and the engine:
+
+* each command is an **update** (its validator runs the engine on the current state and rejects
+  with the engine's reason, so a refused command leaves no trace in history) and a **signal** of
+  the same name and payload (a refused signal is recorded in the timeline);
+* the ``state`` query returns the task view;
+* it performs what the state asks for: LLM generations through one activity, claim timeouts as a
+  durable timer (frozen while paused), search attributes and the UI summary, and
+  continue-as-new when the server suggests it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from workflows import engine
+    from workflows.graph import FieldSpec, LlmSpec, Pipeline
+    from workflows.messages import (
+        Activate,
+        Claim,
+        ClaimTimeout,
+        Command,
+        CommandResult,
+        Deescalate,
+        EditSubmission,
+        Escalate,
+        LlmFailure,
+        LlmRequest,
+        LlmResponse,
+        LlmResult,
+        LlmStarted,
+        Pause,
+        Release,
+        ReleaseClaim,
+        ResolveQuarantine,
+        Resume,
+        RetryFailed,
+        Review,
+        SaveDraft,
+        Submit,
+        Tag,
+        TaskInput,
+        TaskState,
+        TaskStatus,
+        TaskView,
+        Untag,
+    )
+    from workflows.options import (
+        LLM_ACTIVITY,
+        LLM_RETRY,
+        LLM_SCHEDULE_TO_CLOSE,
+        LLM_START_TO_CLOSE,
+        SA_ASSIGNEES,
+        SA_NODES,
+        SA_STATUS,
+        SA_TAGS,
+    )
+
+REJECTED = "CommandRejected"
+"""``ApplicationError.type`` of a refused update; its first detail is the CommandResult."""
+
+
+@workflow.defn
+class TaskWorkflow:
+    """A task travelling through its pipeline. See the module docstring."""
+
+    @workflow.init
+    def __init__(self, input: TaskInput) -> None:
+        self._pipeline: Pipeline = input.pipeline
+        if input.carried is not None:
+            self._state: TaskState = input.carried
+        else:
+            try:
+                outcome = engine.start_task(
+                    input.pipeline,
+                    input.task_key,
+                    input.data,
+                    engine.Context(now=workflow.now()),
+                    start_paused=input.start_paused,
+                    start_pending=input.start_pending,
+                )
+            except engine.Rejected as rejected:
+                raise ApplicationError(
+                    f"{rejected.message}: {rejected.field_errors}",
+                    type="InvalidSeedData",
+                    non_retryable=True,
+                ) from None
+            self._state = outcome.state
+        self._llm_running: set[str] = set()
+        self._armed_deadline: datetime | None = None
+        self._published: tuple[Any, ...] | None = None
+
+    # ------------------------------------------------------------------ run loop
+
+    @workflow.run
+    async def run(self, input: TaskInput) -> TaskView:
+        self._publish()
+        while True:
+            for name in engine.llm_nodes_ready(self._pipeline, self._state):
+                if name not in self._llm_running:
+                    self._llm_running.add(name)
+                    asyncio.create_task(self._generate(name))  # noqa: RUF006 - tracked by name
+            now = workflow.now()
+            for node, token in engine.expired_claims(self._state, now):
+                self._apply_internal(
+                    ClaimTimeout(request_id=f"timeout:{node}:{token}", node=node, token=token)
+                )
+            if self._state.status == TaskStatus.FINISHED and not self._llm_running:
+                break
+            if workflow.info().is_continue_as_new_suggested() and not self._llm_running:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    TaskInput(
+                        pipeline=self._pipeline,
+                        task_key=self._state.task_key,
+                        data=self._state.data,
+                        carried=self._state,
+                    )
+                )
+            self._armed_deadline = engine.next_claim_deadline(self._state)
+            timeout: float | None = None
+            if self._armed_deadline is not None:
+                timeout = max(0.001, (self._armed_deadline - workflow.now()).total_seconds())
+            try:
+                await workflow.wait_condition(
+                    self._needs_attention, timeout=timeout, timeout_summary="claim timeout"
+                )
+            except TimeoutError:
+                pass
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._view()
+
+    def _needs_attention(self) -> bool:
+        if self._state.status == TaskStatus.FINISHED and not self._llm_running:
+            return True
+        if engine.next_claim_deadline(self._state) != self._armed_deadline:
+            return True
+        return any(
+            name not in self._llm_running
+            for name in engine.llm_nodes_ready(self._pipeline, self._state)
+        )
+
+    async def _generate(self, name: str) -> None:
+        """Run an LLM node: one activity call per distinct model spec among its fields."""
+        try:
+            node = self._state.nodes[name]
+            started = self._apply_internal(
+                LlmStarted(request_id=f"llm-start:{name}:{node.llm_runs + 1}", node=name)
+            )
+            if not started.accepted:
+                return
+            run_no = self._state.nodes[name].llm_runs
+            groups: dict[str, tuple[LlmSpec, list[FieldSpec]]] = defaultdict(
+                lambda: (LlmSpec(prompt=""), [])
+            )
+            for field in self._pipeline.node(name).llm_fields():
+                assert field.llm is not None
+                key = field.llm.model_dump_json()
+                groups[key] = (field.llm, [*groups[key][1], field])
+            context = engine.task_data(self._state)
+            values: dict[str, Any] = {}
+            model: str | None = None
+            outcome: Command
+            try:
+                for spec, fields in groups.values():
+                    response = await workflow.execute_activity(
+                        LLM_ACTIVITY,
+                        LlmRequest(
+                            workflow_id=workflow.info().workflow_id,
+                            node=name,
+                            spec=spec,
+                            fields=fields,
+                            context=context,
+                        ),
+                        result_type=LlmResponse,
+                        start_to_close_timeout=LLM_START_TO_CLOSE,
+                        schedule_to_close_timeout=LLM_SCHEDULE_TO_CLOSE,
+                        retry_policy=LLM_RETRY,
+                        summary=f"{name}: {spec.model}"[:200],
+                    )
+                    values.update(response.values)
+                    model = response.model
+                outcome = LlmResult(
+                    request_id=f"llm-result:{name}:{run_no}", node=name, values=values, model=model
+                )
+            except ActivityError as err:
+                outcome = LlmFailure(
+                    request_id=f"llm-failure:{name}:{run_no}", node=name, reason=_reason(err)
+                )
+            # While paused, LLM output waits: the task must resume exactly where it was.
+            await workflow.wait_condition(lambda: self._state.status != TaskStatus.PAUSED)
+            result = self._apply_internal(outcome)
+            if not result.accepted and isinstance(outcome, LlmResult):
+                self._apply_internal(
+                    LlmFailure(
+                        request_id=f"llm-invalid:{name}:{run_no}",
+                        node=name,
+                        reason=f"{result.message}: {result.field_errors}",
+                    )
+                )
+        finally:
+            self._llm_running.discard(name)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _context(self) -> engine.Context:
+        return engine.Context(now=workflow.now(), token=str(workflow.uuid4()))
+
+    def _commit(self, outcome: engine.Outcome) -> None:
+        self._state = outcome.state
+        self._publish()
+
+    def _apply_internal(self, command: Command) -> CommandResult:
+        outcome = engine.apply(self._pipeline, self._state, command, self._context())
+        if outcome.accepted:
+            self._commit(outcome)
+        return outcome.result
+
+    def _validate(self, command: Command) -> None:
+        # No token and no uuid4() here: validators do not run on replay, so they must not
+        # consume workflow randomness.
+        outcome = engine.apply(
+            self._pipeline, self._state, command, engine.Context(now=workflow.now())
+        )
+        if not outcome.accepted:
+            raise ApplicationError(
+                outcome.result.message, outcome.result.model_dump(mode="json"), type=REJECTED
+            )
+
+    def _update(self, command: Command) -> CommandResult:
+        outcome = engine.apply(self._pipeline, self._state, command, self._context())
+        if not outcome.accepted:
+            # State moved between validation and handling (e.g. two claims in one batch).
+            raise ApplicationError(
+                outcome.result.message, outcome.result.model_dump(mode="json"), type=REJECTED
+            )
+        self._commit(outcome)
+        return outcome.result
+
+    def _signal(self, command: Command) -> None:
+        context = self._context()
+        outcome = engine.apply(self._pipeline, self._state, command, context)
+        if not outcome.accepted:
+            outcome = engine.record_rejection(
+                self._pipeline, self._state, outcome, command, context
+            )
+            workflow.logger.info("signal %s rejected: %s", command.type, outcome.result.message)
+        self._commit(outcome)
+
+    def _publish(self) -> None:
+        """Refresh search attributes and the Temporal UI summary when they changed."""
+        state = self._state
+        nodes = engine.current_nodes(state)
+        people = engine.assignees(state)
+        snapshot = (state.status, tuple(nodes), tuple(people), tuple(state.tags))
+        if snapshot == self._published:
+            return
+        self._published = snapshot
+        workflow.upsert_search_attributes(
+            [
+                SA_STATUS.value_set(state.status.value),
+                SA_NODES.value_set(nodes),
+                SA_ASSIGNEES.value_set(people),
+                SA_TAGS.value_set(list(state.tags)),
+            ]
+        )
+        workflow.set_current_details(_details(state))
+
+    def _view(self) -> TaskView:
+        state = self._state
+        return TaskView(
+            workflow_id=workflow.info().workflow_id,
+            task_key=state.task_key,
+            pipeline=state.pipeline_name,
+            pipeline_hash=state.pipeline_hash,
+            status=state.status,
+            nodes=list(state.nodes.values()),
+            data=state.data,
+            tags=state.tags,
+            created_at=state.created_at,
+            updated_at=state.updated_at,
+            finished_at=state.finished_at,
+            hold_reason=state.hold_reason,
+            seq=state.seq,
+            timeline=state.timeline,
+        )
+
+    # ------------------------------------------------------------------ query
+
+    @workflow.query
+    def state(self) -> TaskView:
+        """The task view: status, every node's status, assignee, values, review data, counters."""
+        return self._view()
+
+    # ------------------------------------------------------------------ updates
+    # Each command is an update (with a validator) and a signal of the same name.
+
+    @workflow.update
+    def claim(self, command: Claim) -> CommandResult:
+        return self._update(command)
+
+    @claim.validator
+    def _claim_ok(self, command: Claim) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="claim")
+    def claim_signal(self, command: Claim) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def release(self, command: Release) -> CommandResult:
+        return self._update(command)
+
+    @release.validator
+    def _release_ok(self, command: Release) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="release")
+    def release_signal(self, command: Release) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def save_draft(self, command: SaveDraft) -> CommandResult:
+        return self._update(command)
+
+    @save_draft.validator
+    def _save_draft_ok(self, command: SaveDraft) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="save_draft")
+    def save_draft_signal(self, command: SaveDraft) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def submit(self, command: Submit) -> CommandResult:
+        return self._update(command)
+
+    @submit.validator
+    def _submit_ok(self, command: Submit) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="submit")
+    def submit_signal(self, command: Submit) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def review(self, command: Review) -> CommandResult:
+        return self._update(command)
+
+    @review.validator
+    def _review_ok(self, command: Review) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="review")
+    def review_signal(self, command: Review) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def pause(self, command: Pause) -> CommandResult:
+        return self._update(command)
+
+    @pause.validator
+    def _pause_ok(self, command: Pause) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="pause")
+    def pause_signal(self, command: Pause) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def resume(self, command: Resume) -> CommandResult:
+        return self._update(command)
+
+    @resume.validator
+    def _resume_ok(self, command: Resume) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="resume")
+    def resume_signal(self, command: Resume) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def activate(self, command: Activate) -> CommandResult:
+        return self._update(command)
+
+    @activate.validator
+    def _activate_ok(self, command: Activate) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="activate")
+    def activate_signal(self, command: Activate) -> None:
+        self._signal(command)
+
+    # -- admin
+
+    @workflow.update
+    def edit_submission(self, command: EditSubmission) -> CommandResult:
+        return self._update(command)
+
+    @edit_submission.validator
+    def _edit_submission_ok(self, command: EditSubmission) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="edit_submission")
+    def edit_submission_signal(self, command: EditSubmission) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def release_claim(self, command: ReleaseClaim) -> CommandResult:
+        return self._update(command)
+
+    @release_claim.validator
+    def _release_claim_ok(self, command: ReleaseClaim) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="release_claim")
+    def release_claim_signal(self, command: ReleaseClaim) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def escalate(self, command: Escalate) -> CommandResult:
+        return self._update(command)
+
+    @escalate.validator
+    def _escalate_ok(self, command: Escalate) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="escalate")
+    def escalate_signal(self, command: Escalate) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def deescalate(self, command: Deescalate) -> CommandResult:
+        return self._update(command)
+
+    @deescalate.validator
+    def _deescalate_ok(self, command: Deescalate) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="deescalate")
+    def deescalate_signal(self, command: Deescalate) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def resolve_quarantine(self, command: ResolveQuarantine) -> CommandResult:
+        return self._update(command)
+
+    @resolve_quarantine.validator
+    def _resolve_quarantine_ok(self, command: ResolveQuarantine) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="resolve_quarantine")
+    def resolve_quarantine_signal(self, command: ResolveQuarantine) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def tag(self, command: Tag) -> CommandResult:
+        return self._update(command)
+
+    @tag.validator
+    def _tag_ok(self, command: Tag) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="tag")
+    def tag_signal(self, command: Tag) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def untag(self, command: Untag) -> CommandResult:
+        return self._update(command)
+
+    @untag.validator
+    def _untag_ok(self, command: Untag) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="untag")
+    def untag_signal(self, command: Untag) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def retry(self, command: RetryFailed) -> CommandResult:
+        return self._update(command)
+
+    @retry.validator
+    def _retry_ok(self, command: RetryFailed) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="retry")
+    def retry_signal(self, command: RetryFailed) -> None:
+        self._signal(command)
+
+
+def _reason(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return f"{cause.type or 'error'}: {cause.message}"
+    return str(cause or err)
+
+
+def _details(state: TaskState) -> str:
+    lines = [f"**{state.status}** · pipeline `{state.pipeline_name}` · task `{state.task_key}`"]
+    if state.hold_reason:
+        lines.append(f"> {state.hold_reason}")
+    for node in state.nodes.values():
+        holder = f" by {node.claim.holder}" if node.claim else ""
+        lines.append(f"- {node.name}: {node.status}{holder}")
+    if state.tags:
+        lines.append("tags: " + ", ".join(state.tags))
+    return "\n".join(lines)
+
