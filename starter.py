@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ def _json_arg(text: str, what: str) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise CliError(f"{what} is not valid JSON ({err.msg} at column {err.colno})") from None
     if not isinstance(value, dict):
-        raise CliError(f"{what} must be a JSON object like '{{\"label\": \"positive\"}}'")
+        raise CliError(f'{what} must be a JSON object like \'{{"label": "positive"}}\'')
     return value
 
 
@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler: Callable[[argparse.Namespace], Awaitable[int]] = args.handler
+    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
     try:
         return asyncio.run(handler(args))
     except CommandRejected as err:

@@ -5,7 +5,7 @@ Scripts, the CLI (``starter.py``) and later the HTTP API all go through this mod
     conveyor = ConveyorClient(await settings.connect(), task_queue="conveyor")
     created = await conveyor.create_task(pipeline, "doc-1", {"text": "..."})
     task = conveyor.task(created.workflow_id)
-    claim = await task.send(Claim(request_id=new_request_id(), contributor="ana", roles=["labeler"]))
+    claim = await task.send(Claim(request_id=new_request_id(), contributor="ana"))
     await task.send(Submit(..., token=claim.token, values={"label": "positive"}))
 """
 

@@ -45,9 +45,7 @@ async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
     return ids
 
 
-async def run_dev(
-    *, port: int, ui_port: int, data_dir: Path, demo: bool, ephemeral: bool
-) -> int:
+async def run_dev(*, port: int, ui_port: int, data_dir: Path, demo: bool, ephemeral: bool) -> int:
     from worker import build_worker
 
     log_file = data_dir / "temporal.log"
@@ -101,7 +99,8 @@ Conveyor is running.
 Try, in another terminal:
   python starter.py task show {first}
   python starter.py claim {first} --as ana --roles labeler
-  python starter.py submit {first} --as ana --node label --token TOKEN --values '{{"label": "positive"}}'
+  python starter.py submit {first} --as ana --node label --token TOKEN \\
+      --values '{{"label": "positive"}}'
   python starter.py claim {first} --as bo --roles reviewer
   python starter.py review {first} --as bo --node check --token TOKEN --verdict pass
   python starter.py task list --status "In Progress"

@@ -15,6 +15,7 @@ translates between Temporal and the engine:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -131,12 +132,10 @@ class TaskWorkflow:
             timeout: float | None = None
             if self._armed_deadline is not None:
                 timeout = max(0.001, (self._armed_deadline - workflow.now()).total_seconds())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await workflow.wait_condition(
                     self._needs_attention, timeout=timeout, timeout_summary="claim timeout"
                 )
-            except TimeoutError:
-                pass
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._view()
 
@@ -234,7 +233,10 @@ class TaskWorkflow:
         )
         if not outcome.accepted:
             raise ApplicationError(
-                outcome.result.message, outcome.result.model_dump(mode="json"), type=REJECTED
+                outcome.result.message,
+                outcome.result.model_dump(mode="json"),
+                type=REJECTED,
+                non_retryable=True,
             )
 
     def _update(self, command: Command) -> CommandResult:
@@ -242,7 +244,10 @@ class TaskWorkflow:
         if not outcome.accepted:
             # State moved between validation and handling (e.g. two claims in one batch).
             raise ApplicationError(
-                outcome.result.message, outcome.result.model_dump(mode="json"), type=REJECTED
+                outcome.result.message,
+                outcome.result.model_dump(mode="json"),
+                type=REJECTED,
+                non_retryable=True,
             )
         self._commit(outcome)
         return outcome.result
@@ -517,4 +522,3 @@ def _details(state: TaskState) -> str:
     if state.tags:
         lines.append("tags: " + ", ".join(state.tags))
     return "\n".join(lines)
-

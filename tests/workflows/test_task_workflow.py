@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from temporalio.client import WorkflowUpdateFailedError
@@ -19,6 +20,7 @@ from tests.support.actors import (
 )
 from tests.support.fake_openai import FakeOpenAI, reply, status
 from tests.support.pipelines import gate_and_join, label_review, llm_then_edit
+from workflows.graph import Pipeline
 from workflows.messages import (
     Activate,
     Claim,
@@ -41,7 +43,9 @@ from workflows.messages import (
 from workflows.task import TaskWorkflow
 
 
-async def new_task(conveyor: ConveyorClient, pipeline=None, **kwargs) -> TaskClient:  # type: ignore[no-untyped-def]
+async def new_task(
+    conveyor: ConveyorClient, pipeline: Pipeline | None = None, **kwargs: Any
+) -> TaskClient:
     pipeline = pipeline or label_review()
     data = kwargs.pop("data", {"text": "it broke after a day"})
     created = await conveyor.create_task(pipeline, f"t-{rid()}", data, **kwargs)
@@ -425,3 +429,64 @@ async def test_search_attributes_track_status_nodes_assignees_tags(
     assert found == [task.workflow_id]
     description = await task.handle.describe()
     assert description.workflow_type == TaskWorkflow.__name__
+
+
+# --------------------------------------------------------------------------- coverage of states
+
+
+async def test_every_task_and_node_state_is_reached(
+    conveyor: ConveyorClient, fake_llm: FakeOpenAI
+) -> None:
+    """Drive small scenarios and collect every status the state query ever shows."""
+    task_states: set[TaskStatus] = set()
+    node_states: set[NodeStatus] = set()
+
+    async def observe(task: TaskClient) -> None:
+        view = await task.state()
+        task_states.add(view.status)
+        node_states.update(n.status for n in view.nodes)
+
+    pending = await new_task(conveyor, start_pending=True)
+    await observe(pending)  # Pending task, Pending nodes
+    await pending.send(Activate(request_id=rid()))
+    token = await claim(pending, "ana", ["labeler"], "label")
+    await observe(pending)  # In Progress, Finished start, Claimed
+    await submit(pending, "ana", "label", token, {"label": "neutral"})
+    await observe(pending)  # Submitted, Available
+    await pending.send(Pause(request_id=rid()))
+    await observe(pending)  # Paused
+
+    quarantined = await new_task(conveyor, label_review(max_rereviews=0))
+    await label_and_review(quarantined, "fail")
+    await observe(quarantined)  # Quarantined task and node
+    escalated = await new_task(
+        conveyor, label_review(max_rereviews=0, on_limit="escalate", escalation_role="lead")
+    )
+    await label_and_review(escalated, "fail")
+    await observe(escalated)  # Escalated task and node
+
+    gated = await new_task(conveyor, gate_and_join(), data={"ticket": "t"})
+    token = await claim(gated, "ana", [], "triage")
+    await submit(gated, "ana", "triage", token, {"priority": "normal"})
+    token = await claim(gated, "ana", [], "fanout")
+    await submit(gated, "ana", "fanout", token, {"summary": "s"})
+    token = await claim(gated, "ana", [], "left")
+    await submit(gated, "ana", "left", token, {"left_score": 1})
+    await observe(gated)  # N/A, Deferred
+
+    fake_llm.script(status(403, {"error": {"message": "forbidden"}}))
+    failing = await new_task(
+        conveyor,
+        llm_then_edit("openai/fake-model", api_base=fake_llm.base_url),
+        data={"question": "q"},
+    )
+    await eventually(failing, lambda v: v.status == TaskStatus.FAILED, timeout=30)
+    await observe(failing)  # Failed
+
+    done = await new_task(conveyor)
+    await label_and_review(done, "pass")
+    await done.result()
+    await observe(done)  # Finished
+
+    assert task_states == set(TaskStatus)
+    assert node_states == set(NodeStatus)

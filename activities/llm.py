@@ -1,0 +1,809 @@
+"""The one LLM activity: render a node's prompt, call the model through litellm, validate output.
+
+``LlmActivities.call_llm`` fills an ``llm`` node's fields:
+
+1. Render ``spec.system`` and ``spec.prompt`` as Jinja2 templates over the task data in a sandbox
+   (no access to Python internals, no eval). A broken template can never succeed, so it fails
+   at once with a non-retryable ``InvalidPromptTemplate``.
+2. Ask for the bare value (one field) or a JSON object with exactly the field names (several
+   fields, with the provider's JSON mode when it has one), describing each field's type and
+   limits so the model can comply.
+3. Call ``litellm.acompletion(..., num_retries=0)``: Temporal owns retries, so every attempt is
+   visible in the workflow's history. Provider errors become ``ApplicationError`` s whose type is
+   the litellm exception's class name; errors that cannot succeed on retry (bad key, unknown
+   model, bad request, prompt too long) are non-retryable and name the fix.
+4. Validate the output against the field specs (``workflows.forms``). Invalid output retries
+   (the model may do better) until attempt ``MAX_OUTPUT_ATTEMPTS``, then fails for good.
+
+API keys come from :class:`LlmSettings` (the worker's environment) or litellm's own provider
+variables (``OPENAI_API_KEY``…); never from workflow input, and never into messages or logs.
+
+``model: conveyor/offline`` (:data:`OFFLINE_MODEL`) is a clearly labelled fake model for demos and
+tests: it contacts no server and answers deterministically (see :func:`offline_answer`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2.runtime import Context
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from workflows.forms import DEFAULT_RATING_MAX, DEFAULT_RATING_MIN, coerce_llm_text, validate_value
+from workflows.graph import FieldSpec, FieldType, LlmSpec
+from workflows.messages import LlmRequest, LlmResponse
+
+# Without this, importing litellm downloads its model price map from GitHub; workers often have
+# no internet access, and start-up must not depend on (or hang on) the network.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+import litellm
+import openai
+
+# litellm prints "Provider List: https://…" banners on every error; our errors say it better.
+litellm.suppress_debug_info = True
+
+__all__ = [
+    "INVALID_LLM_REQUEST",
+    "INVALID_PROMPT_TEMPLATE",
+    "LLM_OUTPUT_INVALID",
+    "MAX_OUTPUT_ATTEMPTS",
+    "OFFLINE_LABEL",
+    "OFFLINE_MODEL",
+    "LlmActivities",
+    "LlmSettings",
+    "build_messages",
+    "offline_answer",
+    "output_instructions",
+    "parse_output",
+    "render_template",
+]
+
+OFFLINE_MODEL = "conveyor/offline"
+"""The offline demo model: deterministic answers, no server, no key, cost 0.0."""
+
+OFFLINE_LABEL = "[offline demo model — not a real LLM]"
+"""Prefix of every text the offline model writes, so nobody mistakes it for a real answer."""
+
+_OFFLINE_LITELLM_MODEL = "openai/conveyor-offline"
+"""What the offline model is called in litellm; ``mock_response`` means no request is sent."""
+
+MAX_OUTPUT_ATTEMPTS = 3
+"""From this attempt on, output that fails validation is a non-retryable failure."""
+
+INVALID_PROMPT_TEMPLATE = "InvalidPromptTemplate"
+LLM_OUTPUT_INVALID = "LlmOutputInvalid"
+INVALID_LLM_REQUEST = "InvalidLlmRequest"
+
+_EXCERPT_CHARS = 300
+_MAX_REPEAT_LENGTH = 100_000
+_MAX_EXPONENT = 1_000
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """Worker-wide LLM configuration (``CONVEYOR_LLM_*`` environment variables).
+
+    Attributes:
+        api_base: default endpoint for OpenAI-compatible servers (vLLM, Ollama, a proxy); a
+            node's own ``llm.api_base`` wins. When set it applies to every model, so leave it
+            unset when nodes use hosted providers.
+        api_key: key sent with every call. Secret: excluded from ``repr``, never logged or
+            returned. When unset, litellm reads the provider's own variable (``OPENAI_API_KEY``,
+            ``ANTHROPIC_API_KEY``…).
+        timeout_seconds: per-call HTTP timeout; keep the activity's start-to-close timeout above
+            it so the provider's timeout, not Temporal's, reports a slow call.
+    """
+
+    api_base: str | None = None
+    api_key: str | None = dataclasses.field(default=None, repr=False)
+    timeout_seconds: float = 60.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> LlmSettings:
+        """Read the settings from ``CONVEYOR_LLM_*`` environment variables.
+
+        ``CONVEYOR_LLM_API_BASE``, ``CONVEYOR_LLM_API_KEY`` and ``CONVEYOR_LLM_TIMEOUT_SECONDS``;
+        empty values count as unset.
+
+        Args:
+            environ: the variables to read; ``os.environ`` by default.
+
+        Raises:
+            ValueError: if the timeout is not a positive number.
+        """
+        env = os.environ if environ is None else environ
+        timeout_text = (env.get("CONVEYOR_LLM_TIMEOUT_SECONDS") or "").strip()
+        timeout = cls.timeout_seconds
+        if timeout_text:
+            try:
+                timeout = float(timeout_text)
+            except ValueError:
+                timeout = -1.0
+            if not math.isfinite(timeout) or timeout <= 0:
+                raise ValueError(
+                    f"CONVEYOR_LLM_TIMEOUT_SECONDS={timeout_text!r} is not a positive number of "
+                    "seconds; write e.g. 60"
+                )
+        return cls(
+            api_base=(env.get("CONVEYOR_LLM_API_BASE") or "").strip() or None,
+            api_key=(env.get("CONVEYOR_LLM_API_KEY") or "").strip() or None,
+            timeout_seconds=timeout,
+        )
+
+
+# --------------------------------------------------------------------------- prompt templates
+
+
+class _PromptSandbox(SandboxedEnvironment):
+    """Jinja's sandbox, plus caps on ``*`` and ``**`` so a template cannot exhaust memory/CPU."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is too large (at most {_MAX_EXPONENT})")
+        if operator == "*":
+            for seq, times in ((left, right), (right, left)):
+                if (
+                    isinstance(seq, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(seq) * times > _MAX_REPEAT_LENGTH
+                ):
+                    raise SecurityError(
+                        f"repeating a sequence {times} times is too large "
+                        f"(at most {_MAX_REPEAT_LENGTH} items)"
+                    )
+        return super().call_binop(context, operator, left, right)
+
+
+_SANDBOX = _PromptSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+def render_template(template: str, context: Mapping[str, Any], *, what: str = "prompt") -> str:
+    """Render one prompt template over the task data in the sandbox.
+
+    Args:
+        template: Jinja2 source, e.g. ``"Classify: {{ text }}"``.
+        context: the variables the template may use (seed data and upstream field values).
+        what: names the template in error messages (``"prompt"``, ``"system"``).
+
+    Raises:
+        ApplicationError: non-retryable, type ``InvalidPromptTemplate``, on a syntax error, an
+            undefined variable, anything the sandbox forbids or any other rendering error:
+            rendering is deterministic, so a retry would fail the same way.
+    """
+    try:
+        return _SANDBOX.from_string(template).render(dict(context))
+    except TemplateSyntaxError as e:
+        message = (
+            f"the {what} template has a syntax error on line {e.lineno}: {e.message}; "
+            "fix the template in the pipeline definition"
+        )
+    except SecurityError as e:
+        message = (
+            f"the {what} template was stopped by the sandbox ({e}); templates may only read "
+            "task data, not Python internals"
+        )
+    except UndefinedError as e:
+        names = ", ".join(sorted(context)[:30]) or "none"
+        message = (
+            f"the {what} template refers to something the task data does not have "
+            f"({e.message}); available variables: {names}"
+        )
+    except Exception as e:
+        message = f"the {what} template failed to render: {type(e).__name__}: {e}"
+    raise ApplicationError(message, type=INVALID_PROMPT_TEMPLATE, non_retryable=True)
+
+
+# --------------------------------------------------------------------------- messages
+
+
+def _quoted(options: Sequence[str] | None) -> str:
+    return ", ".join(json.dumps(o, ensure_ascii=False) for o in options or [])
+
+
+def _fmt(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _range_text(low: float | None, high: float | None) -> str:
+    if low is not None and high is not None:
+        return f" from {_fmt(low)} to {_fmt(high)}"
+    if low is not None:
+        return f" of at least {_fmt(low)}"
+    if high is not None:
+        return f" of at most {_fmt(high)}"
+    return ""
+
+
+def _describe(f: FieldSpec) -> str:
+    """What a valid value of ``f`` looks like, in words a model follows."""
+    t = f.type
+    if t in (FieldType.SHORT_TEXT, FieldType.LONG_TEXT, FieldType.CODE):
+        if t == FieldType.SHORT_TEXT:
+            text = "a short single-line text"
+        elif t == FieldType.LONG_TEXT:
+            text = "free text"
+        else:
+            text = (
+                f"source code{f' in {f.language}' if f.language else ''}, without markdown fences"
+            )
+        if f.min_length is not None:
+            text += f", at least {f.min_length} characters"
+        if f.max_length is not None:
+            text += f", at most {f.max_length} characters"
+        return text
+    if t == FieldType.BOOLEAN:
+        return "true or false"
+    if t == FieldType.NUMBER:
+        return "a number" + _range_text(f.min, f.max)
+    if t == FieldType.INTEGER:
+        return "a whole number" + _range_text(f.min, f.max)
+    if t == FieldType.RATING:
+        return "a whole-number rating" + _range_text(f.min, f.max)
+    if t == FieldType.DATETIME:
+        return "an ISO 8601 date and time, e.g. 2024-05-01T13:30:00"
+    if t == FieldType.URL:
+        return "an absolute http(s) URL"
+    if t == FieldType.SELECT:
+        return f"exactly one of these options, spelled as given: {_quoted(f.options)}"
+    if t == FieldType.MULTI_SELECT:
+        text = f"a JSON array of options chosen from: {_quoted(f.options)}"
+        if f.min is not None:
+            text += f"; at least {_fmt(f.min)} of them"
+        if f.max is not None:
+            text += f"; at most {_fmt(f.max)} of them"
+        return text
+    if t == FieldType.RANKING:
+        return (
+            "a JSON array with every one of these items exactly once, best first: "
+            f"{_quoted(f.options)}"
+        )
+    if t == FieldType.PAIRWISE:
+        choices = [*(f.options or []), *(["tie"] if f.allow_tie else [])]
+        return f"the better of the two, exactly one of: {_quoted(choices)}"
+    return str(t)
+
+
+def _field_line(f: FieldSpec) -> str:
+    label = f" ({f.label})" if f.label and f.label != f.name else ""
+    help_text = f" {f.help.strip()}" if f.help else ""
+    optional = "; may be null if there is nothing to give" if not f.required else ""
+    return f'- "{f.name}"{label}: {_describe(f)}{optional}.{help_text}'
+
+
+def output_instructions(fields: Sequence[FieldSpec]) -> str:
+    """The system-prompt paragraph that tells the model the exact output format."""
+    if len(fields) == 1:
+        f = fields[0]
+        title = f" ({f.label})" if f.label and f.label != f.name else ""
+        help_text = f"\n{f.help.strip()}" if f.help else ""
+        return (
+            f'Answer with the value of the field "{f.name}"{title}: {_describe(f)}.{help_text}\n'
+            "Reply with the bare value only: no explanation, no surrounding quotes, no markdown."
+        )
+    lines = "\n".join(_field_line(f) for f in fields)
+    return (
+        "Reply with a single JSON object and nothing else (no markdown, no explanation). "
+        "It must have exactly these keys:\n"
+        f"{lines}\n"
+        "Use JSON types: strings for text and options, numbers for numbers, true/false for "
+        "yes/no, arrays for lists."
+    )
+
+
+def build_messages(
+    spec: LlmSpec, fields: Sequence[FieldSpec], context: Mapping[str, Any]
+) -> list[dict[str, str]]:
+    """The chat messages for one call: system (instructions + format) and user (the prompt).
+
+    Raises:
+        ApplicationError: ``InvalidPromptTemplate`` (non-retryable) if a template fails.
+    """
+    system = render_template(spec.system, context, what="system") if spec.system else ""
+    prompt = render_template(spec.prompt, context, what="prompt")
+    system_text = "\n\n".join(p for p in (system.strip(), output_instructions(fields)) if p)
+    return [
+        {"role": "system", "content": system_text},
+        {"role": "user", "content": prompt},
+    ]
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _excerpt(text: str, limit: int = _EXCERPT_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _validate_json_value(f: FieldSpec, value: Any) -> Any:
+    try:
+        return validate_value(f, value)
+    except ValueError:
+        # Models often quote numbers and booleans inside JSON ("4", "true"): accept what the
+        # single-field text parser would have accepted, else report the original problem.
+        if isinstance(value, str) and f.type not in (
+            FieldType.SHORT_TEXT,
+            FieldType.LONG_TEXT,
+            FieldType.CODE,
+        ):
+            try:
+                return coerce_llm_text(f, value)
+            except ValueError:
+                pass
+        raise
+
+
+def parse_output(fields: Sequence[FieldSpec], content: str | None) -> dict[str, Any]:
+    """Turn the model's reply into validated field values.
+
+    One field: the reply is the bare value (``coerce_llm_text``). Several: the reply must be a
+    JSON object (parsed with ``json.loads``; text around it is a failure) whose keys are
+    validated one by one (``validate_value``); keys not asked for are ignored.
+
+    Raises:
+        ValueError: naming every problem found, with an excerpt of the reply.
+    """
+    if content is None or not content.strip():
+        raise ValueError("the model returned no text")
+    if len(fields) == 1:
+        f = fields[0]
+        try:
+            return {f.name: coerce_llm_text(f, content)}
+        except ValueError as e:
+            raise ValueError(f"{e}; reply was {_excerpt(content)!r}") from None
+    try:
+        obj = json.loads(content)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"expected a JSON object, got text that is not JSON ({e.msg} at character {e.pos}); "
+            f"reply was {_excerpt(content)!r}"
+        ) from None
+    if not isinstance(obj, dict):
+        raise ValueError(
+            f"expected a JSON object, got a JSON {type(obj).__name__}; "
+            f"reply was {_excerpt(content)!r}"
+        )
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in fields:
+        if f.name not in obj and f.required:
+            problems.append(f"{f.name}: key missing from the JSON object")
+            continue
+        try:
+            values[f.name] = _validate_json_value(f, obj.get(f.name))
+        except ValueError as e:
+            problems.append(str(e))  # forms' messages start with the field name
+    if problems:
+        raise ValueError("; ".join(problems) + f"; reply was {_excerpt(content)!r}")
+    return values
+
+
+# --------------------------------------------------------------------------- offline model
+
+
+def _offline_value(f: FieldSpec, prompt: str) -> Any:
+    """The offline model's answer for ``f`` as a JSON value (see :func:`offline_answer`)."""
+    options = list(f.options or [])
+    t = f.type
+    if t in (FieldType.SELECT, FieldType.PAIRWISE):
+        return options[0] if options else ""
+    if t == FieldType.MULTI_SELECT:
+        return options[: max(1, math.ceil(f.min or 1))]
+    if t == FieldType.RANKING:
+        return options
+    if t == FieldType.BOOLEAN:
+        return True
+    if t in (FieldType.NUMBER, FieldType.INTEGER):
+        number = f.min if f.min is not None else min(0.0, f.max) if f.max is not None else 0.0
+        return math.ceil(number) if t == FieldType.INTEGER else _int_if_whole(number)
+    if t == FieldType.RATING:
+        low = f.min if f.min is not None else DEFAULT_RATING_MIN
+        high = f.max if f.max is not None else max(low, DEFAULT_RATING_MAX)
+        return max(math.ceil(low), math.floor((low + high) / 2))
+    if t == FieldType.DATETIME:
+        return "2000-01-01T00:00:00"
+    if t == FieldType.URL:
+        return "https://example.invalid/offline"
+    # Text-like fields: the label first, so the answer always says what it is.
+    gist = " ".join(prompt.split())
+    text = f"{OFFLINE_LABEL} {_excerpt(gist, 80)}".rstrip()
+    if f.max_length is not None:
+        text = text[: f.max_length]
+    if f.min_length is not None and len(text) < f.min_length:
+        text += "." * (f.min_length - len(text))
+    return text
+
+
+def _int_if_whole(number: float) -> float | int:
+    return int(number) if float(number).is_integer() else number
+
+
+def offline_answer(field: FieldSpec, prompt: str) -> str:
+    """The offline demo model's reply for one field, as a model would write it.
+
+    Deterministic: text fields get ``OFFLINE_LABEL`` plus an excerpt of the rendered prompt;
+    select / pairwise the first option; multi_select the first option (or as many as ``min``
+    requires) as a JSON list; ranking the options in order; number / integer ``min`` or 0;
+    rating the middle of its range; boolean ``true``; datetime ``2000-01-01T00:00:00``; url
+    ``https://example.invalid/offline``.
+
+    Args:
+        field: the field to answer.
+        prompt: the rendered user prompt.
+    """
+    value = _offline_value(field, prompt)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _offline_reply(fields: Sequence[FieldSpec], prompt: str) -> str:
+    if len(fields) == 1:
+        return offline_answer(fields[0], prompt)
+    return json.dumps({f.name: _offline_value(f, prompt) for f in fields}, ensure_ascii=False)
+
+
+# --------------------------------------------------------------------------- provider errors
+
+
+_AUTH_HINT = (
+    "the provider rejected the credentials for model {model}: set the provider's API key in "
+    "the worker's environment (e.g. OPENAI_API_KEY, or CONVEYOR_LLM_API_KEY for an "
+    "OpenAI-compatible endpoint) and restart the worker"
+)
+_PERMISSION_HINT = (
+    "the API key is not allowed to use model {model}: give the worker a key with access to it, "
+    "or choose another model"
+)
+_NOT_FOUND_HINT = (
+    "model {model} was not found: check the model name (litellm form 'provider/model', e.g. "
+    "openai/gpt-4o-mini) and the api_base"
+)
+_BAD_REQUEST_HINT = (
+    "the provider rejected the request for model {model} as invalid: check the model name and "
+    "the node's llm settings (temperature, max_tokens, api_base)"
+)
+
+
+@dataclass(frozen=True)
+class _ErrorRule:
+    exc_type: type[BaseException]
+    retryable: bool
+    hint: str
+    """How to fix it; ``{model}`` is replaced by the model name."""
+
+
+# Order matters: subclasses (ContextWindowExceededError is a BadRequestError, Timeout is an
+# APIConnectionError) come before their bases.
+_ERROR_RULES: tuple[_ErrorRule, ...] = (
+    _ErrorRule(
+        litellm.ContextWindowExceededError,
+        False,
+        "the prompt for model {model} is longer than its context window: shorten the prompt "
+        "template or the data it includes, lower max_tokens, or choose a larger model",
+    ),
+    _ErrorRule(
+        litellm.UnsupportedParamsError,
+        False,
+        "model {model} does not support a parameter Conveyor sends (temperature, max_tokens or "
+        "JSON output): change the node's llm settings or choose another model",
+    ),
+    _ErrorRule(
+        litellm.ContentPolicyViolationError,
+        False,
+        "the provider of model {model} refused the prompt under its content policy: change the "
+        "prompt template or the task data",
+    ),
+    _ErrorRule(litellm.AuthenticationError, False, _AUTH_HINT),
+    _ErrorRule(litellm.PermissionDeniedError, False, _PERMISSION_HINT),
+    _ErrorRule(litellm.NotFoundError, False, _NOT_FOUND_HINT),
+    _ErrorRule(litellm.BadRequestError, False, _BAD_REQUEST_HINT),
+    _ErrorRule(
+        litellm.UnprocessableEntityError,
+        False,
+        "the provider could not process the request for model {model}: check the node's llm "
+        "settings",
+    ),
+    _ErrorRule(litellm.RateLimitError, True, "model {model} is rate limited; will retry"),
+    _ErrorRule(litellm.Timeout, True, "model {model} did not answer in time; will retry"),
+    _ErrorRule(
+        litellm.APIConnectionError,
+        True,
+        "could not reach the provider of model {model}; will retry",
+    ),
+    _ErrorRule(
+        litellm.InternalServerError, True, "the provider of model {model} failed; will retry"
+    ),
+    _ErrorRule(
+        litellm.ServiceUnavailableError,
+        True,
+        "the provider of model {model} is unavailable; will retry",
+    ),
+    _ErrorRule(
+        litellm.BadGatewayError, True, "the provider of model {model} is unreachable; will retry"
+    ),
+)
+
+# litellm maps some statuses only to its generic APIError (e.g. 403 from OpenAI-compatible
+# servers); fall back on the HTTP status so those still fail fast with the right name.
+_STATUS_RULES: dict[int, tuple[str, str]] = {
+    401: ("AuthenticationError", _AUTH_HINT),
+    403: ("PermissionDeniedError", _PERMISSION_HINT),
+    404: ("NotFoundError", _NOT_FOUND_HINT),
+}
+_RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+
+
+def _scrub(text: str, secret: str | None) -> str:
+    # Providers echo bad keys back ("Incorrect API key provided: sk-…"); never pass them on.
+    return text.replace(secret, "***") if secret else text
+
+
+def _retry_after(exc: BaseException) -> timedelta | None:
+    """The provider's Retry-After (seconds, HTTP date, or OpenAI's retry-after-ms), if any."""
+    headers: Any = getattr(exc, "litellm_response_headers", None)
+    if not headers:
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+    if not headers:
+        return None
+    lowered = {str(k).lower(): str(v) for k, v in headers.items()}
+    seconds: float | None = None
+    if "retry-after-ms" in lowered:
+        try:
+            seconds = float(lowered["retry-after-ms"]) / 1000
+        except ValueError:
+            seconds = None
+    if seconds is None and "retry-after" in lowered:
+        value = lowered["retry-after"].strip()
+        try:
+            seconds = float(value)
+        except ValueError:
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                return None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            seconds = (when - datetime.now(UTC)).total_seconds()
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return timedelta(seconds=min(max(seconds, 0.0), 3600.0))
+
+
+def _missing_credentials(exc: BaseException) -> bool:
+    """Whether the OpenAI client refused to start for want of a key (no request was sent).
+
+    litellm reports that as a retryable InternalServerError; only the chained exception, the
+    client's bare ``openai.OpenAIError``, tells it apart from a provider failure.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        text = str(cause).lower()
+        if type(cause) is openai.OpenAIError and ("credential" in text or "api_key" in text):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _classify(exc: Exception) -> tuple[str, bool, str]:
+    """``(error type, retryable, hint)`` for a litellm / provider exception."""
+    if _missing_credentials(exc):
+        return "AuthenticationError", False, _AUTH_HINT + " (no API key was found)"
+    for rule in _ERROR_RULES:
+        if isinstance(exc, rule.exc_type):
+            return type(exc).__name__, rule.retryable, rule.hint
+    status_code = getattr(exc, "status_code", None)
+    if isinstance(status_code, int) and status_code in _STATUS_RULES:
+        error_type, hint = _STATUS_RULES[status_code]
+        return error_type, False, hint
+    client_error = isinstance(status_code, int) and 400 <= status_code < 500
+    if client_error and status_code not in _RETRYABLE_4XX:
+        return type(exc).__name__, False, _BAD_REQUEST_HINT
+    return type(exc).__name__, True, "calling model {model} failed; will retry"
+
+
+def _provider_error(exc: Exception, model: str, secret: str | None) -> ApplicationError:
+    """Translate a litellm / provider exception into the ApplicationError Temporal should see."""
+    error_type, retryable, hint = _classify(exc)
+    said = _scrub(str(exc), secret).strip()
+    if len(said) > 500:
+        said = said[:499] + "…"
+    message = f"{hint.format(model=model)}. Provider said: {said}"
+    next_delay = _retry_after(exc) if isinstance(exc, litellm.RateLimitError) else None
+    return ApplicationError(
+        message, type=error_type, non_retryable=not retryable, next_retry_delay=next_delay
+    )
+
+
+# --------------------------------------------------------------------------- cost
+
+
+def _is_priced(model: str) -> bool:
+    try:
+        litellm.get_model_info(model=model)
+    except Exception:
+        return False
+    return True
+
+
+def _cost_usd(response: Any, model: str) -> float | None:
+    """The call's cost from litellm's price map; None when the price is unknown (never 0)."""
+    if model == OFFLINE_MODEL:
+        return 0.0  # known to be free: no provider is called
+    try:
+        cost = litellm.completion_cost(completion_response=response)
+    except Exception:
+        # Unmapped models raise (litellm.ModelNotMappedError in 1.110): price unknown.
+        return None
+    if cost is None or not math.isfinite(cost) or cost < 0:
+        return None
+    if cost == 0 and not _is_priced(model):
+        return None  # a 0.0 for a model litellm has no price for means "unknown", not "free"
+    return float(cost)
+
+
+# --------------------------------------------------------------------------- the activity
+
+
+def _usage(response: Any) -> tuple[int | None, int | None]:
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return None, None
+    prompt = getattr(usage, "prompt_tokens", None)
+    completion = getattr(usage, "completion_tokens", None)
+    return (
+        prompt if isinstance(prompt, int) else None,
+        completion if isinstance(completion, int) else None,
+    )
+
+
+def _supports_json_mode(model: str) -> bool:
+    try:
+        params = litellm.get_supported_openai_params(model=model)
+    except Exception:
+        return False
+    return bool(params) and "response_format" in (params or [])
+
+
+class LlmActivities:
+    """The LLM activity with its configuration injected (construct once per worker).
+
+    Register with ``Worker(..., activities=[LlmActivities(settings).call_llm])``.
+    """
+
+    def __init__(self, settings: LlmSettings) -> None:
+        self._settings = settings
+
+    def _completion_kwargs(
+        self, spec: LlmSpec, fields: Sequence[FieldSpec], messages: list[dict[str, str]]
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "messages": messages,
+            "temperature": spec.temperature,
+            "max_tokens": spec.max_tokens,
+            "num_retries": 0,  # Temporal owns retries: every attempt shows in history
+            "timeout": self._settings.timeout_seconds,
+        }
+        if spec.model == OFFLINE_MODEL:
+            # Through litellm anyway, so usage and parsing take the real code path; with
+            # mock_response no request leaves the process (and no key is sent anywhere).
+            kwargs["model"] = _OFFLINE_LITELLM_MODEL
+            kwargs["mock_response"] = _offline_reply(fields, messages[-1]["content"])
+            return kwargs
+        kwargs["model"] = spec.model
+        if len(fields) > 1 and _supports_json_mode(spec.model):
+            kwargs["response_format"] = {"type": "json_object"}
+        api_base = spec.api_base or self._settings.api_base
+        if api_base:
+            kwargs["api_base"] = api_base
+        if self._settings.api_key:
+            kwargs["api_key"] = self._settings.api_key
+        return kwargs
+
+    @activity.defn(name="call_llm")
+    async def call_llm(self, request: LlmRequest) -> LlmResponse:
+        """Fill ``request.fields`` by asking ``request.spec.model``.
+
+        Returns:
+            The validated values with model, token counts, cost (None when unknown), latency
+            and attempt number, for LLM Analytics.
+
+        Raises:
+            ApplicationError: ``InvalidPromptTemplate`` (non-retryable); a litellm exception
+                class name such as ``AuthenticationError`` (non-retryable) or ``RateLimitError``
+                (retryable, honouring Retry-After); ``LlmOutputInvalid``, retryable before
+                attempt ``MAX_OUTPUT_ATTEMPTS`` and non-retryable from it on. Failure details
+                carry the attempt's usage when the model answered.
+        """
+        spec, fields = request.spec, list(request.fields)
+        attempt = activity.info().attempt
+        if not fields:
+            raise ApplicationError(
+                f"node {request.node!r}: an LLM call needs at least one field to fill",
+                type=INVALID_LLM_REQUEST,
+                non_retryable=True,
+            )
+        try:
+            messages = build_messages(spec, fields, request.context)
+        except ApplicationError as e:
+            raise ApplicationError(
+                f"node {request.node!r}: {e.message}", type=e.type, non_retryable=True
+            ) from None
+        kwargs = self._completion_kwargs(spec, fields, messages)
+
+        started = time.perf_counter()
+        try:
+            response: Any = await litellm.acompletion(**kwargs)
+        except Exception as e:
+            # "from None": the original exception (and its chained causes) may quote the key.
+            raise _provider_error(e, spec.model, self._settings.api_key) from None
+        latency_ms = (time.perf_counter() - started) * 1000
+
+        prompt_tokens, completion_tokens = _usage(response)
+        cost = _cost_usd(response, spec.model)
+        choice = response.choices[0] if getattr(response, "choices", None) else None
+        message = getattr(choice, "message", None)
+        content = getattr(message, "content", None)
+        try:
+            values = parse_output(fields, content if isinstance(content, str) else None)
+        except ValueError as e:
+            final = attempt >= MAX_OUTPUT_ATTEMPTS
+            reason = str(e)
+            if getattr(choice, "finish_reason", None) == "length":
+                reason += f" (the reply was cut off at max_tokens={spec.max_tokens}; raise it)"
+            activity.logger.warning(
+                "LLM output invalid: node=%s model=%s attempt=%d final=%s",
+                request.node,
+                spec.model,
+                attempt,
+                final,
+            )
+            raise ApplicationError(
+                f"node {request.node!r}: model {spec.model} gave output that failed validation "
+                f"on attempt {attempt}"
+                f"{' (giving up)' if final else ' (will retry)'}: "
+                f"{_scrub(reason, self._settings.api_key)}",
+                {
+                    "model": spec.model,
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": completion_tokens,
+                    "cost_usd": cost,
+                    "latency_ms": latency_ms,
+                    "attempt": attempt,
+                },
+                type=LLM_OUTPUT_INVALID,
+                non_retryable=final,
+            ) from None
+
+        activity.logger.info(
+            "LLM call: node=%s model=%s tokens=%s/%s cost=%s latency_ms=%.0f attempt=%d",
+            request.node,
+            spec.model,
+            prompt_tokens,
+            completion_tokens,
+            cost,
+            latency_ms,
+            attempt,
+        )
+        return LlmResponse(
+            values=values,
+            model=spec.model,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=cost,
+            latency_ms=latency_ms,
+            attempt=attempt,
+        )

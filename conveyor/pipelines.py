@@ -1,0 +1,116 @@
+"""Reading pipeline definitions from YAML or JSON files.
+
+File I/O lives here, outside ``workflows/``, because workflow code runs in Temporal's sandbox
+and must not touch the file system. Parse errors become :class:`PipelineInvalid` with a single
+``file`` problem that names the file and the line, so callers handle one exception type.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workflows.graph import Pipeline, PipelineInvalid, Problem, validate_pipeline
+
+__all__ = ["SUFFIXES", "load_pipeline_file", "load_raw"]
+
+SUFFIXES = (".yaml", ".yml", ".json")
+"""File name endings a pipeline definition may have."""
+
+
+def _invalid(message: str) -> PipelineInvalid:
+    return PipelineInvalid([Problem(where="file", message=message)])
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """A safe loader that rejects duplicate keys instead of silently keeping the last one.
+
+    A repeated ``next:`` or ``fields:`` in a node is an easy slip in a long file, and PyYAML
+    would otherwise drop the first value without a word.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key; SafeLoader reports it below
+                continue
+            if duplicate:
+                mark = key_node.start_mark
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}; each key may appear once here", mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_raw(path: str | Path) -> Any:
+    """Parse a pipeline file into plain data, without validating it.
+
+    Args:
+        path: A ``.yaml``, ``.yml`` or ``.json`` file.
+
+    Returns:
+        The parsed content (for a valid file, a mapping).
+
+    Raises:
+        PipelineInvalid: The file is missing, unreadable, has another ending, or is not
+            valid YAML / JSON; the single problem's ``where`` is ``file`` and the message
+            gives the path and, for syntax errors, the line and column.
+    """
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise _invalid(
+            f"{file}: unsupported file type '{file.suffix or '(none)'}'; "
+            f"write the pipeline as {', '.join(SUFFIXES)}"
+        )
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _invalid(f"{file}: no such file; check the path") from None
+    except IsADirectoryError:
+        raise _invalid(f"{file}: is a directory, not a pipeline file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _invalid(f"{file}: cannot be read: {exc}") from None
+    if not text.strip():
+        raise _invalid(f"{file}: the file is empty; write a pipeline with name and nodes")
+    if suffix == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _invalid(
+                f"{file}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            ) from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        what = exc.problem or "syntax error"
+        if exc.context:
+            what += f" ({exc.context})"
+        raise _invalid(f"{file}: invalid YAML{at}: {what}") from None
+    except yaml.YAMLError as exc:
+        raise _invalid(f"{file}: invalid YAML: {exc}") from None
+
+
+def load_pipeline_file(path: str | Path) -> Pipeline:
+    """Read and validate a pipeline file.
+
+    Args:
+        path: A ``.yaml``, ``.yml`` or ``.json`` file.
+
+    Returns:
+        The validated pipeline.
+
+    Raises:
+        PipelineInvalid: With every problem found: a single ``file`` problem when the file
+            cannot be read or parsed, else each problem in the definition.
+    """
+    return validate_pipeline(load_raw(path))

@@ -1,0 +1,130 @@
+"""Record TaskWorkflow histories for the replay test: ``python -m tests.histories.record``.
+
+Run it when a release is cut (and commit the JSON files it writes): the replay test then proves
+that later workflow code still replays what running tasks of that release recorded. Each
+scenario leaves its task in a different place: finished, waiting for a person, quarantined,
+paused, failed, or through an LLM node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.llm import LlmSettings
+from conveyor.client import ConveyorClient, TaskClient
+from conveyor.devserver import temporal_binary
+from tests.support.actors import claim, label_and_review, rid, submit
+from tests.support.pipelines import gate_and_join, label_review, llm_then_edit
+from worker import build_worker
+from workflows.messages import (
+    Pause,
+    QuarantineAction,
+    ResolveQuarantine,
+    Resume,
+    Tag,
+)
+from workflows.options import SEARCH_ATTRIBUTES
+
+HERE = Path(__file__).parent
+
+
+async def _finished(conveyor: ConveyorClient) -> TaskClient:
+    created = await conveyor.create_task(label_review(), "finished", {"text": "good"})
+    task = conveyor.task(created.workflow_id)
+    await label_and_review(task, "fail")
+    await label_and_review(task, "pass")
+    await task.result()
+    return task
+
+
+async def _quarantined_then_reworked(conveyor: ConveyorClient) -> TaskClient:
+    created = await conveyor.create_task(
+        label_review(max_rereviews=0), "quarantined", {"text": "x"}
+    )
+    task = conveyor.task(created.workflow_id)
+    await label_and_review(task, "fail")
+    await task.send(
+        ResolveQuarantine(request_id=rid(), admin="root", action=QuarantineAction.REWORK)
+    )
+    await task.send(Tag(request_id=rid(), by="root", tags=["audit"]))
+    return task
+
+
+async def _paused_with_signals(conveyor: ConveyorClient) -> TaskClient:
+    created = await conveyor.create_task(label_review(), "paused", {"text": "x"})
+    task = conveyor.task(created.workflow_id)
+    await claim(task, "ana", ["labeler"], "label")
+    await task.signal(Pause(request_id=rid(), by="ops"))
+    await task.signal(Resume(request_id=rid(), by="ops"))
+    await task.signal(Pause(request_id=rid(), by="ops"))
+    await asyncio.sleep(0.5)
+    return task
+
+
+async def _gate_join(conveyor: ConveyorClient) -> TaskClient:
+    created = await conveyor.create_task(gate_and_join(), "gate", {"ticket": "x"})
+    task = conveyor.task(created.workflow_id)
+    token = await claim(task, "ana", [], "triage")
+    await submit(task, "ana", "triage", token, {"priority": "urgent"})
+    token = await claim(task, "ana", [], "urgent_note")
+    await submit(task, "ana", "urgent_note", token, {"note": "now"})
+    token = await claim(task, "ana", [], "fanout")
+    await submit(task, "ana", "fanout", token, {"summary": "s"})
+    token = await claim(task, "ana", [], "left")
+    await submit(task, "ana", "left", token, {"left_score": 3})
+    return task
+
+
+async def _llm(conveyor: ConveyorClient) -> TaskClient:
+    created = await conveyor.create_task(
+        llm_then_edit("conveyor/offline"), "llm", {"question": "why?"}
+    )
+    task = conveyor.task(created.workflow_id)
+    for _ in range(100):
+        view = await task.state()
+        if any(n.name == "edit" and n.status == "Available" for n in view.nodes):
+            break
+        await asyncio.sleep(0.1)
+    token = await claim(task, "ana", [], "edit")
+    await submit(task, "ana", "edit", token, {"answer": "because it is so"})
+    await task.result()
+    return task
+
+
+SCENARIOS = {
+    "finished": _finished,
+    "quarantined-reworked": _quarantined_then_reworked,
+    "paused-signals": _paused_with_signals,
+    "gate-join": _gate_join,
+    "llm-offline": _llm,
+}
+
+
+async def main() -> None:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_binary(),
+        search_attributes=SEARCH_ATTRIBUTES,
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        queue = f"record-{uuid.uuid4().hex[:6]}"
+        async with build_worker(env.client, queue, llm=LlmSettings()):
+            conveyor = ConveyorClient(env.client, queue)
+            for name, scenario in SCENARIOS.items():
+                task = await scenario(conveyor)
+                history = await task.handle.fetch_history()
+                path = HERE / f"{name}.json"
+                path.write_text(json.dumps(json.loads(history.to_json()), indent=1) + "\n")
+                print(f"wrote {path} ({len(history.events)} events)")
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
