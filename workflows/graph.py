@@ -166,9 +166,7 @@ class NodeSpec(_Model):
     @property
     def is_llm_node(self) -> bool:
         """A subtask with LLM fields and nothing for a person to fill: the engine runs it."""
-        return (
-            self.kind == NodeKind.SUBTASK and bool(self.llm_fields()) and not self.input_fields()
-        )
+        return self.kind == NodeKind.SUBTASK and bool(self.llm_fields()) and not self.input_fields()
 
     @property
     def is_human(self) -> bool:
@@ -287,5 +285,3 @@ def validate_pipeline(raw: Any) -> Pipeline:
     from workflows.graph_checks import check_pipeline
 
     return check_pipeline(raw)
-
-

@@ -1,0 +1,229 @@
+"""starter.py and worker.py as operators run them: real processes against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from conveyor.client import ConveyorClient
+from tests.support.actors import eventually, nodes, rid
+from workflows.messages import NodeStatus, TaskStatus
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def run(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "starter.py"),
+        *args,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def server_env(temporal_env: WorkflowEnvironment, conveyor: ConveyorClient) -> dict[str, str]:
+    return {
+        "CONVEYOR_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+        "CONVEYOR_TASK_QUEUE": conveyor.task_queue,
+    }
+
+
+async def test_pipeline_validate_lists_every_problem(tmp_path: Path) -> None:
+    code, out, _ = await run("pipeline", "validate", "examples/label-review.yaml")
+    assert code == 0 and "is valid" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\n"
+        "nodes:\n"
+        "  - {name: start, kind: start, next: [label]}\n"
+        "  - {name: label, kind: subtask, fields: [{name: x, type: strng}], next: [nowhere]}\n"
+        "  - {name: lonely, kind: subtask, fields: [{name: y, type: short_text}], next: [end]}\n"
+        "  - {name: end, kind: end}\n"
+    )
+    code, _, err = await run("pipeline", "validate", str(bad))
+    assert code == 3
+    assert "unknown field type 'strng'" in err
+    assert "'nowhere'" in err
+    assert "node 'lonely': not reachable from start" in err
+
+
+async def test_a_whole_round_through_the_cli(
+    temporal_env: WorkflowEnvironment, conveyor: ConveyorClient
+) -> None:
+    env = server_env(temporal_env, conveyor)
+    key = f"cli-{rid()[:8]}"
+    code, out, _ = await run(
+        "task",
+        "create",
+        "--pipeline",
+        "examples/label-review.yaml",
+        "--key",
+        key,
+        "--data",
+        '{"text": "so so"}',
+        env=env,
+    )
+    assert code == 0, out
+    workflow_id = out.strip()
+    assert workflow_id == f"label-review/{key}"
+    code, out, err = await run(
+        "task",
+        "create",
+        "--pipeline",
+        "examples/label-review.yaml",
+        "--key",
+        key,
+        "--data",
+        '{"text": "so so"}',
+        env=env,
+    )
+    assert code == 0 and "already existed" in err and out.strip() == workflow_id
+
+    code, out, _ = await run("claim", workflow_id, "--as", "ana", "--roles", "labeler", env=env)
+    assert code == 0, out
+    token = out.split("token: ")[1].strip()
+
+    code, _, err = await run(
+        "submit",
+        workflow_id,
+        "--as",
+        "ana",
+        "--node",
+        "label",
+        "--token",
+        token,
+        "--values",
+        '{"label": "meh"}',
+        env=env,
+    )
+    assert code == 2 and "label:" in err and "positive" in err
+
+    code, out, _ = await run(
+        "submit",
+        workflow_id,
+        "--as",
+        "ana",
+        "--node",
+        "label",
+        "--token",
+        token,
+        "--values",
+        '{"label": "neutral"}',
+        "--json",
+        env=env,
+    )
+    assert code == 0 and json.loads(out)["accepted"] is True
+
+    code, out, _ = await run("tag", workflow_id, "--as", "root", "gold", env=env)
+    assert code == 0
+    code, out, _ = await run("task", "show", workflow_id, "--json", env=env)
+    view = json.loads(out)
+    assert view["tags"] == ["gold"]
+    assert {n["name"]: n["status"] for n in view["nodes"]}["check"] == "Available"
+
+    code, out, _ = await run("pause", workflow_id, "--signal", env=env)
+    assert code == 0 and "signal pause sent" in out
+    task = conveyor.task(workflow_id)
+    await eventually(task, lambda v: v.status == TaskStatus.PAUSED)
+
+    code, _, err = await run("task", "show", "label-review/none", env=env)
+    assert code != 0
+
+    code, _, err = await run(
+        "claim", workflow_id, "--as", "bo", env={"CONVEYOR_TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    )
+    assert code == 3 and "cannot reach Temporal" in err
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_dev_brings_up_server_worker_and_demo(tmp_path: Path) -> None:
+    port, ui_port = free_port(), free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "starter.py"),
+        "dev",
+        "--ephemeral",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--data-dir",
+        str(tmp_path),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    banner = ""
+    try:
+        async with asyncio.timeout(60):
+            while "Press Ctrl-C to stop." not in banner:
+                line = await proc.stdout.readline()
+                if not line:
+                    break
+                banner += line.decode()
+        assert "Press Ctrl-C to stop." in banner, banner
+        assert f"http://127.0.0.1:{ui_port}" in banner
+        assert "llm-draft-edit/demo-1" in banner
+
+        from conveyor.devserver import wait_until_ready
+
+        client = await wait_until_ready(f"127.0.0.1:{port}")
+        conveyor = ConveyorClient(client)
+        task = conveyor.task("llm-draft-edit/demo-1")
+        view = await eventually(task, lambda v: nodes(v)["edit"].status == NodeStatus.AVAILABLE)
+        draft = nodes(view)["draft"].values["draft_answer"]
+        assert "not a real LLM" in draft
+    finally:
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            await proc.wait()
+    assert proc.returncode == 0
+
+
+async def test_worker_stops_gracefully_on_sigterm(temporal_env: WorkflowEnvironment) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "worker.py"),
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "CONVEYOR_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
+            "CONVEYOR_TASK_QUEUE": f"sigterm-{rid()[:6]}",
+            "CONVEYOR_SHUTDOWN_GRACE": "5",
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    output = ""
+    async with asyncio.timeout(60):
+        while "polling task queue" not in output:
+            line = await proc.stdout.readline()
+            if not line:
+                pytest.fail(f"worker exited early:\n{output}")
+            output += line.decode()
+    proc.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(30):
+        rest = (await proc.stdout.read()).decode()
+        await proc.wait()
+    assert proc.returncode == 0, output + rest
+    assert "shutting down" in rest
