@@ -181,7 +181,7 @@ def apply(pipeline: Pipeline, state: TaskState, command: Command, ctx: Context) 
                 f"'{previous.command}' command; send a new request_id",
             )
         return Outcome(state, previous)
-    run = _Run(pipeline, state.model_copy(deep=True), ctx, actor=_actor_of(command))
+    run = _Run(pipeline, _working_copy(state), ctx, actor=_actor_of(command))
     handler = _HANDLERS[type(command)]
     try:
         message, extra = handler(run, command)
@@ -208,7 +208,7 @@ def record_rejection(
     Updates are rejected before they reach history, so this is for signals only: their sender
     cannot be told, so the task records what it refused and why.
     """
-    new = state.model_copy(deep=True)
+    new = _working_copy(state)
     run = _Run(pipeline, new, ctx, actor=_actor_of(command))
     run.emit(
         "rejected",
@@ -316,6 +316,23 @@ def _rejection(
         status=state.status,
     )
     return Outcome(state, result)
+
+
+def _working_copy(state: TaskState) -> TaskState:
+    """A copy a transition may mutate without touching ``state``.
+
+    Only the mutable parts are copied deeply (the nodes); the timeline and the answer log hold
+    frozen models, so copying their containers is enough. This keeps a command's cost
+    independent of how many events and request ids the task remembers.
+    """
+    return state.model_copy(
+        update={
+            "nodes": {name: node.model_copy(deep=True) for name, node in state.nodes.items()},
+            "tags": list(state.tags),
+            "timeline": list(state.timeline),
+            "responses": dict(state.responses),
+        }
+    )
 
 
 def _remember(state: TaskState, result: CommandResult) -> None:

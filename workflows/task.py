@@ -142,6 +142,8 @@ class TaskWorkflow:
     def _needs_attention(self) -> bool:
         if self._state.status == TaskStatus.FINISHED and not self._llm_running:
             return True
+        if workflow.info().is_continue_as_new_suggested() and not self._llm_running:
+            return True
         if engine.next_claim_deadline(self._state) != self._armed_deadline:
             return True
         return any(

@@ -15,7 +15,7 @@ from conveyor.devserver import temporal_binary
 from tests.support.actors import nodes, rid
 from tests.support.pipelines import label_review
 from worker import build_worker
-from workflows.messages import Claim, Release, Submit, TaskStatus
+from workflows.messages import Claim, Release, Submit, Tag, TaskStatus
 from workflows.options import SEARCH_ATTRIBUTES
 
 
@@ -83,3 +83,20 @@ async def test_state_survives_many_continue_as_new(
         view = await task.state()
         assert view.status == TaskStatus.IN_PROGRESS
         assert nodes(view)["label"].values["label"] == "neutral"
+
+
+async def test_commands_that_arm_no_timer_still_continue_as_new(
+    small_history_env: WorkflowEnvironment,
+) -> None:
+    task_queue = f"can-{uuid.uuid4().hex[:8]}"
+    client = small_history_env.client
+    async with build_worker(client, task_queue, llm=LlmSettings()):
+        conveyor = ConveyorClient(client, task_queue, update_timeout=20)
+        created = await conveyor.create_task(label_review(), "tags-only", {"text": "x"})
+        task = conveyor.task(created.workflow_id)
+        first_run = (await task.handle.describe()).run_id
+        for i in range(40):
+            await task.send(Tag(request_id=rid(), by="root", tags=[f"t{i}"]))
+        latest = await client.get_workflow_handle(created.workflow_id).describe()
+        assert latest.run_id != first_run
+        assert len((await task.state()).tags) == 40
