@@ -12,7 +12,7 @@ Inputs that would need randomness or a clock (claim tokens, "now") come in throu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -193,6 +193,7 @@ def apply(pipeline: Pipeline, state: TaskState, command: Command, ctx: Context) 
         accepted=True,
         message=message,
         status=run.state.status,
+        seq=run.state.seq,
         **extra,
     )
     run.state.updated_at = ctx.now
@@ -242,6 +243,17 @@ def claimable(
     ]
 
 
+def self_review_blocked(pipeline: Pipeline, nodes: Mapping[str, NodeState]) -> dict[str, str]:
+    """Review nodes mapped to the contributor who may not review them (their submitter)."""
+    blocked: dict[str, str] = {}
+    for spec in pipeline.nodes:
+        if spec.kind == NodeKind.REVIEW and spec.prevent_self_review:
+            submitter = nodes[pipeline.reviewed_node(spec)].submitted_by
+            if submitter is not None:
+                blocked[spec.name] = submitter
+    return blocked
+
+
 def llm_nodes_ready(pipeline: Pipeline, state: TaskState) -> list[str]:
     """LLM nodes waiting for the workflow to start a generation."""
     if state.status != TaskStatus.IN_PROGRESS:
@@ -274,18 +286,18 @@ def expired_claims(state: TaskState, now: datetime) -> list[tuple[str, str]]:
     ]
 
 
-def current_nodes(state: TaskState) -> list[str]:
-    """Nodes now Available or Claimed (what the task is waiting on)."""
+def current_nodes(nodes: Iterable[NodeState]) -> list[str]:
+    """Nodes now Available, Claimed or Escalated (what the task is waiting on)."""
     return [
         n.name
-        for n in state.nodes.values()
+        for n in nodes
         if n.status in (NodeStatus.AVAILABLE, NodeStatus.CLAIMED, NodeStatus.ESCALATED)
     ]
 
 
-def assignees(state: TaskState) -> list[str]:
+def assignees(nodes: Iterable[NodeState]) -> list[str]:
     """Everyone holding a claim on this task, LLMs excluded."""
-    holders = [n.claim.holder for n in state.nodes.values() if n.claim is not None]
+    holders = [n.claim.holder for n in nodes if n.claim is not None]
     return sorted({h for h in holders if not h.startswith(LLM_ACTOR_PREFIX)})
 
 
@@ -472,6 +484,8 @@ class _Run:
             return
         before = node.status
         node.status = status
+        if status == NodeStatus.AVAILABLE:
+            node.available_since = self.ctx.now
         self.emit(
             "node_status",
             self.actor,
@@ -743,7 +757,13 @@ def _save_draft(run: _Run, cmd: SaveDraft) -> _Handled:
     if not checked.ok:
         raise Rejected("the draft has invalid values", checked.errors)
     node.draft = {**node.draft, **checked.values}
-    run.emit("draft_saved", cmd.contributor, cmd.node, f"{cmd.contributor} saved a draft")
+    run.emit(
+        "draft_saved",
+        cmd.contributor,
+        cmd.node,
+        f"{cmd.contributor} saved a draft",
+        {"values": checked.values},
+    )
     return "draft saved", {"node": cmd.node}
 
 
@@ -1062,10 +1082,11 @@ def _resolve_quarantine(run: _Run, cmd: ResolveQuarantine) -> _Handled:
 
 
 def _tag(run: _Run, cmd: Tag) -> _Handled:
-    new = [t.strip() for t in cmd.tags if t.strip() and t.strip() not in run.state.tags]
+    new = list(dict.fromkeys(t.strip() for t in cmd.tags if t.strip()))
+    new = [t for t in new if t not in run.state.tags]
     if not new:
         return "already tagged", {}
-    run.state.tags.extend(dict.fromkeys(new))
+    run.state.tags.extend(new)
     run.emit("tagged", cmd.by, None, f"{cmd.by} tagged {', '.join(new)}", {"tags": new})
     return f"tagged {', '.join(new)}", {}
 
