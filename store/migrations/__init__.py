@@ -1,0 +1,1 @@
+"""Alembic migrations for the Conveyor store (run them with ``store.db.migrate``)."""

@@ -1,0 +1,320 @@
+"""SQLAlchemy 2 models: the store is a projection of the task workflows (their truth).
+
+Every row written from a workflow carries the task's event sequence number (``seq``); writers
+apply a row only if it is newer than what is stored, so retries, replays and reordering can
+never move the store backwards. Timeline-derived rows (events, submissions, reviews) are keyed
+by ``(workflow_id, seq)`` and inserted at most once.
+
+ORM objects never leave ``store/``: callers get pydantic models.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp that is the same instant on every dialect, always read back aware in UTC.
+
+    SQLite has no timestamp type: SQLAlchemy stores the wall-clock digits and drops the offset,
+    so ``12:00+02:00`` would come back as a naive ``12:00``. Values are converted to UTC before
+    they are bound and tagged UTC when read. Naive datetimes are refused: use
+    ``datetime.now(UTC)`` or ``workflow.now()``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                f"naive datetime {value.isoformat()} cannot be stored: "
+                "give it a timezone (datetime.now(UTC) or workflow.now())"
+            )
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+Stamp = UtcDateTime()
+
+# ``none_as_null``: Python ``None`` is SQL NULL (``IS NULL`` finds it), not the JSON text 'null'.
+# PostgreSQL gets JSONB: it has equality (DISTINCT, GROUP BY, UNION work) and GIN indexes.
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: Json, list[str]: Json, datetime: Stamp}
+
+
+class PipelineRow(Base):
+    """A pipeline by name, and the status an operator gives it."""
+
+    __tablename__ = "pipelines"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), default="Active")
+    current_version: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class PipelineVersionRow(Base):
+    """An immutable pipeline definition, by content hash. Tasks are pinned to one."""
+
+    __tablename__ = "pipeline_versions"
+
+    hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pipeline_name: Mapped[str] = mapped_column(ForeignKey("pipelines.name"), index=True)
+    definition: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class TaskRow(Base):
+    """One task: the latest projected snapshot of its workflow's state."""
+
+    __tablename__ = "tasks"
+
+    workflow_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    pipeline_name: Mapped[str] = mapped_column(String(100))
+    pipeline_hash: Mapped[str] = mapped_column(String(64))
+    task_key: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(20))
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    data: Mapped[dict[str, Any]]
+    current_nodes: Mapped[list[str]]
+    assignees: Mapped[list[str]]
+    tags: Mapped[list[str]]
+    hold_reason: Mapped[str | None] = mapped_column(Text)
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    """Every value of the task, lower-cased, for the Data Explorer's text search."""
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        UniqueConstraint("pipeline_name", "task_key"),
+        Index("ix_tasks_pipeline_status_created", "pipeline_name", "status", "created_at"),
+        Index("ix_tasks_pipeline_created", "pipeline_name", "created_at", "workflow_id"),
+        Index("ix_tasks_pipeline_updated", "pipeline_name", "updated_at", "workflow_id"),
+        # Data Explorer: keyset pages sorted by finished time or status (workflow_id breaks ties).
+        Index("ix_tasks_pipeline_finished", "pipeline_name", "finished_at", "workflow_id"),
+        Index("ix_tasks_pipeline_status_workflow", "pipeline_name", "status", "workflow_id"),
+    )
+
+
+class NodeRow(Base):
+    """One node instance of a task, as of the task's ``seq``."""
+
+    __tablename__ = "node_instances"
+
+    workflow_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+    node: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pipeline_name: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    assignee: Mapped[str | None] = mapped_column(String(200))
+    claim_token: Mapped[str | None] = mapped_column(String(100))
+    claimed_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    values: Mapped[dict[str, Any]]
+    draft: Mapped[dict[str, Any]]
+    submitted_by: Mapped[str | None] = mapped_column(String(200))
+    submitted_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    rework_reason: Mapped[str | None] = mapped_column(Text)
+    rework_only: Mapped[str | None] = mapped_column(String(200))
+    rework_exclude: Mapped[str | None] = mapped_column(String(200))
+    passes: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    total_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_review: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    available_since: Mapped[datetime | None]
+    """When the node last became Available (work-queue ordering)."""
+    blocked_contributor: Mapped[str | None] = mapped_column(String(200))
+    """Who may not claim this node: the submitter under review (self-review prevention)."""
+
+    __table_args__ = (
+        Index("ix_node_instances_queue", "pipeline_name", "node", "status", "available_since"),
+        Index("ix_node_instances_status", "status", "available_since"),
+        Index("ix_node_instances_assignee", "assignee"),
+        Index("ix_node_instances_submitted_by", "submitted_by"),
+    )
+
+
+class TimelineEventRow(Base):
+    """One timeline event; ``(workflow_id, seq)`` is written at most once."""
+
+    __tablename__ = "timeline_events"
+
+    workflow_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(50))
+    actor: Mapped[str] = mapped_column(String(200))
+    node: Mapped[str | None] = mapped_column(String(200))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index("ix_timeline_events_actor_kind", "actor", "kind"),)
+
+
+class SubmissionRow(Base):
+    """Every attempt at a node's form: drafts, submissions, LLM outputs and admin edits."""
+
+    __tablename__ = "submissions"
+
+    workflow_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    node: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))
+    """``draft``, ``submit``, ``llm`` or ``edit``."""
+    actor: Mapped[str] = mapped_column(String(200))
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    values: Mapped[dict[str, Any]]
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_submissions_actor_at", "actor", "at"),)
+
+
+class ReviewRow(Base):
+    __tablename__ = "reviews"
+
+    workflow_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    node: Mapped[str] = mapped_column(String(200))
+    reviewer: Mapped[str] = mapped_column(String(200))
+    verdict: Mapped[str] = mapped_column(String(10))
+    reason: Mapped[str | None] = mapped_column(Text)
+    values: Mapped[dict[str, Any]]
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_reviews_reviewer_at", "reviewer", "at"),)
+
+
+class TaskTagRow(Base):
+    __tablename__ = "task_tags"
+
+    workflow_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(100), primary_key=True, index=True)
+
+
+class LlmCallRow(Base):
+    """One LLM call attempt, for LLM Analytics."""
+
+    __tablename__ = "llm_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[str] = mapped_column(String(400), index=True)
+    pipeline_name: Mapped[str] = mapped_column(String(100))
+    node: Mapped[str] = mapped_column(String(200))
+    fields: Mapped[list[str]]
+    model: Mapped[str] = mapped_column(String(200))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    """None when the model's price is unknown (never 0 for unknown)."""
+    latency_ms: Mapped[float] = mapped_column(Float)
+    outcome: Mapped[str] = mapped_column(String(20))
+    error_class: Mapped[str | None] = mapped_column(String(100))
+    at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_llm_calls_pipeline_model_node", "pipeline_name", "model", "node"),)
+
+
+class EvaluationResultRow(Base):
+    """One evaluator's verdict on a node's fields, for Evaluation Analytics."""
+
+    __tablename__ = "evaluation_results"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workflow_id: Mapped[str] = mapped_column(String(400), index=True)
+    pipeline_name: Mapped[str] = mapped_column(String(100))
+    node: Mapped[str] = mapped_column(String(200))
+    criterion: Mapped[str] = mapped_column(String(200))
+    criterion_version: Mapped[str] = mapped_column(String(64))
+    target_fields: Mapped[list[str]]
+    score: Mapped[float | None] = mapped_column(Float)
+    passed: Mapped[bool | None]
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_evaluation_results_pipeline_criterion", "pipeline_name", "criterion", "node"),
+    )
+
+
+class ContributorRow(Base):
+    """A contributor and their roles. Its row is also the lock that serialises their claims."""
+
+    __tablename__ = "contributors"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    roles: Mapped[list[str]]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class ClaimReservationRow(Base):
+    """A claim the work queue is about to make: counted against the contributor's claim limit
+    until the workflow answers, so concurrent ``next`` calls cannot overshoot it."""
+
+    __tablename__ = "claim_reservations"
+
+    contributor: Mapped[str] = mapped_column(String(200), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    node: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pipeline_name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
