@@ -18,9 +18,12 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from conveyor.client import CommandRejected, ConveyorClient, InvalidSeedData, NoWorkerResponded
 from conveyor.pipelines import load_pipeline_file
 from conveyor.settings import Settings
+from store.db import SchemaOutOfDate
 from workflows.graph import PipelineInvalid
 from workflows.messages import (
     Activate,
@@ -226,6 +229,92 @@ async def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_sessions() -> sessionmaker[Session]:
+    from store.db import check_schema, database_url, make_engine, session_factory
+
+    engine = make_engine(database_url())
+    check_schema(engine)
+    return session_factory(engine)
+
+
+async def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from store.db import current_revision, database_url, make_engine, migrate, safe_url
+
+    engine = make_engine(database_url())
+    migrate(engine)
+    print(f"{safe_url(engine.url)} is at revision {current_revision(engine)}")
+    return 0
+
+
+async def cmd_queue_list(args: argparse.Namespace) -> int:
+    from store.db import transaction
+    from store.workqueue import claimable, my_claims, my_submitted
+
+    sessions = _store_sessions()
+    with transaction(sessions) as session:
+        if args.action == "list":
+            for item in claimable(
+                session, args.as_, args.roles or [], pipeline=args.pipeline, limit=args.limit
+            ):
+                rework = f"  [rework: {item.rework_reason}]" if item.rework_reason else ""
+                since = f"{item.available_since:%Y-%m-%d %H:%M}" if item.available_since else ""
+                print(f"{item.workflow_id:<40} {item.node:<16} {since}{rework}")
+        elif args.action == "mine":
+            for item in my_claims(session, args.as_):
+                print(f"{item.workflow_id:<40} {item.node:<16} {item.status}")
+        else:
+            for done in my_submitted(session, args.as_, limit=args.limit):
+                print(f"{done.at:%Y-%m-%d %H:%M:%S} {done.workflow_id:<40} {done.node}")
+    return 0
+
+
+async def cmd_queue_next(args: argparse.Namespace) -> int:
+    from conveyor.workqueue import NoWorkAvailable, next_work
+
+    sessions = _store_sessions()
+    conveyor = await _conveyor()
+    try:
+        claimed = await next_work(
+            conveyor, sessions, args.as_, args.roles or [], pipeline=args.pipeline
+        )
+    except NoWorkAvailable as err:
+        print(str(err), file=sys.stderr)
+        return 1
+    print(f"claimed {claimed.item.node} of {claimed.item.workflow_id}")
+    print(f"token: {claimed.token}")
+    return 0
+
+
+async def cmd_reconcile(args: argparse.Namespace) -> int:
+    from conveyor.reconcile import reconcile
+
+    sessions = _store_sessions()
+    conveyor = await _conveyor()
+
+    def progress(done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\rchecked {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    report = await reconcile(
+        conveyor, sessions, pipeline=args.pipeline, fix=args.fix, progress=progress
+    )
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    for drift in report.drifted:
+        verb = "fixed" if drift.fixed else "drift"
+        print(f"{verb}: {drift.workflow_id}")
+        for problem in drift.problems:
+            print(f"    {problem}")
+    for orphan in report.orphans:
+        print(f"orphan: {orphan} is in the store but its workflow is gone")
+    state = "repaired" if args.fix else "found"
+    print(
+        f"checked {report.checked} task(s): {len(report.drifted)} drifted ({state}), "
+        f"{len(report.orphans)} orphan(s)"
+    )
+    return 0 if report.clean or args.fix else 1
+
+
 async def cmd_dev(args: argparse.Namespace) -> int:
     from conveyor.dev import run_dev
 
@@ -321,6 +410,32 @@ def build_parser() -> argparse.ArgumentParser:
     u = command(sub, "untag", "untag", "remove tags from a task")
     u.add_argument("tags", nargs="+")
 
+    db = sub.add_parser("db", help="the store's schema")
+    dbsub = db.add_subparsers(dest="action", required=True)
+    dbsub.add_parser("upgrade", help="migrate the store to the latest schema").set_defaults(
+        handler=cmd_db_upgrade
+    )
+
+    queue = sub.add_parser("queue", help="the work queue: what a contributor may claim")
+    qsub = queue.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("list", "claimable work, oldest first"),
+        ("mine", "my live claims"),
+        ("submitted", "what I handed in, newest first"),
+        ("next", "claim the next piece of work; prints the token"),
+    ):
+        q = qsub.add_parser(name, help=text)
+        q.add_argument("--as", dest="as_", default=os.environ.get("USER", "operator"))
+        q.add_argument("--roles", nargs="*", help="your contributor roles")
+        q.add_argument("--pipeline")
+        q.add_argument("--limit", type=int, default=50)
+        q.set_defaults(handler=cmd_queue_next if name == "next" else cmd_queue_list)
+
+    rec = sub.add_parser("reconcile", help="compare the store with the workflows")
+    rec.add_argument("--pipeline")
+    rec.add_argument("--fix", action="store_true", help="repair what drifted")
+    rec.set_defaults(handler=cmd_reconcile)
+
     admin = sub.add_parser("admin", help="admin operations on a task")
     asub = admin.add_subparsers(dest="action", required=True)
     e = command(asub, "edit", "admin edit", "edit a submission", node=True)
@@ -353,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineInvalid as err:
         print(str(err), file=sys.stderr)
         return EXIT_INVALID
-    except (InvalidSeedData, CliError, NoWorkerResponded, ValueError) as err:
+    except (InvalidSeedData, CliError, NoWorkerResponded, SchemaOutOfDate, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
@@ -362,4 +477,9 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(main())
+    code = main()
+    # Exit without interpreter finalisation: the Temporal client's native runtime can abort
+    # the process (SIGABRT) if it is torn down while Python finalises, after the work is done.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

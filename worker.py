@@ -11,13 +11,24 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from datetime import timedelta
 
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.llm import LlmActivities, LlmSettings
+from activities.store import StoreActivities
 from conveyor.settings import Settings
+from store.db import (
+    SchemaOutOfDate,
+    check_schema,
+    database_url,
+    make_engine,
+    safe_url,
+    session_factory,
+)
 from workflows.task import TaskWorkflow
 
 log = logging.getLogger("conveyor.worker")
@@ -27,16 +38,18 @@ def build_worker(
     client: Client,
     task_queue: str,
     *,
+    sessions: sessionmaker[Session],
     llm: LlmSettings | None = None,
     shutdown_grace: timedelta = timedelta(seconds=30),
 ) -> Worker:
     """The worker every process runs: the task workflow plus its activities."""
     llm_activities = LlmActivities(llm or LlmSettings.from_env())
+    store_activities = StoreActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[TaskWorkflow],
-        activities=[llm_activities.call_llm],
+        activities=[llm_activities.call_llm, store_activities.project_task],
         graceful_shutdown_timeout=shutdown_grace,
         # A task cached on a worker that died waits this long before another worker takes it.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
@@ -45,14 +58,19 @@ def build_worker(
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Poll until ``stop`` is set, then shut down gracefully."""
+    engine = make_engine(database_url())
+    check_schema(engine)
     client = await settings.connect()
     grace = timedelta(seconds=float(os.environ.get("CONVEYOR_SHUTDOWN_GRACE", "30")))
-    worker = build_worker(client, settings.task_queue, shutdown_grace=grace)
+    worker = build_worker(
+        client, settings.task_queue, sessions=session_factory(engine), shutdown_grace=grace
+    )
     log.info(
-        "worker polling task queue %r on %s (namespace %s)",
+        "worker polling task queue %r on %s (namespace %s), store %s",
         settings.task_queue,
         settings.temporal_address,
         settings.namespace,
+        safe_url(str(engine.url)),
     )
     async with worker:
         await stop.wait()
@@ -69,4 +87,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except SchemaOutOfDate as err:
+        log.error("%s", err)
+        sys.exit(2)

@@ -30,6 +30,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import engine
 from workflows.graph import Pipeline
@@ -160,7 +161,18 @@ class TaskClient:
             raise TypeError(f"{type(command).__name__} is not a command callers may send")
         try:
             async with asyncio.timeout(self.update_timeout):
-                return await self.handle.execute_update(update, command, id=command.request_id)
+                for attempt in range(_RACE_RETRIES):
+                    try:
+                        return await self.handle.execute_update(
+                            update, command, id=command.request_id
+                        )
+                    except RPCError as err:
+                        # The update met the task while it was continuing as new; the new
+                        # run takes it, and request_id keeps a repeat from acting twice.
+                        if attempt + 1 == _RACE_RETRIES or not _is_continue_as_new_race(err):
+                            raise
+                        await asyncio.sleep(0.05 * 2**attempt)
+                raise AssertionError("unreachable")
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == REJECTED and cause.details:
@@ -259,6 +271,15 @@ class ConveyorClient:
             clauses.append(f"ConveyorStatus = '{status.value}'")
         async for wf in self.client.list_workflows(" AND ".join(clauses)):
             yield wf.id, wf.typed_search_attributes.get(SA_STATUS)
+
+
+_RACE_RETRIES = 6
+
+
+def _is_continue_as_new_race(err: RPCError) -> bool:
+    return err.status == RPCStatusCode.FAILED_PRECONDITION and (
+        "WorkflowNotReady" in repr(err.grpc_status.details) or "workflow task" in err.message
+    )
 
 
 def _quote(value: str) -> str:

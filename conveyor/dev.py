@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from pathlib import Path
 
@@ -46,7 +47,17 @@ async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
 
 
 async def run_dev(*, port: int, ui_port: int, data_dir: Path, demo: bool, ephemeral: bool) -> int:
+    from store.db import database_url, make_engine, migrate, safe_url, session_factory
     from worker import build_worker
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    url = (
+        database_url()
+        if "CONVEYOR_DATABASE_URL" in os.environ
+        else (f"sqlite:///{data_dir / 'conveyor.db'}")
+    )
+    store = make_engine(url)
+    migrate(store)
 
     log_file = data_dir / "temporal.log"
     server = start_dev_server(
@@ -66,9 +77,9 @@ async def run_dev(*, port: int, ui_port: int, data_dir: Path, demo: bool, epheme
             print(f"error: the Temporal dev server did not start ({err}); see {log_file}")
             return 1
         conveyor = ConveyorClient(client, DEFAULT_TASK_QUEUE)
-        async with build_worker(client, DEFAULT_TASK_QUEUE):
+        async with build_worker(client, DEFAULT_TASK_QUEUE, sessions=session_factory(store)):
             ids = await create_demo_tasks(conveyor) if demo else []
-            _print_banner(port, ui_port, ids, data_dir, ephemeral)
+            _print_banner(port, ui_port, ids, data_dir, ephemeral, safe_url(url))
             await stop.wait()
             print("\nstopping worker and Temporal dev server…")
     finally:
@@ -78,7 +89,9 @@ async def run_dev(*, port: int, ui_port: int, data_dir: Path, demo: bool, epheme
     return 0
 
 
-def _print_banner(port: int, ui_port: int, ids: list[str], data_dir: Path, ephemeral: bool) -> None:
+def _print_banner(
+    port: int, ui_port: int, ids: list[str], data_dir: Path, ephemeral: bool, store: str
+) -> None:
     where = "in memory" if ephemeral else f"in {data_dir / 'temporal.db'}"
     print(
         f"""
@@ -86,6 +99,7 @@ Conveyor is running.
   Temporal frontend  127.0.0.1:{port}   (state kept {where})
   Temporal UI        http://127.0.0.1:{ui_port}/namespaces/default/workflows
   worker             task queue '{DEFAULT_TASK_QUEUE}', in this process
+  store              {store}
   LLM                the offline demo model (not a real LLM; no API key needed)
 """
     )

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -13,6 +14,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.llm import LlmSettings
 from conveyor.client import ConveyorClient
 from conveyor.devserver import temporal_binary
+from store.db import make_engine, migrate, session_factory
 from tests.support.fake_openai import FakeOpenAI
 from worker import build_worker
 from workflows.options import SEARCH_ATTRIBUTES
@@ -44,12 +46,25 @@ def fake_llm() -> Iterator[FakeOpenAI]:
         yield server
 
 
+@pytest.fixture(scope="session")
+def store_sessions(tmp_path_factory: pytest.TempPathFactory) -> sessionmaker[Session]:
+    """The store the test workers project into: a migrated SQLite file for the session."""
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('store') / 'conveyor.db'}")
+    migrate(engine)
+    return session_factory(engine)
+
+
 @pytest.fixture
-async def conveyor(client: Client, fake_llm: FakeOpenAI) -> AsyncIterator[ConveyorClient]:
+async def conveyor(
+    client: Client, fake_llm: FakeOpenAI, store_sessions: sessionmaker[Session]
+) -> AsyncIterator[ConveyorClient]:
     """A client bound to a fresh task queue with a running worker behind it."""
     task_queue = f"test-{uuid.uuid4().hex[:8]}"
     worker = build_worker(
-        client, task_queue, llm=LlmSettings(api_base=fake_llm.base_url, api_key="test-key")
+        client,
+        task_queue,
+        sessions=store_sessions,
+        llm=LlmSettings(api_base=fake_llm.base_url, api_key="test-key"),
     )
     async with worker:
         yield ConveyorClient(client, task_queue, update_timeout=20)

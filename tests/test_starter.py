@@ -199,7 +199,26 @@ async def test_dev_brings_up_server_worker_and_demo(tmp_path: Path) -> None:
     assert proc.returncode == 0
 
 
-async def test_worker_stops_gracefully_on_sigterm(temporal_env: WorkflowEnvironment) -> None:
+async def test_worker_refuses_an_unmigrated_store(tmp_path: Path) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "worker.py"),
+        cwd=ROOT,
+        env={**os.environ, "CONVEYOR_DATABASE_URL": f"sqlite:///{tmp_path / 'empty.db'}"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 2
+    assert "python starter.py db upgrade" in out.decode()
+
+
+async def test_worker_stops_gracefully_on_sigterm(
+    temporal_env: WorkflowEnvironment, tmp_path: Path
+) -> None:
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    code, out, err = await run("db", "upgrade", env={"CONVEYOR_DATABASE_URL": store_url})
+    assert code == 0 and "is at revision" in out, err
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "worker.py"),
@@ -209,6 +228,7 @@ async def test_worker_stops_gracefully_on_sigterm(temporal_env: WorkflowEnvironm
             "CONVEYOR_TEMPORAL_ADDRESS": temporal_env.client.service_client.config.target_host,
             "CONVEYOR_TASK_QUEUE": f"sigterm-{rid()[:6]}",
             "CONVEYOR_SHUTDOWN_GRACE": "5",
+            "CONVEYOR_DATABASE_URL": store_url,
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

@@ -290,6 +290,8 @@ class CommandResult(_Msg):
     field_errors: dict[str, str] = Field(default_factory=dict)
     status: TaskStatus | None = None
     """The task's status after the command."""
+    seq: int = 0
+    """The task's event sequence number after the command (0 for a rejection)."""
 
 
 # --------------------------------------------------------------------------- state
@@ -342,6 +344,8 @@ class NodeState(_State):
     # LLM nodes
     llm_runs: int = 0
     error: str | None = None
+    available_since: datetime | None = None
+    """When the node last became Available (the work queue serves older work first)."""
 
     @property
     def assignee(self) -> str | None:
@@ -397,6 +401,8 @@ class TaskInput(_Msg):
     """Start Pending (e.g. the pipeline is not yet active) until an ``activate`` command."""
     carried: TaskState | None = None
     """Set on continue-as-new: the whole state of the previous run."""
+    outbox: list[TimelineEvent] = Field(default_factory=list)
+    """Set on continue-as-new: events the previous run had not yet confirmed in the store."""
 
 
 class TaskView(_Msg):
@@ -447,3 +453,18 @@ class LlmResponse(_Msg):
     """None when the model's price is unknown (never 0 for unknown)."""
     latency_ms: float
     attempt: int = 1
+
+
+# --------------------------------------------------------------------------- projection
+
+
+class ProjectionBatch(_Msg):
+    """What the workflow hands the store: its snapshot at ``view.seq`` and the events since the
+    last batch. The store applies the snapshot only if it is newer than what it holds."""
+
+    view: TaskView
+    events: list[TimelineEvent]
+    pipeline: Pipeline | None = None
+    """The pinned definition, on a run's first batch, so the store can record the version."""
+    blocked: dict[str, str] = Field(default_factory=dict)
+    """Review nodes and the contributor who may not claim them (self-review), for the queue."""

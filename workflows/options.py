@@ -26,6 +26,17 @@ LLM_RETRY = RetryPolicy(
     ],
 )
 
+PROJECT_ACTIVITY = "project_task"
+"""Activity name of :meth:`activities.store.StoreActivities.project_task`."""
+PROJECT_START_TO_CLOSE = timedelta(seconds=30)
+PROJECT_RETRY = RetryPolicy(
+    # The store may be down for a while (a restart, a failover): keep trying, never give up.
+    initial_interval=timedelta(milliseconds=200),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,
+)
+
 DEFAULT_TASK_QUEUE = "conveyor"
 
 # Search attributes, registered at start-up (see conveyor/devserver.py and docker-compose.yml).

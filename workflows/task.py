@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         LlmResult,
         LlmStarted,
         Pause,
+        ProjectionBatch,
         Release,
         ReleaseClaim,
         ResolveQuarantine,
@@ -54,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         TaskState,
         TaskStatus,
         TaskView,
+        TimelineEvent,
         Untag,
     )
     from workflows.options import (
@@ -61,6 +63,9 @@ with workflow.unsafe.imports_passed_through():
         LLM_RETRY,
         LLM_SCHEDULE_TO_CLOSE,
         LLM_START_TO_CLOSE,
+        PROJECT_ACTIVITY,
+        PROJECT_RETRY,
+        PROJECT_START_TO_CLOSE,
         SA_ASSIGNEES,
         SA_NODES,
         SA_STATUS,
@@ -97,6 +102,12 @@ class TaskWorkflow:
                     non_retryable=True,
                 ) from None
             self._state = outcome.state
+        # Events not yet written to the store; a new task's first events are its creation.
+        self._outbox: list[TimelineEvent] = (
+            list(input.outbox) if input.carried else list(outcome.events)
+        )
+        self._in_flight: list[TimelineEvent] = []
+        self._pipeline_recorded = False
         self._llm_running: set[str] = set()
         self._armed_deadline: datetime | None = None
         self._published: tuple[Any, ...] | None = None
@@ -106,6 +117,7 @@ class TaskWorkflow:
     @workflow.run
     async def run(self, input: TaskInput) -> TaskView:
         self._publish()
+        projector = asyncio.create_task(self._project())
         while True:
             for name in engine.llm_nodes_ready(self._pipeline, self._state):
                 if name not in self._llm_running:
@@ -120,12 +132,15 @@ class TaskWorkflow:
                 break
             if workflow.info().is_continue_as_new_suggested() and not self._llm_running:
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                # Events not yet confirmed in the store travel with the state (writing them
+                # twice is harmless), so a busy task never waits for its projection to idle.
                 workflow.continue_as_new(
                     TaskInput(
                         pipeline=self._pipeline,
                         task_key=self._state.task_key,
                         data=self._state.data,
                         carried=self._state,
+                        outbox=[*self._in_flight, *self._outbox],
                     )
                 )
             self._armed_deadline = engine.next_claim_deadline(self._state)
@@ -136,7 +151,8 @@ class TaskWorkflow:
                 await workflow.wait_condition(
                     self._needs_attention, timeout=timeout, timeout_summary="claim timeout"
                 )
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._drain_projection()
+        projector.cancel()
         return self._view()
 
     def _needs_attention(self) -> bool:
@@ -149,6 +165,40 @@ class TaskWorkflow:
         return any(
             name not in self._llm_running
             for name in engine.llm_nodes_ready(self._pipeline, self._state)
+        )
+
+    async def _project(self) -> None:
+        """Write new events and the latest snapshot to the store, one batch at a time.
+
+        Events that arrive while a batch is being written wait for the next one, so a busy task
+        costs one activity per round trip, not one per command.
+        """
+        while True:
+            await workflow.wait_condition(lambda: bool(self._outbox))
+            events, self._outbox = self._outbox, []
+            self._in_flight = events
+            try:
+                await workflow.execute_activity(
+                    PROJECT_ACTIVITY,
+                    ProjectionBatch(
+                        view=self._view(timeline=False),
+                        events=events,
+                        pipeline=None if self._pipeline_recorded else self._pipeline,
+                        blocked=engine.self_review_blocked(self._pipeline, self._state.nodes),
+                    ),
+                    result_type=int,
+                    start_to_close_timeout=PROJECT_START_TO_CLOSE,
+                    retry_policy=PROJECT_RETRY,
+                    summary=f"store up to #{self._state.seq}",
+                )
+                self._pipeline_recorded = True
+            finally:
+                self._in_flight = []
+
+    async def _drain_projection(self) -> None:
+        """Wait until every handler is done and the store has every event."""
+        await workflow.wait_condition(
+            lambda: workflow.all_handlers_finished() and not self._outbox and not self._in_flight
         )
 
     async def _generate(self, name: str) -> None:
@@ -219,6 +269,7 @@ class TaskWorkflow:
 
     def _commit(self, outcome: engine.Outcome) -> None:
         self._state = outcome.state
+        self._outbox.extend(outcome.events)
         self._publish()
 
     def _apply_internal(self, command: Command) -> CommandResult:
@@ -267,8 +318,8 @@ class TaskWorkflow:
     def _publish(self) -> None:
         """Refresh search attributes and the Temporal UI summary when they changed."""
         state = self._state
-        nodes = engine.current_nodes(state)
-        people = engine.assignees(state)
+        nodes = engine.current_nodes(state.nodes.values())
+        people = engine.assignees(state.nodes.values())
         snapshot = (state.status, tuple(nodes), tuple(people), tuple(state.tags))
         if snapshot == self._published:
             return
@@ -283,7 +334,7 @@ class TaskWorkflow:
         )
         workflow.set_current_details(_details(state))
 
-    def _view(self) -> TaskView:
+    def _view(self, *, timeline: bool = True) -> TaskView:
         state = self._state
         return TaskView(
             workflow_id=workflow.info().workflow_id,
@@ -299,7 +350,7 @@ class TaskWorkflow:
             finished_at=state.finished_at,
             hold_reason=state.hold_reason,
             seq=state.seq,
-            timeline=state.timeline,
+            timeline=state.timeline if timeline else [],
         )
 
     # ------------------------------------------------------------------ query

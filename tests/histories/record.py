@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.llm import LlmSettings
 from conveyor.client import ConveyorClient, TaskClient
 from conveyor.devserver import temporal_binary
+from store.db import make_engine, migrate, session_factory
 from tests.support.actors import claim, label_and_review, rid, submit
 from tests.support.pipelines import gate_and_join, label_review, llm_then_edit
 from worker import build_worker
@@ -114,7 +116,11 @@ async def main() -> None:
     )
     try:
         queue = f"record-{uuid.uuid4().hex[:6]}"
-        async with build_worker(env.client, queue, llm=LlmSettings()):
+        engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/record.db")
+        migrate(engine)
+        async with build_worker(
+            env.client, queue, sessions=session_factory(engine), llm=LlmSettings()
+        ):
             conveyor = ConveyorClient(env.client, queue)
             for name, scenario in SCENARIOS.items():
                 task = await scenario(conveyor)

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -53,9 +54,13 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 @pytest.fixture
-async def conveyor(skipping_env: WorkflowEnvironment) -> AsyncIterator[ConveyorClient]:
+async def conveyor(
+    skipping_env: WorkflowEnvironment, store_sessions: sessionmaker[Session]
+) -> AsyncIterator[ConveyorClient]:
     task_queue = f"ts-{uuid.uuid4().hex[:8]}"
-    async with build_worker(skipping_env.client, task_queue, llm=LlmSettings()):
+    async with build_worker(
+        skipping_env.client, task_queue, sessions=store_sessions, llm=LlmSettings()
+    ):
         yield ConveyorClient(skipping_env.client, task_queue, update_timeout=20)
 
 

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -38,11 +39,11 @@ async def small_history_env() -> AsyncIterator[WorkflowEnvironment]:
 
 
 async def test_state_survives_many_continue_as_new(
-    small_history_env: WorkflowEnvironment,
+    small_history_env: WorkflowEnvironment, store_sessions: sessionmaker[Session]
 ) -> None:
     task_queue = f"can-{uuid.uuid4().hex[:8]}"
     client = small_history_env.client
-    async with build_worker(client, task_queue, llm=LlmSettings()):
+    async with build_worker(client, task_queue, sessions=store_sessions, llm=LlmSettings()):
         conveyor = ConveyorClient(client, task_queue, update_timeout=20)
         created = await conveyor.create_task(label_review(), "long-lived", {"text": "x"})
         task = conveyor.task(created.workflow_id)
@@ -86,11 +87,11 @@ async def test_state_survives_many_continue_as_new(
 
 
 async def test_commands_that_arm_no_timer_still_continue_as_new(
-    small_history_env: WorkflowEnvironment,
+    small_history_env: WorkflowEnvironment, store_sessions: sessionmaker[Session]
 ) -> None:
     task_queue = f"can-{uuid.uuid4().hex[:8]}"
     client = small_history_env.client
-    async with build_worker(client, task_queue, llm=LlmSettings()):
+    async with build_worker(client, task_queue, sessions=store_sessions, llm=LlmSettings()):
         conveyor = ConveyorClient(client, task_queue, update_timeout=20)
         created = await conveyor.create_task(label_review(), "tags-only", {"text": "x"})
         task = conveyor.task(created.workflow_id)

@@ -1,0 +1,207 @@
+"""``reconcile``: compare the store with the workflows (the truth) and repair drift.
+
+For every task known to either side it reads the workflow's ``state`` query and compares the
+store's task row, node rows, tags and the recent timeline events. With ``fix`` it rewrites the
+store from the workflow's view (forcing past the newer-only guard, since the store may hold a
+corrupt, higher ``seq``) and reports what it changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.service import RPCError
+
+from conveyor.client import ConveyorClient
+from store.db import transaction
+from store.models import NodeRow, TaskRow, TaskTagRow, TimelineEventRow
+from store.projection import apply_batch, node_values, task_values
+from store.repositories import get_pipeline_version
+from workflows import engine
+from workflows.messages import ProjectionBatch, TaskView
+
+# Columns compared between store and workflow (the rest is derived or bookkeeping).
+_TASK_COLUMNS = ("status", "seq", "data", "current_nodes", "assignees", "tags", "hold_reason")
+_NODE_COLUMNS = (
+    "status",
+    "assignee",
+    "claim_token",
+    "values",
+    "draft",
+    "submitted_by",
+    "attempts",
+    "rework_reason",
+    "rework_only",
+    "rework_exclude",
+    "passes",
+    "failures",
+    "total_failures",
+    "last_review",
+    "error",
+    "blocked_contributor",
+)
+
+
+@dataclass
+class TaskDrift:
+    workflow_id: str
+    problems: list[str]
+    fixed: bool = False
+
+
+@dataclass
+class ReconcileReport:
+    checked: int = 0
+    drifted: list[TaskDrift] = field(default_factory=list)
+    orphans: list[str] = field(default_factory=list)
+    """Store rows whose workflow no longer exists."""
+
+    @property
+    def clean(self) -> bool:
+        return not self.drifted and not self.orphans
+
+
+def _blocked(session: Session, view: TaskView) -> dict[str, str]:
+    pipeline = get_pipeline_version(session, view.pipeline_hash)
+    if pipeline is None:
+        return {}
+    return engine.self_review_blocked(pipeline, {n.name: n for n in view.nodes})
+
+
+def diff_task(session: Session, view: TaskView) -> list[str]:
+    """What the store has wrong about this task (empty when it matches the workflow)."""
+    blocked = _blocked(session, view)
+    row = session.get(TaskRow, view.workflow_id)
+    if row is None:
+        return ["task row missing"]
+    problems: list[str] = []
+    want = task_values(view)
+    for column in _TASK_COLUMNS:
+        have = getattr(row, column)
+        if _norm(have) != _norm(want[column]):
+            problems.append(f"{column}: store {have!r}, workflow {want[column]!r}")
+    stored_nodes = {
+        n.node: n
+        for n in session.scalars(select(NodeRow).where(NodeRow.workflow_id == view.workflow_id))
+    }
+    for node in view.nodes:
+        stored = stored_nodes.get(node.name)
+        if stored is None:
+            problems.append(f"node {node.name}: row missing")
+            continue
+        want_node = node_values(view, node, blocked.get(node.name))
+        for column in _NODE_COLUMNS:
+            have = getattr(stored, column)
+            if _norm(have) != _norm(want_node[column]):
+                problems.append(
+                    f"node {node.name} {column}: store {have!r}, workflow {want_node[column]!r}"
+                )
+    tags = set(
+        session.scalars(select(TaskTagRow.tag).where(TaskTagRow.workflow_id == view.workflow_id))
+    )
+    if tags != set(view.tags):
+        problems.append(f"tags: store {sorted(tags)}, workflow {sorted(view.tags)}")
+    seqs = set(
+        session.scalars(
+            select(TimelineEventRow.seq).where(TimelineEventRow.workflow_id == view.workflow_id)
+        )
+    )
+    missing = [e.seq for e in view.timeline if e.seq not in seqs]
+    if missing:
+        problems.append(f"{len(missing)} timeline event(s) missing (seq {_ranges(missing)})")
+    return problems
+
+
+def repair(session: Session, view: TaskView) -> None:
+    """Rewrite the store's picture of a task from the workflow's view."""
+    # Force past the newer-only guard: the store's seq may be wrong too.
+    session.execute(update(TaskRow).where(TaskRow.workflow_id == view.workflow_id).values(seq=-1))
+    session.execute(update(NodeRow).where(NodeRow.workflow_id == view.workflow_id).values(seq=-1))
+    batch = ProjectionBatch(view=view, events=view.timeline, blocked=_blocked(session, view))
+    apply_batch(session, batch)
+
+
+async def reconcile(
+    conveyor: ConveyorClient,
+    sessions: sessionmaker[Session],
+    *,
+    pipeline: str | None = None,
+    fix: bool = False,
+    concurrency: int = 20,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReconcileReport:
+    """Check every task of ``pipeline`` (or all), optionally repairing what drifted."""
+    with transaction(sessions) as session:
+        query = select(TaskRow.workflow_id)
+        if pipeline:
+            query = query.where(TaskRow.pipeline_name == pipeline)
+        ids = set(session.scalars(query))
+    async for workflow_id, _ in conveyor.list_tasks(pipeline=pipeline):
+        ids.add(workflow_id)
+    report = ReconcileReport()
+    gate = asyncio.Semaphore(concurrency)
+    done = 0
+
+    async def check(workflow_id: str) -> None:
+        nonlocal done
+        async with gate:
+            try:
+                view = await conveyor.task(workflow_id).state()
+            except RPCError:
+                report.orphans.append(workflow_id)
+                view = None
+            if view is not None:
+                drift = await asyncio.to_thread(_check_one, sessions, view, fix)
+                if drift is not None:
+                    report.drifted.append(drift)
+            report.checked += 1
+            done += 1
+            if progress:
+                progress(done, len(ids))
+
+    await asyncio.gather(*(check(i) for i in sorted(ids)))
+    report.drifted.sort(key=lambda d: d.workflow_id)
+    report.orphans.sort()
+    return report
+
+
+def _check_one(sessions: sessionmaker[Session], view: TaskView, fix: bool) -> TaskDrift | None:
+    with transaction(sessions) as session:
+        problems = diff_task(session, view)
+        if not problems:
+            return None
+        drift = TaskDrift(view.workflow_id, problems)
+        if fix:
+            repair(session, view)
+            drift.fixed = True
+        return drift
+
+
+def _norm(value: Any) -> Any:
+    """Compare JSON-ish values the way the database stores them."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_norm(v) for v in value]
+    return value
+
+
+def _ranges(numbers: list[int]) -> str:
+    numbers = sorted(numbers)
+    out: list[str] = []
+    start = prev = numbers[0]
+    for n in numbers[1:]:
+        if n == prev + 1:
+            prev = n
+            continue
+        out.append(f"{start}-{prev}" if start != prev else str(start))
+        start = prev = n
+    out.append(f"{start}-{prev}" if start != prev else str(start))
+    return ", ".join(out)

@@ -1,0 +1,143 @@
+"""The work queue's ``next``: find work for a contributor and claim it through the workflow.
+
+Candidates come from the store (oldest first); contributors asking at the same moment are spread
+over different tasks (each takes a random one of the oldest few) so they do not all contend for
+one task. A lost race (the workflow says someone else was faster) moves on to the next
+candidate. Claim limits hold across tasks: the check and a reservation happen under a per-
+contributor lock in the store, before the workflow is asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from conveyor.client import CommandRejected, ConveyorClient
+from store.db import transaction
+from store.workqueue import (
+    WorkItem,
+    claim_limit,
+    claimable,
+    held_count,
+    lock_contributor,
+    record_claim,
+    reserve,
+    unreserve,
+)
+from workflows.messages import Claim, CommandResult
+
+SPREAD = 8
+"""How many of the oldest candidates a contributor picks from at random."""
+
+
+class NoWorkAvailable(LookupError):
+    """Nothing the contributor may claim right now (the reason says why)."""
+
+
+@dataclass(frozen=True)
+class Claimed:
+    item: WorkItem
+    result: CommandResult
+
+    @property
+    def token(self) -> str:
+        assert self.result.token is not None
+        return self.result.token
+
+
+async def next_work(
+    conveyor: ConveyorClient,
+    sessions: sessionmaker[Session],
+    contributor: str,
+    roles: list[str],
+    *,
+    pipeline: str | None = None,
+    attempts: int = 20,
+) -> Claimed:
+    """Claim the next piece of work for ``contributor``.
+
+    Raises:
+        NoWorkAvailable: nothing claimable, or the contributor is at their claim limit.
+    """
+    tried: set[tuple[str, str]] = set()
+    at_limit: set[str] = set()
+    for _ in range(attempts):
+        candidates = await asyncio.to_thread(
+            _candidates, sessions, contributor, roles, pipeline, SPREAD * 4
+        )
+        fresh = [c for c in candidates if (c.workflow_id, c.node) not in tried]
+        fresh = [c for c in fresh if c.pipeline not in at_limit]
+        if not fresh:
+            break
+        item = random.choice(fresh[:SPREAD])
+        tried.add((item.workflow_id, item.node))
+        limit = await asyncio.to_thread(_reserve, sessions, contributor, roles, item)
+        if limit is not None:
+            at_limit.add(item.pipeline)
+            continue
+        try:
+            result = await conveyor.task(item.workflow_id).send(
+                Claim(
+                    request_id=uuid.uuid4().hex,
+                    contributor=contributor,
+                    roles=roles,
+                    node=item.node,
+                )
+            )
+        except CommandRejected:
+            await asyncio.to_thread(_release, sessions, contributor, item, None)
+            continue
+        except BaseException:
+            await asyncio.to_thread(_release, sessions, contributor, item, None)
+            raise
+        await asyncio.to_thread(_release, sessions, contributor, item, result)
+        return Claimed(item, result)
+    if at_limit:
+        raise NoWorkAvailable(
+            f"{contributor} holds as many claims as allowed in: {', '.join(sorted(at_limit))}; "
+            "submit or release one first"
+        )
+    raise NoWorkAvailable(
+        f"no work for {contributor} (roles: {', '.join(roles) or 'none'})"
+        + (f" in pipeline {pipeline}" if pipeline else "")
+    )
+
+
+def _candidates(
+    sessions: sessionmaker[Session],
+    contributor: str,
+    roles: list[str],
+    pipeline: str | None,
+    limit: int,
+) -> list[WorkItem]:
+    with transaction(sessions) as session:
+        return claimable(session, contributor, roles, pipeline=pipeline, limit=limit)
+
+
+def _reserve(
+    sessions: sessionmaker[Session], contributor: str, roles: list[str], item: WorkItem
+) -> int | None:
+    """Reserve ``item`` under the contributor's lock; returns the limit if it is reached."""
+    with transaction(sessions) as session:
+        lock_contributor(session, contributor, roles)
+        limit = claim_limit(session, item.pipeline, roles)
+        if limit is not None and held_count(session, contributor, item.pipeline) >= limit:
+            return limit
+        reserve(session, contributor, item)
+        return None
+
+
+def _release(
+    sessions: sessionmaker[Session],
+    contributor: str,
+    item: WorkItem,
+    result: CommandResult | None,
+) -> None:
+    with transaction(sessions) as session:
+        if result is not None and result.token is not None:
+            record_claim(session, item, contributor, result.token, result.seq)
+        unreserve(session, contributor, item)

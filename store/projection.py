@@ -1,0 +1,190 @@
+"""Apply a workflow's projection batches to the store.
+
+A batch is the task's snapshot at ``seq`` plus the timeline events since the previous batch.
+Every write is an idempotent upsert guarded by ``seq``: the task and node rows move only
+forward, and an event (with the submission or review it carries) is written at most once. So a
+batch delivered twice, late, or out of order changes nothing that a newer one already wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from store.dialect import upsert_ignore, upsert_newer
+from store.models import (
+    NodeRow,
+    ReviewRow,
+    SubmissionRow,
+    TaskRow,
+    TaskTagRow,
+    TimelineEventRow,
+)
+from store.repositories import ensure_pipeline_version
+from workflows import engine
+from workflows.messages import NodeState, ProjectionBatch, TaskView, TimelineEvent
+
+# Timeline event kinds that carry a form's values, and the submission kind each records.
+_SUBMISSION_KINDS = {
+    "draft_saved": "draft",
+    "submitted": "submit",
+    "llm_result": "llm",
+    "submission_edited": "edit",
+}
+
+
+def apply_batch(session: Session, batch: ProjectionBatch) -> None:
+    """Write one batch. The caller owns the transaction."""
+    view = batch.view
+    if batch.pipeline is not None:
+        ensure_pipeline_version(session, batch.pipeline)
+    upsert_newer(session, TaskRow.__table__, task_values(view), ["workflow_id"])
+    for node in view.nodes:
+        upsert_newer(
+            session,
+            NodeRow.__table__,
+            node_values(view, node, batch.blocked.get(node.name)),
+            ["workflow_id", "node"],
+        )
+    stored_seq = session.execute(
+        select(TaskRow.seq).where(TaskRow.workflow_id == view.workflow_id)
+    ).scalar_one()
+    if stored_seq == view.seq:
+        replace_tags(session, view.workflow_id, view.tags)
+    insert_events(session, view.workflow_id, batch.events)
+
+
+def task_values(view: TaskView) -> dict[str, Any]:
+    """The ``tasks`` row for a snapshot."""
+    return {
+        "workflow_id": view.workflow_id,
+        "pipeline_name": view.pipeline,
+        "pipeline_hash": view.pipeline_hash,
+        "task_key": view.task_key,
+        "status": view.status.value,
+        "seq": view.seq,
+        "data": view.data,
+        "current_nodes": engine.current_nodes(view.nodes),
+        "assignees": engine.assignees(view.nodes),
+        "tags": list(view.tags),
+        "hold_reason": view.hold_reason,
+        "search_text": search_text(view),
+        "created_at": view.created_at,
+        "updated_at": view.updated_at,
+        "finished_at": view.finished_at,
+    }
+
+
+def node_values(view: TaskView, node: NodeState, blocked: str | None = None) -> dict[str, Any]:
+    """The ``node_instances`` row for one node of a snapshot."""
+    claim = node.claim
+    return {
+        "workflow_id": view.workflow_id,
+        "node": node.name,
+        "pipeline_name": view.pipeline,
+        "status": node.status.value,
+        "seq": view.seq,
+        "assignee": claim.holder if claim else None,
+        "claim_token": claim.token if claim else None,
+        "claimed_at": claim.claimed_at if claim else None,
+        "expires_at": claim.expires_at if claim else None,
+        "values": node.values,
+        "draft": node.draft,
+        "submitted_by": node.submitted_by,
+        "submitted_at": node.submitted_at,
+        "attempts": node.attempts,
+        "rework_reason": node.rework_reason,
+        "rework_only": node.rework_only,
+        "rework_exclude": node.rework_exclude,
+        "passes": node.passes,
+        "failures": node.failures,
+        "total_failures": node.total_failures,
+        "last_review": node.last_review.model_dump(mode="json") if node.last_review else None,
+        "error": node.error,
+        "available_since": node.available_since,
+        "blocked_contributor": blocked,
+    }
+
+
+def search_text(view: TaskView) -> str:
+    """Every value of the task as one lower-cased string, for text search."""
+    parts: list[str] = [view.task_key, *view.tags]
+    parts += _flatten(view.data.values())
+    for node in view.nodes:
+        parts += _flatten(node.values.values())
+    return "\n".join(p for p in parts if p).lower()
+
+
+def _flatten(values: Iterable[Any]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        if value is None:
+            continue
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, list | dict):
+            out.append(json.dumps(value, ensure_ascii=False, sort_keys=True))
+        else:
+            out.append(str(value))
+    return out
+
+
+def replace_tags(session: Session, workflow_id: str, tags: list[str]) -> None:
+    session.execute(delete(TaskTagRow).where(TaskTagRow.workflow_id == workflow_id))
+    for tag in dict.fromkeys(tags):
+        upsert_ignore(session, TaskTagRow.__table__, {"workflow_id": workflow_id, "tag": tag})
+
+
+def insert_events(session: Session, workflow_id: str, events: list[TimelineEvent]) -> None:
+    """Timeline events and the submissions / reviews they carry, each at most once."""
+    for event in events:
+        upsert_ignore(
+            session,
+            TimelineEventRow.__table__,
+            {
+                "workflow_id": workflow_id,
+                "seq": event.seq,
+                "at": event.at,
+                "kind": event.kind,
+                "actor": event.actor,
+                "node": event.node,
+                "message": event.message,
+                "data": event.data,
+            },
+        )
+        kind = _SUBMISSION_KINDS.get(event.kind)
+        if kind is not None and event.node is not None:
+            values = event.data.get("after") if kind == "edit" else event.data.get("values")
+            upsert_ignore(
+                session,
+                SubmissionRow.__table__,
+                {
+                    "workflow_id": workflow_id,
+                    "seq": event.seq,
+                    "node": event.node,
+                    "kind": kind,
+                    "actor": event.actor,
+                    "attempt": event.data.get("attempt"),
+                    "values": values or {},
+                    "at": event.at,
+                },
+            )
+        elif event.kind == "reviewed" and event.node is not None:
+            upsert_ignore(
+                session,
+                ReviewRow.__table__,
+                {
+                    "workflow_id": workflow_id,
+                    "seq": event.seq,
+                    "node": event.node,
+                    "reviewer": event.actor,
+                    "verdict": event.data.get("verdict", ""),
+                    "reason": event.data.get("reason"),
+                    "values": event.data.get("values") or {},
+                    "at": event.at,
+                },
+            )

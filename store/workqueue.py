@@ -1,0 +1,300 @@
+"""Work-queue queries: what a contributor may claim, what they hold, what they handed in.
+
+These read the projection, which can lag the workflows by a moment: the workflow's claim
+update has the final word, and ``conveyor.workqueue.next_work`` moves on when it loses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Select, and_, delete, false, func, or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from store.dialect import upsert_ignore
+from store.models import (
+    ClaimReservationRow,
+    ContributorRow,
+    NodeRow,
+    PipelineRow,
+    PipelineVersionRow,
+    SubmissionRow,
+    TaskRow,
+)
+from workflows.graph import NodeKind, Pipeline
+from workflows.messages import NodeStatus, TaskStatus
+
+RESERVATION_TTL = timedelta(seconds=60)
+"""A reservation older than this (its ``next`` call died) no longer counts."""
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    workflow_id: str
+    node: str
+    pipeline: str
+    status: str
+    available_since: datetime | None
+    rework_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class SubmittedItem:
+    workflow_id: str
+    node: str
+    kind: str
+    attempt: int | None
+    at: datetime
+
+
+def _versions(session: Session, pipeline: str | None) -> list[tuple[str, Pipeline]]:
+    query = select(PipelineVersionRow.hash, PipelineVersionRow.definition)
+    if pipeline:
+        query = query.where(PipelineVersionRow.pipeline_name == pipeline)
+    out: list[tuple[str, Pipeline]] = []
+    for content_hash, definition in session.execute(query):
+        out.append((content_hash, Pipeline.model_validate(definition)))
+    return out
+
+
+def _eligible(
+    versions: Iterable[tuple[str, Pipeline]], roles: list[str]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``(hash, node)`` pairs a person with ``roles`` may claim when Available, and the review
+    nodes they may claim when Escalated (as the escalation role)."""
+    mine = set(roles)
+    available: list[tuple[str, str]] = []
+    escalated: list[tuple[str, str]] = []
+    for content_hash, pipeline in versions:
+        for spec in pipeline.nodes:
+            if not spec.is_human:
+                continue
+            if not spec.roles or mine & set(spec.roles):
+                available.append((content_hash, spec.name))
+            if spec.kind == NodeKind.REVIEW and spec.escalation_role in mine:
+                escalated.append((content_hash, spec.name))
+    return available, escalated
+
+
+def claimable_query(
+    session: Session,
+    contributor: str,
+    roles: list[str],
+    *,
+    pipeline: str | None = None,
+) -> Select:
+    """Nodes ``contributor`` may claim now, oldest first (see :func:`claimable`)."""
+    available, escalated = _eligible(_versions(session, pipeline), roles)
+    pair = tuple_(TaskRow.pipeline_hash, NodeRow.node)
+    open_work = (
+        and_(
+            NodeRow.status == NodeStatus.AVAILABLE.value,
+            TaskRow.status == TaskStatus.IN_PROGRESS.value,
+            pair.in_(available),
+        )
+        if available
+        else false()
+    )
+    escalated_work = (
+        and_(
+            NodeRow.status == NodeStatus.ESCALATED.value,
+            TaskRow.status == TaskStatus.ESCALATED.value,
+            pair.in_(escalated),
+        )
+        if escalated
+        else false()
+    )
+    query = (
+        select(
+            NodeRow.workflow_id,
+            NodeRow.node,
+            NodeRow.pipeline_name,
+            NodeRow.status,
+            NodeRow.available_since,
+            NodeRow.rework_reason,
+        )
+        .join(TaskRow, TaskRow.workflow_id == NodeRow.workflow_id)
+        .outerjoin(PipelineRow, PipelineRow.name == TaskRow.pipeline_name)
+        .where(
+            or_(open_work, escalated_work),
+            or_(NodeRow.rework_only.is_(None), NodeRow.rework_only == contributor),
+            or_(NodeRow.rework_exclude.is_(None), NodeRow.rework_exclude != contributor),
+            or_(
+                NodeRow.blocked_contributor.is_(None),
+                NodeRow.blocked_contributor != contributor,
+            ),
+            or_(PipelineRow.status.is_(None), PipelineRow.status != "Paused"),
+        )
+        .order_by(NodeRow.available_since, NodeRow.workflow_id, NodeRow.node)
+    )
+    if pipeline:
+        query = query.where(NodeRow.pipeline_name == pipeline)
+    return query
+
+
+def claimable(
+    session: Session,
+    contributor: str,
+    roles: list[str],
+    *,
+    pipeline: str | None = None,
+    limit: int = 50,
+) -> list[WorkItem]:
+    """What ``contributor`` may claim now: roles, rework routing, self-review and paused
+    pipelines respected; oldest first."""
+    rows = session.execute(
+        claimable_query(session, contributor, roles, pipeline=pipeline).limit(limit)
+    )
+    return [WorkItem(w, n, p, s, a, r) for w, n, p, s, a, r in rows]
+
+
+def my_claims(session: Session, contributor: str) -> list[WorkItem]:
+    rows = session.execute(
+        select(
+            NodeRow.workflow_id,
+            NodeRow.node,
+            NodeRow.pipeline_name,
+            NodeRow.status,
+            NodeRow.claimed_at,
+            NodeRow.rework_reason,
+        )
+        .where(NodeRow.assignee == contributor, NodeRow.status == NodeStatus.CLAIMED.value)
+        .order_by(NodeRow.claimed_at)
+    )
+    return [WorkItem(w, n, p, s, a, r) for w, n, p, s, a, r in rows]
+
+
+def my_submitted(session: Session, contributor: str, *, limit: int = 100) -> list[SubmittedItem]:
+    """What ``contributor`` handed in, newest first (drafts excluded)."""
+    rows = session.execute(
+        select(
+            SubmissionRow.workflow_id,
+            SubmissionRow.node,
+            SubmissionRow.kind,
+            SubmissionRow.attempt,
+            SubmissionRow.at,
+        )
+        .where(SubmissionRow.actor == contributor, SubmissionRow.kind == "submit")
+        .order_by(SubmissionRow.at.desc())
+        .limit(limit)
+    )
+    return [SubmittedItem(w, n, k, a, at) for w, n, k, a, at in rows]
+
+
+# --------------------------------------------------------------------------- claim limits
+
+
+def lock_contributor(session: Session, contributor: str, roles: list[str]) -> None:
+    """Serialise this contributor's claim decisions until the transaction ends.
+
+    An UPDATE of the contributor's row takes a row lock on PostgreSQL and the write lock on
+    SQLite, so two ``next`` calls of one person cannot both pass the limit check.
+    """
+    now = datetime.now(UTC)
+    upsert_ignore(
+        session,
+        ContributorRow.__table__,
+        {"name": contributor, "roles": sorted(set(roles)), "created_at": now, "updated_at": now},
+    )
+    session.execute(
+        update(ContributorRow).where(ContributorRow.name == contributor).values(updated_at=now)
+    )
+
+
+def held_count(session: Session, contributor: str, pipeline: str) -> int:
+    """Claims held in ``pipeline`` plus live reservations (claims being made right now)."""
+    claims = session.execute(
+        select(func.count())
+        .select_from(NodeRow)
+        .where(
+            NodeRow.assignee == contributor,
+            NodeRow.status == NodeStatus.CLAIMED.value,
+            NodeRow.pipeline_name == pipeline,
+        )
+    ).scalar_one()
+    cutoff = datetime.now(UTC) - RESERVATION_TTL
+    reserved = session.execute(
+        select(func.count())
+        .select_from(ClaimReservationRow)
+        .where(
+            ClaimReservationRow.contributor == contributor,
+            ClaimReservationRow.pipeline_name == pipeline,
+            ClaimReservationRow.created_at > cutoff,
+        )
+    ).scalar_one()
+    return int(claims) + int(reserved)
+
+
+def reserve(session: Session, contributor: str, item: WorkItem) -> None:
+    upsert_ignore(
+        session,
+        ClaimReservationRow.__table__,
+        {
+            "contributor": contributor,
+            "workflow_id": item.workflow_id,
+            "node": item.node,
+            "pipeline_name": item.pipeline,
+            "created_at": datetime.now(UTC),
+        },
+    )
+
+
+def unreserve(session: Session, contributor: str, item: WorkItem) -> None:
+    session.execute(
+        delete(ClaimReservationRow).where(
+            ClaimReservationRow.contributor == contributor,
+            ClaimReservationRow.workflow_id == item.workflow_id,
+            ClaimReservationRow.node == item.node,
+        )
+    )
+
+
+def record_claim(session: Session, item: WorkItem, contributor: str, token: str, seq: int) -> None:
+    """Show the claim in the store at once (the projection confirms it moments later).
+
+    The row is stamped ``seq - 1``: older batches (which predate the claim) can no longer
+    overwrite it, while the batch that carries the claim (``seq`` or later) still replaces it
+    with every detail.
+    """
+    session.execute(
+        update(NodeRow)
+        .where(
+            NodeRow.workflow_id == item.workflow_id,
+            NodeRow.node == item.node,
+            NodeRow.seq < seq - 1,
+        )
+        .values(
+            status=NodeStatus.CLAIMED.value,
+            assignee=contributor,
+            claim_token=token,
+            claimed_at=datetime.now(UTC),
+            seq=seq - 1,
+        )
+    )
+
+
+def claim_limit(session: Session, pipeline: str, roles: list[str]) -> int | None:
+    """The most claims a person with ``roles`` may hold in ``pipeline`` (None: no limit).
+
+    Limits come from the pipeline's current version; with several limited roles, the most
+    generous applies.
+    """
+    definition = session.execute(
+        select(PipelineVersionRow.definition)
+        .join(PipelineRow, PipelineRow.current_version == PipelineVersionRow.hash)
+        .where(PipelineRow.name == pipeline)
+    ).scalar_one_or_none()
+    if definition is None:
+        definition = session.execute(
+            select(PipelineVersionRow.definition)
+            .where(PipelineVersionRow.pipeline_name == pipeline)
+            .order_by(PipelineVersionRow.created_at.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+    if definition is None:
+        return None
+    limits = Pipeline.model_validate(definition).claim_limits
+    applicable = [limits[r] for r in roles if r in limits]
+    return max(applicable) if applicable else None

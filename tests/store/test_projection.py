@@ -1,0 +1,197 @@
+"""Projection batches applied to the store: duplicates, reordering and gaps cannot corrupt it."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from conveyor.reconcile import diff_task, repair
+from store.db import transaction
+from store.models import NodeRow, ReviewRow, SubmissionRow, TaskRow, TaskTagRow, TimelineEventRow
+from store.projection import apply_batch
+from tests.support.pipelines import label_review
+from workflows import engine
+from workflows.graph import Pipeline
+from workflows.messages import (
+    Claim,
+    Command,
+    ProjectionBatch,
+    Release,
+    Review,
+    SaveDraft,
+    Submit,
+    Tag,
+    TaskState,
+    TaskView,
+    Verdict,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def view_of(state: TaskState, workflow_id: str) -> TaskView:
+    return TaskView(
+        workflow_id=workflow_id,
+        task_key=state.task_key,
+        pipeline=state.pipeline_name,
+        pipeline_hash=state.pipeline_hash,
+        status=state.status,
+        nodes=list(state.nodes.values()),
+        data=state.data,
+        tags=state.tags,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+        finished_at=state.finished_at,
+        hold_reason=state.hold_reason,
+        seq=state.seq,
+        timeline=state.timeline,
+    )
+
+
+def run_task(pipeline: Pipeline, workflow_id: str) -> list[ProjectionBatch]:
+    """Drive a task through rework and a pass; one batch per accepted command."""
+    clock = iter(T0 + timedelta(minutes=i) for i in range(1000))
+    created = engine.start_task(pipeline, workflow_id, {"text": "hi"}, engine.Context(next(clock)))
+    state = created.state
+    batches = [
+        ProjectionBatch(
+            view=view_of(state, workflow_id),
+            events=created.events,
+            pipeline=pipeline,
+            blocked=engine.self_review_blocked(pipeline, state.nodes),
+        )
+    ]
+    tokens: dict[str, str] = {}
+
+    def send(command: Command) -> None:
+        nonlocal state
+        ctx = engine.Context(now=next(clock), token=f"tok-{len(batches)}")
+        out = engine.apply(pipeline, state, command, ctx)
+        assert out.accepted, out.result.message
+        if out.result.token:
+            tokens[out.result.node or ""] = out.result.token
+        state = out.state
+        batches.append(
+            ProjectionBatch(
+                view=view_of(state, workflow_id),
+                events=out.events,
+                blocked=engine.self_review_blocked(pipeline, state.nodes),
+            )
+        )
+
+    def rid() -> str:
+        return f"r{len(batches)}"
+
+    send(Claim(request_id=rid(), contributor="ana", roles=["labeler"]))
+    send(
+        SaveDraft(
+            request_id=rid(),
+            contributor="ana",
+            node="label",
+            token=tokens["label"],
+            values={"label": "neutral"},
+        )
+    )
+    send(Release(request_id=rid(), contributor="ana", node="label", token=tokens["label"]))
+    send(Claim(request_id=rid(), contributor="ana", roles=["labeler"]))
+    send(
+        Submit(
+            request_id=rid(),
+            contributor="ana",
+            node="label",
+            token=tokens["label"],
+            values={"label": "positive", "notes": "=SUM(A1)"},
+        )
+    )
+    send(Claim(request_id=rid(), contributor="bo", roles=["reviewer"]))
+    send(
+        Review(
+            request_id=rid(),
+            contributor="bo",
+            node="check",
+            token=tokens["check"],
+            verdict=Verdict.FAIL,
+            reason="no",
+        )
+    )
+    send(Tag(request_id=rid(), by="root", tags=["audit"]))
+    send(Claim(request_id=rid(), contributor="ana", roles=["labeler"]))
+    send(
+        Submit(
+            request_id=rid(),
+            contributor="ana",
+            node="label",
+            token=tokens["label"],
+            values={"label": "negative"},
+        )
+    )
+    return batches
+
+
+def apply_all(sessions: sessionmaker[Session], batches: list[ProjectionBatch]) -> None:
+    for batch in batches:
+        with transaction(sessions) as session:
+            apply_batch(session, batch)
+
+
+def test_in_order_batches_give_the_latest_snapshot(sessions: sessionmaker[Session]) -> None:
+    batches = run_task(label_review(), "label-review/a")
+    apply_all(sessions, batches)
+    last = batches[-1].view
+    with transaction(sessions) as session:
+        assert diff_task(session, last) == []
+        task = session.get(TaskRow, "label-review/a")
+        assert task is not None
+        assert task.status == "In Progress" and task.seq == last.seq
+        assert task.current_nodes == ["check"] and task.tags == ["audit"]
+        kinds = session.scalars(
+            select(SubmissionRow.kind)
+            .where(SubmissionRow.workflow_id == "label-review/a")
+            .order_by(SubmissionRow.seq)
+        ).all()
+        assert kinds == ["draft", "submit", "submit"]
+        review = session.scalars(select(ReviewRow)).one()
+        assert (review.reviewer, review.verdict, review.reason) == ("bo", "fail", "no")
+        check = session.get(NodeRow, ("label-review/a", "check"))
+        assert check is not None and check.blocked_contributor == "ana"
+        events = session.scalar(select(func.count()).select_from(TimelineEventRow))
+        assert events == last.seq
+
+
+def test_duplicates_and_reordering_change_nothing(sessions: sessionmaker[Session]) -> None:
+    batches = run_task(label_review(), "label-review/b")
+    shuffled = batches + batches[3:7] + batches[:2]
+    random.Random(7).shuffle(shuffled)
+    apply_all(sessions, shuffled)
+    with transaction(sessions) as session:
+        assert diff_task(session, batches[-1].view) == []
+        assert session.scalar(select(func.count()).select_from(SubmissionRow)) == 3
+        assert session.scalar(select(func.count()).select_from(TaskTagRow)) == 1
+
+
+def test_an_older_batch_after_a_newer_one_is_ignored(sessions: sessionmaker[Session]) -> None:
+    batches = run_task(label_review(), "label-review/c")
+    apply_all(sessions, batches)
+    apply_all(sessions, [batches[2], batches[0]])
+    with transaction(sessions) as session:
+        assert diff_task(session, batches[-1].view) == []
+
+
+def test_reconcile_repairs_lost_batches_and_a_corrupt_seq(
+    sessions: sessionmaker[Session],
+) -> None:
+    batches = run_task(label_review(), "label-review/d")
+    apply_all(sessions, batches[:4])  # the rest never arrived
+    last = batches[-1].view
+    with transaction(sessions) as session:
+        session.get(TaskRow, "label-review/d").seq = 10_000  # type: ignore[union-attr]
+    with transaction(sessions) as session:
+        problems = diff_task(session, last)
+        assert any(p.startswith("status") or p.startswith("seq") for p in problems)
+        assert any("timeline event(s) missing" in p for p in problems)
+        repair(session, last)
+    with transaction(sessions) as session:
+        assert diff_task(session, last) == []
