@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import tempfile
 from pathlib import Path
 
 from conveyor.client import ConveyorClient
@@ -51,11 +52,13 @@ async def run_dev(*, port: int, ui_port: int, data_dir: Path, demo: bool, epheme
     from worker import build_worker
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    url = (
-        database_url()
-        if "CONVEYOR_DATABASE_URL" in os.environ
-        else (f"sqlite:///{data_dir / 'conveyor.db'}")
-    )
+    if "CONVEYOR_DATABASE_URL" in os.environ:
+        url = database_url()
+    elif ephemeral:
+        # A throwaway store to match the in-memory Temporal: no rows outlive the run.
+        url = f"sqlite:///{tempfile.mkdtemp(prefix='conveyor-')}/conveyor.db"
+    else:
+        url = f"sqlite:///{data_dir / 'conveyor.db'}"
     store = make_engine(url)
     migrate(store)
 
