@@ -86,9 +86,19 @@ async def main() -> None:
     await run_worker(Settings.from_env(), stop)
 
 
+def _exit(code: int) -> None:
+    # Skip interpreter finalisation: the Temporal client's native runtime can abort the process
+    # (SIGABRT) when torn down during it, after a clean shutdown has already finished.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
     try:
         asyncio.run(main())
     except SchemaOutOfDate as err:
         log.error("%s", err)
-        sys.exit(2)
+        _exit(2)
+    _exit(0)
