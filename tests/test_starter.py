@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from conveyor.client import ConveyorClient
@@ -247,3 +248,56 @@ async def test_worker_stops_gracefully_on_sigterm(
         await proc.wait()
     assert proc.returncode == 0, output + rest
     assert "shutting down" in rest
+
+
+async def test_queue_and_reconcile_through_the_cli(
+    temporal_env: WorkflowEnvironment,
+    conveyor: ConveyorClient,
+    store_sessions: sessionmaker[Session],
+    tmp_path: Path,
+) -> None:
+    bind = store_sessions.kw["bind"]
+    env = {
+        **server_env(temporal_env, conveyor),
+        "CONVEYOR_DATABASE_URL": bind.url.render_as_string(hide_password=False),
+    }
+    pipeline = f"cliq-{rid()[:8]}"
+    source = (ROOT / "examples" / "label-review.yaml").read_text()
+    definition = tmp_path / "pipeline.yaml"
+    definition.write_text(source.replace("name: label-review", f"name: {pipeline}", 1))
+    code, out, err = await run(
+        "task",
+        "create",
+        "--pipeline",
+        str(definition),
+        "--key",
+        "k1",
+        "--data",
+        '{"text": "t"}',
+        env=env,
+    )
+    assert code == 0, err
+    for _ in range(100):
+        code, out, _ = await run(
+            "queue", "list", "--as", "ana", "--roles", "labeler", "--pipeline", pipeline, env=env
+        )
+        if f"{pipeline}/k1" in out:
+            break
+        await asyncio.sleep(0.1)
+    assert f"{pipeline}/k1" in out and "label" in out
+    code, out, err = await run(
+        "queue", "next", "--as", "ana", "--roles", "labeler", "--pipeline", pipeline, env=env
+    )
+    assert code == 0 and f"claimed label of {pipeline}/k1" in out, err
+    code, out, _ = await run("queue", "mine", "--as", "ana", env=env)
+    assert f"{pipeline}/k1" in out
+    code, out, err = await run(
+        "queue", "next", "--as", "bo", "--roles", "labeler", "--pipeline", pipeline, env=env
+    )
+    assert code == 1 and "no work for bo" in err
+    for _ in range(50):
+        code, out, _ = await run("reconcile", "--pipeline", pipeline, env=env)
+        if code == 0:
+            break
+        await asyncio.sleep(0.2)
+    assert code == 0 and "checked 1 task(s): 0 drifted" in out
