@@ -32,8 +32,8 @@ def main() -> None:
 
     start = time.perf_counter()
     for i in range(N):
-        command = Claim(request_id=f"c{i}", contributor="ana", roles=["labeler"])
-        engine.apply(pipeline, state, command, engine.Context(now=now, token="t"))
+        claim = Claim(request_id=f"c{i}", contributor="ana", roles=["labeler"])
+        engine.apply(pipeline, state, claim, engine.Context(now=now, token="t"))
     per_command = (time.perf_counter() - start) / N
 
     print(
