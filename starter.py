@@ -436,6 +436,10 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--fix", action="store_true", help="repair what drifted")
     rec.set_defaults(handler=cmd_reconcile)
 
+    from conveyor.cli_explorer import register as register_explorer
+
+    register_explorer(sub)
+
     admin = sub.add_parser("admin", help="admin operations on a task")
     asub = admin.add_subparsers(dest="action", required=True)
     e = command(asub, "edit", "admin edit", "edit a submission", node=True)

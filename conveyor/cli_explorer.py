@@ -3,7 +3,7 @@
 ``starter.py`` adds these commands with :func:`register`::
 
     python starter.py explore counts --pipeline support
-    python starter.py explore tasks --pipeline support --status "In Progress" --sort -updated_at
+    python starter.py explore tasks --pipeline support --status "In Progress" --sort=-updated_at
     python starter.py explore task support/doc-1
     python starter.py export --pipeline support --format zip --out support.zip --tag audit
     python starter.py delete --pipeline support --status Failed --yes --state-file del.state
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.bulk import (
     EXPORT_FORMATS,
+    ConfirmationRequired,
     ProgressBar,
     Selection,
     delete_tasks,
@@ -55,7 +56,7 @@ class ExplorerCliError(ValueError):
     """A problem the user can fix; printed as ``error: ...`` without a traceback."""
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``explore``, ``export`` and ``delete`` to the CLI's subcommands."""
     explore = sub.add_parser("explore", help="the Data Explorer: counts, task lists, task detail")
     esub = explore.add_subparsers(dest="action", required=True)
@@ -73,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--sort",
         default="created_at",
         metavar="FIELD",
-        help=f"one of {', '.join(sorts)}; prefix '-' for descending (default created_at)",
+        help=f"one of {', '.join(sorts)}; descending with a '-', written --sort=-created_at",
     )
     tasks.add_argument("--limit", type=_page_size, default=DEFAULT_PAGE_SIZE)
     tasks.add_argument("--after", metavar="CURSOR", help="the cursor printed by the last page")
@@ -248,6 +249,9 @@ async def cmd_delete(args: argparse.Namespace) -> int:
         selection = Selection(pipeline=args.pipeline, filter=_criteria(args))
     except ValueError:
         raise ExplorerCliError("delete needs --pipeline (or explicit --ids)") from None
+    if not args.yes:  # before connecting anywhere
+        hint = "" if args.state_file else " (and --state-file FILE to make it resumable)"
+        raise ConfirmationRequired(f"deleting tasks cannot be undone: add --yes to confirm{hint}")
     sessions = _sessions()
     conveyor = await _conveyor()
     with ProgressBar("deleted", "tasks") as bar:
@@ -314,10 +318,7 @@ def print_page(result: Page, *, data: bool) -> None:
                 _cell(", ".join(r.assignees), 30),
                 _cell(r.created_at),
                 _cell(r.updated_at),
-                *(
-                    r.node_statuses[n].value if n in r.node_statuses else ""
-                    for n in columns.nodes
-                ),
+                *(r.node_statuses[n].value if n in r.node_statuses else "" for n in columns.nodes),
             ]
             for r in result.rows
         ]
@@ -338,7 +339,7 @@ def print_page(result: Page, *, data: bool) -> None:
     else:
         print("(no tasks)")
     if result.next_cursor:
-        print(f"\nnext page: --sort {result.sort} --after {result.next_cursor}")
+        print(f"\nnext page: --sort={result.sort} --after {result.next_cursor}")
 
 
 def print_detail(detail: TaskDetail) -> None:

@@ -1,0 +1,736 @@
+"""Bulk actions on a selection of tasks: export and delete.
+
+A selection is explicit workflow ids, a :class:`~store.explorer.TaskFilter`, or a whole
+pipeline (an empty filter). Both actions walk the selection in keyset pages
+(``store.explorer``), each page in its own short transaction, so memory stays constant and no
+long transaction holds the store.
+
+**Export** writes CSV, JSON (one array), JSON Lines or a ZIP (``tasks.csv`` + ``tasks.jsonl`` +
+``manifest.json``), streamed row by row. Rows are read in ``created_at`` order, which never
+changes, so every selected task appears exactly once even while tasks change during the export
+(tasks created meanwhile may or may not be included). An export to a path is written to a
+temporary file and renamed when complete, so a crash never leaves a half file behind; an export
+is not resumable: it is cheap to rerun.
+
+CSV cells are made safe for spreadsheets: a text cell that starts with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return (which Excel, LibreOffice and Google Sheets would run as a
+formula) is prefixed with a single quote ``'``. Numbers are written as numbers (a leading ``-``
+is a sign, not a formula). JSON and JSONL exports are for programs and are written unchanged.
+
+**Delete** removes each task's Temporal execution (every run of it) and then its store rows, in
+chunks with bounded concurrency, and reports each task's outcome. It refuses to run without
+``confirm=True`` (``--yes`` on the command line). With a state file it is resumable: finished
+chunks are appended to the file, and a rerun with the same file and selection skips them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Any, Literal, TextIO
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.service import RPCError, RPCStatusCode
+
+from conveyor.client import ConveyorClient
+from store.db import transaction
+from store.explorer import (
+    DataColumns,
+    Sort,
+    SortField,
+    TaskFilter,
+    TaskSummary,
+    count_tasks,
+    data_columns,
+    page,
+    page_ids,
+)
+from store.models import ClaimReservationRow, EvaluationResultRow, LlmCallRow, TaskRow
+
+ExportFormat = Literal["csv", "json", "jsonl", "zip"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "json", "jsonl", "zip")
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``, called after each page or chunk."""
+
+EXPORT_PAGE_SIZE = 1000
+DELETE_CHUNK_SIZE = 100
+DELETE_CONCURRENCY = 10
+
+# Creation order never changes: a task cannot move between pages while an export runs.
+_STABLE_SORT = Sort(field=SortField.CREATED_AT)
+
+METADATA_COLUMNS = (
+    "workflow_id",
+    "task_key",
+    "pipeline_hash",
+    "status",
+    "hold_reason",
+    "current_nodes",
+    "assignees",
+    "created_at",
+    "updated_at",
+    "finished_at",
+)
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class Selection(BaseModel):
+    """Which tasks a bulk action applies to.
+
+    Explicit ids (``filter.workflow_ids`` and nothing else) are taken as given, so a task whose
+    workflow exists but whose store rows do not can still be deleted. Anything else is resolved
+    in the store: ``pipeline``'s tasks matching ``filter`` (all of them for an empty filter).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    pipeline: str | None = None
+    filter: TaskFilter = Field(default_factory=TaskFilter)
+
+    @model_validator(mode="after")
+    def _needs_a_pipeline(self) -> Selection:
+        if self.pipeline is None and not self.filter.is_explicit_only():
+            raise ValueError("a selection needs a pipeline unless it is a list of workflow ids")
+        return self
+
+    @classmethod
+    def of_ids(cls, workflow_ids: Sequence[str], pipeline: str | None = None) -> Selection:
+        return cls(pipeline=pipeline, filter=TaskFilter(workflow_ids=list(workflow_ids)))
+
+
+# --------------------------------------------------------------------------- progress bar
+
+
+class ProgressBar:
+    """``progress(done, total)`` that draws e.g. ``exported 12,000 / 50,000 rows`` on stderr.
+
+    Draws only when the stream is a terminal, at most ten times a second (and always the
+    last update); :meth:`close` ends the line. Usable as a context manager.
+    """
+
+    def __init__(self, verb: str, unit: str = "rows", stream: TextIO | None = None):
+        self.verb = verb
+        self.unit = unit
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = self.stream.isatty()
+        self._drawn = False
+        self._last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        percent = f" ({100 * done // total}%)" if total else ""
+        line = f"\r{self.verb} {done:,} / {total:,} {self.unit}{percent}"
+        self.stream.write(line + "\x1b[K")
+        self.stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+            self._drawn = False
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- export
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    format: ExportFormat
+    rows: int
+    columns: list[str]
+    versions: list[str]
+    """The pipeline version hashes of the exported tasks."""
+    path: Path | None
+
+
+def export_columns(columns: DataColumns) -> list[str]:
+    """Every column of an export, in order: metadata, node statuses, fields, evals, tags."""
+    return [
+        *METADATA_COLUMNS,
+        *(f"node_status.{n}" for n in columns.nodes),
+        *columns.field_names,
+        *columns.evaluations,
+        "tags",
+    ]
+
+
+def export_record(row: TaskSummary, columns: DataColumns) -> dict[str, Any]:
+    """One task as a flat, JSON-ready record keyed by :func:`export_columns`.
+
+    Missing values are None; timestamps are ISO 8601 in UTC; lists and dicts stay nested.
+    """
+    values = row.values or {}
+    record: dict[str, Any] = {
+        "workflow_id": row.workflow_id,
+        "task_key": row.task_key,
+        "pipeline_hash": row.pipeline_hash,
+        "status": row.status.value,
+        "hold_reason": row.hold_reason,
+        "current_nodes": row.current_nodes,
+        "assignees": row.assignees,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "finished_at": _iso(row.finished_at),
+    }
+    for node in columns.nodes:
+        status = row.node_statuses.get(node)
+        record[f"node_status.{node}"] = status.value if status is not None else None
+    for name in (*columns.field_names, *columns.evaluations):
+        record[name] = values.get(name)
+    record["tags"] = row.tags
+    return record
+
+
+def csv_cell(value: Any) -> str:
+    """A value as CSV text: nested values as compact JSON (sorted keys), formulas neutralised."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, datetime):
+        return _iso(value) or ""
+    text = _compact_json(value) if isinstance(value, list | dict) else str(value)
+    return neutralise_formula(text)
+
+
+def neutralise_formula(text: str) -> str:
+    """Prefix ``'`` to text a spreadsheet would run as a formula (CSV injection)."""
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+def iter_selection(
+    sessions: sessionmaker[Session],
+    pipeline: str,
+    criteria: TaskFilter | None = None,
+    *,
+    columns: DataColumns | None = None,
+    page_size: int = EXPORT_PAGE_SIZE,
+) -> Iterator[TaskSummary]:
+    """Every selected task with its data, one page (one short transaction) at a time."""
+    after: str | None = None
+    while True:
+        with transaction(sessions) as session:
+            current = page(
+                session,
+                pipeline,
+                criteria,
+                _STABLE_SORT,
+                limit=page_size,
+                after=after,
+                with_data=True,
+                columns=columns,
+            )
+        columns = current.columns
+        yield from current.rows
+        if current.next_cursor is None:
+            return
+        after = current.next_cursor
+
+
+def export(
+    sessions: sessionmaker[Session],
+    pipeline: str,
+    criteria: TaskFilter | None,
+    fmt: ExportFormat,
+    out: str | os.PathLike[str] | IO[bytes],
+    progress: Progress | None = None,
+    *,
+    page_size: int = EXPORT_PAGE_SIZE,
+) -> ExportReport:
+    """Export the selected tasks of ``pipeline`` to ``out`` (a path, or a binary stream).
+
+    Memory stays constant whatever the number of tasks: rows are read ``page_size`` at a time
+    and written as they come (a ZIP's JSONL part is spooled to a temporary file while the CSV
+    part is written, so both hold the same rows).
+
+    Returns:
+        What was written: the row count, the columns and the pipeline versions seen.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
+    criteria = criteria or TaskFilter()
+    with transaction(sessions) as session:
+        columns = data_columns(session, pipeline)
+        total = count_tasks(session, pipeline, criteria)
+    names = export_columns(columns)
+    versions: dict[str, None] = {}
+    written = 0
+
+    def records() -> Iterator[dict[str, Any]]:
+        nonlocal written
+        for row in iter_selection(
+            sessions, pipeline, criteria, columns=columns, page_size=page_size
+        ):
+            versions.setdefault(row.pipeline_hash)
+            yield export_record(row, columns)
+            written += 1
+            if progress is not None and (written % page_size == 0 or written == total):
+                progress(written, max(total, written))
+
+    def manifest() -> dict[str, Any]:
+        return _manifest(pipeline, criteria, written, names, versions)
+
+    with _output(out) as stream:
+        if fmt == "csv":
+            _write_csv(stream, names, records())
+        elif fmt == "jsonl":
+            _write_jsonl(stream, records())
+        elif fmt == "json":
+            _write_json(stream, records())
+        else:
+            _write_zip(stream, names, records(), manifest)
+    if progress is not None and written != total:
+        progress(written, written)
+    path = None if _is_stream(out) else Path(os.fspath(out))  # type: ignore[arg-type]
+    return ExportReport(fmt, written, names, list(versions), path)
+
+
+def _manifest(
+    pipeline: str, criteria: TaskFilter, rows: int, names: list[str], versions: dict[str, None]
+) -> dict[str, Any]:
+    return {
+        "format": "conveyor-export/1",
+        "pipeline": pipeline,
+        "versions": list(versions),
+        "filter": criteria.model_dump(mode="json", exclude_defaults=True),
+        "sort": str(_STABLE_SORT),
+        "rows": rows,
+        "columns": names,
+        "files": {"tasks.csv": "CSV, formulas neutralised", "tasks.jsonl": "one task per line"},
+        "created_at": _iso(datetime.now(UTC)),
+    }
+
+
+def _write_csv(stream: IO[bytes], names: list[str], records: Iterator[dict[str, Any]]) -> None:
+    with _text(stream) as text:
+        writer = csv.writer(text, lineterminator="\r\n")
+        writer.writerow(names)
+        for record in records:
+            writer.writerow([csv_cell(record[name]) for name in names])
+
+
+def _write_jsonl(stream: IO[bytes], records: Iterator[dict[str, Any]]) -> None:
+    with _text(stream) as text:
+        for record in records:
+            text.write(_json_line(record))
+            text.write("\n")
+
+
+def _write_json(stream: IO[bytes], records: Iterator[dict[str, Any]]) -> None:
+    with _text(stream) as text:
+        text.write("[")
+        for i, record in enumerate(records):
+            text.write("\n" if i == 0 else ",\n")
+            text.write(_json_line(record))
+        text.write("\n]\n")
+
+
+def _write_zip(
+    stream: IO[bytes],
+    names: list[str],
+    records: Iterator[dict[str, Any]],
+    manifest: Callable[[], dict[str, Any]],
+) -> None:
+    # ZipFile writes one member at a time: spool the JSONL part while the CSV part streams.
+    with (
+        tempfile.TemporaryFile() as spool,
+        zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+    ):
+        with (
+            _text(spool) as jsonl,
+            archive.open(_member("tasks.csv"), "w", force_zip64=True) as member,
+        ):
+
+            def tee() -> Iterator[dict[str, Any]]:
+                for record in records:
+                    jsonl.write(_json_line(record))
+                    jsonl.write("\n")
+                    yield record
+
+            _write_csv(member, names, tee())
+        spool.seek(0)
+        with archive.open(_member("tasks.jsonl"), "w", force_zip64=True) as member:
+            shutil.copyfileobj(spool, member, 1024 * 1024)
+        text = json.dumps(manifest(), indent=2, sort_keys=True) + "\n"
+        archive.writestr(_member("manifest.json"), text)
+
+
+def _member(name: str) -> zipfile.ZipInfo:
+    """A compressed ZIP member stamped now (``ZipFile.open(name, "w")`` would say 1980)."""
+    info = zipfile.ZipInfo(name, date_time=datetime.now().timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    return info
+
+
+@contextmanager
+def _text(stream: IO[bytes]) -> Iterator[TextIO]:
+    """UTF-8 text over a binary stream, detached (not closed) afterwards."""
+    wrapper = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+    try:
+        yield wrapper
+        wrapper.flush()
+    finally:
+        wrapper.detach()
+
+
+def _is_stream(out: object) -> bool:
+    return hasattr(out, "write")
+
+
+@contextmanager
+def _output(out: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[bytes]]:
+    """The binary stream to write; a path is written to a temporary file, renamed at the end."""
+    if _is_stream(out):
+        yield out  # type: ignore[misc]
+        return
+    target = Path(os.fspath(out))  # type: ignore[arg-type]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            yield stream
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _json_line(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+# --------------------------------------------------------------------------- delete
+
+
+class ConfirmationRequired(ValueError):
+    """A destructive bulk action was asked for without confirmation."""
+
+
+class StateFileMismatch(ValueError):
+    """The state file belongs to another selection."""
+
+
+class DeleteOutcome(StrEnum):
+    DELETED = "deleted"
+    """The store rows were deleted, or Temporal accepted the workflow's deletion, or both.
+    Temporal removes a running workflow at once (terminating it) and a closed one
+    asynchronously (seconds to a minute later)."""
+    ALREADY_GONE = "already gone"
+    """Neither the workflow nor store rows existed."""
+    ERROR = "error"
+    """Not deleted (see ``reason``); a rerun tries again."""
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    workflow_id: str
+    outcome: DeleteOutcome
+    reason: str | None = None
+
+
+@dataclass
+class DeleteReport:
+    results: list[DeleteResult] = field(default_factory=list)
+    """This run's per-task outcomes, in the order they finished."""
+    skipped: int = 0
+    """Tasks a previous run (same state file) already finished."""
+
+    def ids(self, outcome: DeleteOutcome) -> list[str]:
+        return [r.workflow_id for r in self.results if r.outcome == outcome]
+
+    @property
+    def deleted(self) -> int:
+        return len(self.ids(DeleteOutcome.DELETED))
+
+    @property
+    def already_gone(self) -> int:
+        return len(self.ids(DeleteOutcome.ALREADY_GONE))
+
+    @property
+    def errors(self) -> list[DeleteResult]:
+        return [r for r in self.results if r.outcome == DeleteOutcome.ERROR]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+class DeleteState:
+    """A delete's progress file (JSON Lines, appended, so it grows in O(n)).
+
+    The first line is ``{"kind": "conveyor-delete", "selection": {...}}``; each finished
+    chunk appends ``{"done": [workflow ids]}``. A torn last line (a crash mid-write) is ignored.
+    """
+
+    KIND = "conveyor-delete"
+
+    def __init__(self, path: Path | None, selection: Selection):
+        self.path = path
+        self.done: set[str] = set()
+        if path is None:
+            return
+        wanted = selection.model_dump(mode="json")
+        if path.exists() and path.stat().st_size > 0:
+            lines = path.read_text(encoding="utf-8").splitlines()
+            header = self._parse(lines[0]) if lines else None
+            if header is None or header.get("kind") != self.KIND:
+                raise StateFileMismatch(f"{path} is not a delete state file; choose another path")
+            if header.get("selection") != wanted:
+                raise StateFileMismatch(
+                    f"{path} records a different selection ({header.get('selection')}); rerun "
+                    "with the same pipeline and filters, or use a new --state-file"
+                )
+            for line in lines[1:]:
+                entry = self._parse(line)
+                if entry is not None:
+                    self.done.update(entry.get("done", []))
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._append({"kind": self.KIND, "selection": wanted})
+
+    @staticmethod
+    def _parse(line: str) -> dict[str, Any] | None:
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    def record(self, workflow_ids: Sequence[str]) -> None:
+        self.done.update(workflow_ids)
+        if self.path is not None and workflow_ids:
+            self._append({"done": list(workflow_ids)})
+
+    def _append(self, entry: dict[str, Any]) -> None:
+        assert self.path is not None
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+
+async def delete_tasks(
+    conveyor: ConveyorClient,
+    sessions: sessionmaker[Session],
+    selection: Selection,
+    *,
+    confirm: bool,
+    progress: Progress | None = None,
+    state_file: Path | None = None,
+    chunk_size: int = DELETE_CHUNK_SIZE,
+    concurrency: int = DELETE_CONCURRENCY,
+) -> DeleteReport:
+    """Delete the selected tasks: each one's Temporal execution first, then its store rows.
+
+    Deleting the workflow first means a crash between the two leaves only store rows, which a
+    rerun deletes (the workflow then reads as already gone). A task whose projection activity
+    is in flight at the moment of deletion can leave its row behind; ``reconcile`` reports it
+    as an orphan. Tasks that fail are reported and not recorded as done, so a rerun retries
+    them.
+
+    Args:
+        confirm: must be True: deletion cannot be undone.
+        progress: ``progress(done, total)`` after each chunk (done includes earlier runs).
+        state_file: where progress is recorded; rerun with the same file and selection to
+            continue after a crash or an interruption.
+
+    Raises:
+        ConfirmationRequired: ``confirm`` is not True.
+        StateFileMismatch: ``state_file`` records another selection.
+    """
+    if confirm is not True:
+        raise ConfirmationRequired(
+            "deleting tasks cannot be undone: confirm it (pass --yes on the command line, "
+            "or confirm=True)"
+        )
+    state = await asyncio.to_thread(DeleteState, state_file, selection)
+    report = DeleteReport()
+    remaining = await asyncio.to_thread(_count_remaining, sessions, selection, state.done)
+    total = len(state.done) + remaining
+    gate = asyncio.Semaphore(concurrency)
+
+    async def delete_one(workflow_id: str) -> tuple[str, bool | str]:
+        async with gate:
+            try:
+                return workflow_id, await delete_workflow(conveyor, workflow_id)
+            except RPCError as err:
+                return workflow_id, f"Temporal refused: {err.message} ({err.status.name})"
+
+    async for chunk in _chunks(sessions, selection, state.done, chunk_size):
+        outcomes = dict(await asyncio.gather(*(delete_one(i) for i in chunk)))
+        deletable = [i for i in chunk if not isinstance(outcomes[i], str)]
+        try:
+            in_store = await asyncio.to_thread(delete_store_rows, sessions, deletable)
+        except Exception as err:  # the store is down: report the chunk, retry it next run
+            in_store, deletable = set(), []
+            reason = f"store: {type(err).__name__}: {err}"
+            outcomes = {i: outcomes[i] if isinstance(outcomes[i], str) else reason for i in chunk}
+        for workflow_id in chunk:
+            outcome = outcomes[workflow_id]
+            if isinstance(outcome, str):
+                report.results.append(DeleteResult(workflow_id, DeleteOutcome.ERROR, outcome))
+            elif outcome or workflow_id in in_store:
+                report.results.append(DeleteResult(workflow_id, DeleteOutcome.DELETED))
+            else:
+                report.results.append(DeleteResult(workflow_id, DeleteOutcome.ALREADY_GONE))
+        await asyncio.to_thread(state.record, deletable)
+        if progress is not None:
+            progress(len(state.done), total)
+    report.skipped = total - remaining
+    return report
+
+
+async def delete_workflow(conveyor: ConveyorClient, workflow_id: str) -> bool:
+    """Delete every run of a task's workflow; False when none existed.
+
+    ``DeleteWorkflowExecution`` without a run id removes the latest run (terminating it if
+    running); earlier runs of a continued-as-new task are found through visibility and removed
+    by run id. NOT_FOUND is "already deleted".
+    """
+    client = conveyor.client
+    deleted = await _delete_run(conveyor, workflow_id, "")
+    query = f"WorkflowId = '{_quote(workflow_id)}'"
+    async for run in client.list_workflows(query):
+        deleted = await _delete_run(conveyor, workflow_id, run.run_id) or deleted
+    return deleted
+
+
+async def _delete_run(conveyor: ConveyorClient, workflow_id: str, run_id: str) -> bool:
+    client = conveyor.client
+    request = DeleteWorkflowExecutionRequest(
+        namespace=client.namespace,
+        workflow_execution=WorkflowExecution(workflow_id=workflow_id, run_id=run_id),
+    )
+    try:
+        await client.workflow_service.delete_workflow_execution(request)
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+def delete_store_rows(sessions: sessionmaker[Session], workflow_ids: Sequence[str]) -> set[str]:
+    """Delete tasks' store rows in one transaction; returns the ids that had a task row.
+
+    Node instances, timeline events, submissions, reviews and tags go with the task row
+    (``ON DELETE CASCADE``; SQLite enforces it because ``store.db`` turns foreign keys on).
+    LLM calls, evaluation results and claim reservations have no foreign key and are deleted
+    explicitly.
+    """
+    if not workflow_ids:
+        return set()
+    ids = list(workflow_ids)
+    with transaction(sessions) as session:
+        for table in (LlmCallRow, EvaluationResultRow, ClaimReservationRow):
+            session.execute(delete(table).where(table.workflow_id.in_(ids)))
+        gone = session.scalars(
+            delete(TaskRow).where(TaskRow.workflow_id.in_(ids)).returning(TaskRow.workflow_id)
+        )
+        return set(gone)
+
+
+def _count_remaining(sessions: sessionmaker[Session], selection: Selection, done: set[str]) -> int:
+    if selection.filter.is_explicit_only():
+        return len(set(selection.filter.workflow_ids or []) - done)
+    assert selection.pipeline is not None
+    with transaction(sessions) as session:
+        # Done tasks have no store rows any more (their rows go before they are recorded).
+        return count_tasks(session, selection.pipeline, selection.filter)
+
+
+async def _chunks(
+    sessions: sessionmaker[Session], selection: Selection, done: set[str], size: int
+) -> Any:
+    """Chunks of not-yet-done workflow ids of the selection, read lazily."""
+    if selection.filter.is_explicit_only():
+        ids = [i for i in dict.fromkeys(selection.filter.workflow_ids or []) if i not in done]
+        if selection.pipeline is not None:
+            await asyncio.to_thread(_check_pipeline, sessions, selection.pipeline, ids)
+        for start in range(0, len(ids), size):
+            yield ids[start : start + size]
+        return
+    assert selection.pipeline is not None
+    after: str | None = None
+    while True:
+        ids, after = await asyncio.to_thread(
+            _id_page, sessions, selection.pipeline, selection.filter, size, after
+        )
+        todo = [i for i in ids if i not in done]
+        if todo:
+            yield todo
+        if after is None:
+            return
+
+
+def _id_page(
+    sessions: sessionmaker[Session],
+    pipeline: str,
+    criteria: TaskFilter,
+    size: int,
+    after: str | None,
+) -> tuple[list[str], str | None]:
+    with transaction(sessions) as session:
+        return page_ids(session, pipeline, criteria, _STABLE_SORT, limit=size, after=after)
+
+
+def _check_pipeline(sessions: sessionmaker[Session], pipeline: str, ids: list[str]) -> None:
+    """Refuse explicit ids the store knows under another pipeline."""
+    with transaction(sessions) as session:
+        others: list[str] = []
+        for start in range(0, len(ids), 1000):
+            others += session.scalars(
+                select(TaskRow.workflow_id).where(
+                    TaskRow.workflow_id.in_(ids[start : start + 1000]),
+                    TaskRow.pipeline_name != pipeline,
+                )
+            )
+    if others:
+        shown = ", ".join(others[:5]) + (" ..." if len(others) > 5 else "")
+        raise ValueError(
+            f"{len(others)} of the ids belong to another pipeline than {pipeline!r}: {shown}"
+        )
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("'", "\\'")
