@@ -75,10 +75,12 @@ async def next_work(
             break
         item = random.choice(fresh[:SPREAD])
         tried.add((item.workflow_id, item.node))
-        limit = await asyncio.to_thread(_reserve, sessions, contributor, roles, item)
-        if limit is not None:
+        outcome = await asyncio.to_thread(_reserve, sessions, contributor, roles, item)
+        if outcome == _AT_LIMIT:
             at_limit.add(item.pipeline)
             continue
+        if outcome == _TAKEN:
+            continue  # another of this contributor's calls is claiming it right now
         try:
             result = await conveyor.task(item.workflow_id).send(
                 Claim(
@@ -118,17 +120,24 @@ def _candidates(
         return claimable(session, contributor, roles, pipeline=pipeline, limit=limit)
 
 
+_RESERVED, _AT_LIMIT, _TAKEN = "reserved", "at limit", "taken"
+
+
 def _reserve(
     sessions: sessionmaker[Session], contributor: str, roles: list[str], item: WorkItem
-) -> int | None:
-    """Reserve ``item`` under the contributor's lock; returns the limit if it is reached."""
+) -> str:
+    """Reserve ``item`` under the contributor's lock.
+
+    Each reservation belongs to exactly one ``next`` call: if another call of the same person
+    already reserved this node, this one moves on (sharing it would let the loser delete the
+    winner's reservation and open a gap in the limit count).
+    """
     with transaction(sessions) as session:
         lock_contributor(session, contributor, roles)
         limit = claim_limit(session, item.pipeline, roles)
         if limit is not None and held_count(session, contributor, item.pipeline) >= limit:
-            return limit
-        reserve(session, contributor, item)
-        return None
+            return _AT_LIMIT
+        return _RESERVED if reserve(session, contributor, item) else _TAKEN
 
 
 def _release(

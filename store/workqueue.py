@@ -227,8 +227,9 @@ def held_count(session: Session, contributor: str, pipeline: str) -> int:
     return int(claims) + int(reserved)
 
 
-def reserve(session: Session, contributor: str, item: WorkItem) -> None:
-    upsert_ignore(
+def reserve(session: Session, contributor: str, item: WorkItem) -> bool:
+    """Reserve ``item``; False if this contributor is already claiming it in another call."""
+    inserted = upsert_ignore(
         session,
         ClaimReservationRow.__table__,
         {
@@ -239,6 +240,7 @@ def reserve(session: Session, contributor: str, item: WorkItem) -> None:
             "created_at": datetime.now(UTC),
         },
     )
+    return inserted == 1
 
 
 def unreserve(session: Session, contributor: str, item: WorkItem) -> None:
