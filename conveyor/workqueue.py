@@ -147,6 +147,9 @@ def _release(
     result: CommandResult | None,
 ) -> None:
     with transaction(sessions) as session:
+        # Under the same lock as the limit check: that check reads claims and reservations in
+        # two statements, and must not see this swap half done.
+        lock_contributor(session, contributor, [])
         if result is not None and result.token is not None:
             record_claim(session, item, contributor, result.token, result.seq)
         unreserve(session, contributor, item)
