@@ -56,6 +56,7 @@ from workflows.messages import (
     Tag,
     TaskState,
     TaskStatus,
+    TaskView,
     TimelineEvent,
     Untag,
     Verdict,
@@ -220,6 +221,26 @@ def record_rejection(
     )
     _remember(new, outcome.result)
     return Outcome(new, outcome.result, run.events)
+
+
+def task_view(state: TaskState, workflow_id: str, *, timeline: bool = True) -> TaskView:
+    """The task as callers see it (the ``state`` query; projection snapshots)."""
+    return TaskView(
+        workflow_id=workflow_id,
+        task_key=state.task_key,
+        pipeline=state.pipeline_name,
+        pipeline_hash=state.pipeline_hash,
+        status=state.status,
+        nodes=list(state.nodes.values()),
+        data=state.data,
+        tags=state.tags,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+        finished_at=state.finished_at,
+        hold_reason=state.hold_reason,
+        seq=state.seq,
+        timeline=state.timeline if timeline else [],
+    )
 
 
 def task_data(state: TaskState) -> dict[str, Any]:

@@ -335,23 +335,7 @@ class TaskWorkflow:
         workflow.set_current_details(_details(state))
 
     def _view(self, *, timeline: bool = True) -> TaskView:
-        state = self._state
-        return TaskView(
-            workflow_id=workflow.info().workflow_id,
-            task_key=state.task_key,
-            pipeline=state.pipeline_name,
-            pipeline_hash=state.pipeline_hash,
-            status=state.status,
-            nodes=list(state.nodes.values()),
-            data=state.data,
-            tags=state.tags,
-            created_at=state.created_at,
-            updated_at=state.updated_at,
-            finished_at=state.finished_at,
-            hold_reason=state.hold_reason,
-            seq=state.seq,
-            timeline=state.timeline if timeline else [],
-        )
+        return engine.task_view(self._state, workflow.info().workflow_id, timeline=timeline)
 
     # ------------------------------------------------------------------ query
 

@@ -33,22 +33,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def view_of(state: TaskState, workflow_id: str) -> TaskView:
-    return TaskView(
-        workflow_id=workflow_id,
-        task_key=state.task_key,
-        pipeline=state.pipeline_name,
-        pipeline_hash=state.pipeline_hash,
-        status=state.status,
-        nodes=list(state.nodes.values()),
-        data=state.data,
-        tags=state.tags,
-        created_at=state.created_at,
-        updated_at=state.updated_at,
-        finished_at=state.finished_at,
-        hold_reason=state.hold_reason,
-        seq=state.seq,
-        timeline=state.timeline,
-    )
+    return engine.task_view(state, workflow_id)
 
 
 def run_task(pipeline: Pipeline, workflow_id: str) -> list[ProjectionBatch]:
