@@ -18,11 +18,9 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from conveyor.client import CommandRejected, ConveyorClient, InvalidSeedData, NoWorkerResponded
+from conveyor.cli_common import CliError, connect_conveyor, store_sessions
+from conveyor.client import CommandRejected, InvalidSeedData, NoWorkerResponded
 from conveyor.pipelines import load_pipeline_file
-from conveyor.settings import Settings
 from store.db import SchemaOutOfDate
 from workflows.graph import PipelineInvalid
 from workflows.messages import (
@@ -51,10 +49,6 @@ from workflows.messages import (
 
 EXIT_REJECTED = 2
 EXIT_INVALID = 3
-
-
-class CliError(Exception):
-    """A problem with the command line's input; printed without a traceback."""
 
 
 def _json_arg(text: str, what: str) -> dict[str, Any]:
@@ -118,24 +112,10 @@ async def cmd_pipeline_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _conveyor() -> ConveyorClient:
-    settings = Settings.from_env()
-    try:
-        client = await settings.connect()
-    except Exception as err:
-        raise CliError(
-            f"cannot reach Temporal at {settings.temporal_address} ({err}); "
-            "start it with `python starter.py dev` or set CONVEYOR_TEMPORAL_ADDRESS"
-        ) from None
-    return ConveyorClient(
-        client, settings.task_queue, update_timeout=settings.update_timeout_seconds
-    )
-
-
 async def cmd_task_create(args: argparse.Namespace) -> int:
     pipeline = load_pipeline_file(args.pipeline)
     data = _json_arg(args.data, "--data")
-    conveyor = await _conveyor()
+    conveyor = await connect_conveyor()
     created = await conveyor.create_task(
         pipeline, args.key, data, start_paused=args.paused, start_pending=args.pending
     )
@@ -146,13 +126,13 @@ async def cmd_task_create(args: argparse.Namespace) -> int:
 
 
 async def cmd_task_show(args: argparse.Namespace) -> int:
-    conveyor = await _conveyor()
+    conveyor = await connect_conveyor()
     print_view(await conveyor.task(args.id).state(), as_json=args.json)
     return 0
 
 
 async def cmd_task_list(args: argparse.Namespace) -> int:
-    conveyor = await _conveyor()
+    conveyor = await connect_conveyor()
     status = TaskStatus(args.status) if args.status else None
     count = 0
     async for workflow_id, task_status in conveyor.list_tasks(
@@ -213,7 +193,7 @@ def _command_builders() -> dict[str, Callable[[argparse.Namespace], Command]]:
 
 async def cmd_send(args: argparse.Namespace) -> int:
     command = _command_builders()[args.command_name](args)
-    conveyor = await _conveyor()
+    conveyor = await connect_conveyor()
     task = conveyor.task(args.id)
     if args.signal:
         await task.signal(command)
@@ -229,14 +209,6 @@ async def cmd_send(args: argparse.Namespace) -> int:
     return 0
 
 
-def _store_sessions() -> sessionmaker[Session]:
-    from store.db import check_schema, database_url, make_engine, session_factory
-
-    engine = make_engine(database_url())
-    check_schema(engine)
-    return session_factory(engine)
-
-
 async def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from store.db import current_revision, database_url, make_engine, migrate, safe_url
 
@@ -250,7 +222,7 @@ async def cmd_queue_list(args: argparse.Namespace) -> int:
     from store.db import transaction
     from store.workqueue import claimable, my_claims, my_submitted
 
-    sessions = _store_sessions()
+    sessions = store_sessions()
     with transaction(sessions) as session:
         if args.action == "list":
             for item in claimable(
@@ -271,8 +243,8 @@ async def cmd_queue_list(args: argparse.Namespace) -> int:
 async def cmd_queue_next(args: argparse.Namespace) -> int:
     from conveyor.workqueue import NoWorkAvailable, next_work
 
-    sessions = _store_sessions()
-    conveyor = await _conveyor()
+    sessions = store_sessions()
+    conveyor = await connect_conveyor()
     try:
         claimed = await next_work(
             conveyor, sessions, args.as_, args.roles or [], pipeline=args.pipeline
@@ -288,8 +260,8 @@ async def cmd_queue_next(args: argparse.Namespace) -> int:
 async def cmd_reconcile(args: argparse.Namespace) -> int:
     from conveyor.reconcile import reconcile
 
-    sessions = _store_sessions()
-    conveyor = await _conveyor()
+    sessions = store_sessions()
+    conveyor = await connect_conveyor()
 
     def progress(done: int, total: int) -> None:
         if sys.stderr.isatty():

@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
-
 from conveyor.bulk import (
     EXPORT_FORMATS,
     ConfirmationRequired,
@@ -31,9 +29,8 @@ from conveyor.bulk import (
     delete_tasks,
     export,
 )
-from conveyor.client import ConveyorClient
-from conveyor.settings import Settings
-from store.db import check_schema, database_url, make_engine, session_factory, transaction
+from conveyor.cli_common import CliError, connect_conveyor, store_sessions
+from store.db import transaction
 from store.explorer import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -50,10 +47,6 @@ from store.explorer import (
 from workflows.messages import NodeStatus, TaskStatus
 
 EXIT_NOT_FOUND = 1
-
-
-class ExplorerCliError(ValueError):
-    """A problem the user can fix; printed as ``error: ...`` without a traceback."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -158,31 +151,11 @@ def _page_size(text: str) -> int:
     return value
 
 
-def _sessions() -> sessionmaker[Session]:
-    engine = make_engine(database_url())
-    check_schema(engine)
-    return session_factory(engine)
-
-
-async def _conveyor() -> ConveyorClient:
-    settings = Settings.from_env()
-    try:
-        client = await settings.connect()
-    except Exception as err:
-        raise ExplorerCliError(
-            f"cannot reach Temporal at {settings.temporal_address} ({err}); "
-            "start it with `python starter.py dev` or set CONVEYOR_TEMPORAL_ADDRESS"
-        ) from None
-    return ConveyorClient(
-        client, settings.task_queue, update_timeout=settings.update_timeout_seconds
-    )
-
-
 # --------------------------------------------------------------------------- commands
 
 
 async def cmd_explore_counts(args: argparse.Namespace) -> int:
-    sessions = _sessions()
+    sessions = store_sessions()
     with transaction(sessions) as session:
         counts = header_counts(session, args.pipeline)
     if args.json:
@@ -199,8 +172,8 @@ async def cmd_explore_tasks(args: argparse.Namespace) -> int:
     try:
         sort = Sort.parse(args.sort)
     except ValueError as err:
-        raise ExplorerCliError(str(err)) from None
-    sessions = _sessions()
+        raise CliError(str(err)) from None
+    sessions = store_sessions()
     with transaction(sessions) as session:
         result = page(
             session,
@@ -219,7 +192,7 @@ async def cmd_explore_tasks(args: argparse.Namespace) -> int:
 
 
 async def cmd_explore_task(args: argparse.Namespace) -> int:
-    sessions = _sessions()
+    sessions = store_sessions()
     try:
         with transaction(sessions) as session:
             detail = task_detail(session, args.id)
@@ -234,7 +207,7 @@ async def cmd_explore_task(args: argparse.Namespace) -> int:
 
 
 async def cmd_export(args: argparse.Namespace) -> int:
-    sessions = _sessions()
+    sessions = store_sessions()
     criteria = _criteria(args)
     with ProgressBar("exported") as bar:
         report = await asyncio.to_thread(
@@ -248,12 +221,12 @@ async def cmd_delete(args: argparse.Namespace) -> int:
     try:
         selection = Selection(pipeline=args.pipeline, filter=_criteria(args))
     except ValueError:
-        raise ExplorerCliError("delete needs --pipeline (or explicit --ids)") from None
+        raise CliError("delete needs --pipeline (or explicit --ids)") from None
     if not args.yes:  # before connecting anywhere
         hint = "" if args.state_file else " (and --state-file FILE to make it resumable)"
         raise ConfirmationRequired(f"deleting tasks cannot be undone: add --yes to confirm{hint}")
-    sessions = _sessions()
-    conveyor = await _conveyor()
+    sessions = store_sessions()
+    conveyor = await connect_conveyor()
     with ProgressBar("deleted", "tasks") as bar:
         try:
             report = await delete_tasks(
