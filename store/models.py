@@ -246,7 +246,11 @@ class TaskTagRow(Base):
 
 
 class LlmCallRow(Base):
-    """One LLM call attempt, for LLM Analytics."""
+    """One LLM call attempt, for LLM Analytics.
+
+    ``(workflow_id, call_id, attempt)`` is written at most once: the activity records each
+    attempt as it ends and the projection records the final one again, harmlessly.
+    """
 
     __tablename__ = "llm_calls"
 
@@ -254,6 +258,11 @@ class LlmCallRow(Base):
     workflow_id: Mapped[str] = mapped_column(String(400), index=True)
     pipeline_name: Mapped[str] = mapped_column(String(100))
     node: Mapped[str] = mapped_column(String(200))
+    call_id: Mapped[str] = mapped_column(String(300), default="")
+    """Which call of the task: ``<node>:<run>:<group>`` for fields, ``<node>:judge:<criterion>:
+    <version>:<run>`` for an LLM judge."""
+    purpose: Mapped[str] = mapped_column(String(20), default="field")
+    """``field`` (filling LLM fields) or ``judge`` (an LLM judge evaluation)."""
     fields: Mapped[list[str]]
     model: Mapped[str] = mapped_column(String(200))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
@@ -263,14 +272,23 @@ class LlmCallRow(Base):
     """None when the model's price is unknown (never 0 for unknown)."""
     latency_ms: Mapped[float] = mapped_column(Float)
     outcome: Mapped[str] = mapped_column(String(20))
+    """``ok``, ``retry`` (failed, Temporal retries it) or ``failed`` (failed for good)."""
     error_class: Mapped[str | None] = mapped_column(String(100))
     at: Mapped[datetime]
 
-    __table_args__ = (Index("ix_llm_calls_pipeline_model_node", "pipeline_name", "model", "node"),)
+    __table_args__ = (
+        Index("ix_llm_calls_pipeline_model_node", "pipeline_name", "model", "node"),
+        UniqueConstraint("workflow_id", "call_id", "attempt", name="uq_llm_calls_key"),
+    )
 
 
 class EvaluationResultRow(Base):
-    """One evaluator's verdict on a node's fields, for Evaluation Analytics."""
+    """One evaluator's verdict on a node's fields, for Evaluation Analytics.
+
+    One row per ``(workflow_id, node, criterion, criterion_version)``: a rework's new verdict
+    replaces the old one (``seq`` orders them), and a bulk evaluation skips tasks that already
+    have a result for the same criterion version.
+    """
 
     __tablename__ = "evaluation_results"
 
@@ -280,10 +298,22 @@ class EvaluationResultRow(Base):
     node: Mapped[str] = mapped_column(String(200))
     criterion: Mapped[str] = mapped_column(String(200))
     criterion_version: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20), default="programmatic")
+    """``programmatic``, ``llm_judge`` or ``human``."""
+    evaluator: Mapped[str] = mapped_column(String(20), default="")
+    """The evaluator kind (``regex``, ``pii``, ``llm_judge``…) or the human field's type."""
+    mode: Mapped[str] = mapped_column(String(10), default="hidden")
+    source: Mapped[str] = mapped_column(String(10), default="task")
+    """``task`` (run by the task's workflow) or ``bulk`` (a bulk evaluation)."""
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
     target_fields: Mapped[list[str]]
     score: Mapped[float | None] = mapped_column(Float)
     passed: Mapped[bool | None]
+    label: Mapped[str | None] = mapped_column(String(200))
+    """boolean / categorical verdicts: the label chosen (``true``/``false`` for booleans)."""
     reasoning: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    """Who gave a human rating; the judge model for an LLM judge."""
     prompt_tokens: Mapped[int | None] = mapped_column(Integer)
     completion_tokens: Mapped[int | None] = mapped_column(Integer)
     cost_usd: Mapped[float | None] = mapped_column(Float)
@@ -293,6 +323,13 @@ class EvaluationResultRow(Base):
 
     __table_args__ = (
         Index("ix_evaluation_results_pipeline_criterion", "pipeline_name", "criterion", "node"),
+        UniqueConstraint(
+            "workflow_id",
+            "node",
+            "criterion",
+            "criterion_version",
+            name="uq_evaluation_results_key",
+        ),
     )
 
 

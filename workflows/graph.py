@@ -81,6 +81,108 @@ class LlmSpec(_Model):
     max_tokens: int = Field(default=512, gt=0)
     api_base: str | None = None
     """Optional endpoint for OpenAI-compatible servers (not a secret)."""
+    structured_output: bool = False
+    """Ask for a JSON object constrained by a JSON schema built from the fields (providers
+    that support ``response_format={"type": "json_schema"}``); the output is validated either
+    way."""
+
+
+class EvaluatorKind(StrEnum):
+    REGEX = "regex"
+    """Passes when ``pattern`` matches somewhere in each target field (``re.search``)."""
+    KEYWORD = "keyword"
+    """Passes per ``match``: ``any`` / ``all`` of ``keywords`` occur, or ``none`` of them."""
+    VALID_JSON = "valid_json"
+    """Passes when each target's text parses as JSON."""
+    EXACT_MATCH = "exact_match"
+    """Passes when each target equals the ``reference`` field (text compared trimmed)."""
+    RANGE = "range"
+    """Passes when each target is a number within ``min``..``max``."""
+    LENGTH = "length"
+    """Passes when each target's length (characters, or items of a list) is within limits."""
+    PII = "pii"
+    """Passes when no target contains the ``pii`` kinds asked for (emails, phones, cards)."""
+    LLM_JUDGE = "llm_judge"
+    """A model scores the targets (see :class:`JudgeSpec`)."""
+
+
+class EvaluatorMode(StrEnum):
+    HIDDEN = "hidden"
+    """Runs after the node is submitted; contributors never see the result."""
+    INLINE = "inline"
+    """Also runs on each draft and submission, and the contributor sees the result."""
+
+
+class JudgeOutput(StrEnum):
+    NUMERIC = "numeric"
+    RATING = "rating"
+    BOOLEAN = "boolean"
+    CATEGORICAL = "categorical"
+
+
+class PiiKind(StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+    CARD = "card"
+
+
+class JudgeSpec(_Model):
+    """An LLM judge: a model scores the target fields through a prompt template."""
+
+    model: str = "conveyor/offline"
+    system: str = ""
+    prompt: str
+    """Jinja2 template over the task data (seed data and every field value so far)."""
+    output: JudgeOutput = JudgeOutput.BOOLEAN
+    min: float | None = None
+    """numeric / rating: lowest score (rating defaults to 1)."""
+    max: float | None = None
+    """numeric / rating: highest score (rating defaults to 5)."""
+    options: list[str] | None = None
+    """categorical: the labels the judge chooses from."""
+    pass_threshold: float | None = None
+    """numeric / rating: a score at or above it passes (no threshold: no verdict)."""
+    pass_values: list[str] | None = None
+    """categorical: the labels that pass (none given: no verdict)."""
+    reasoning: bool = False
+    """Ask the judge to explain its verdict (stored with the result)."""
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=512, gt=0)
+    api_base: str | None = None
+
+
+class EvaluatorSpec(_Model):
+    """A criterion checked on a node's fields whenever the node is submitted."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """The criterion's name: results and analytics are grouped by it."""
+    kind: EvaluatorKind
+    fields: list[str] = Field(min_length=1)
+    """The target fields (of this node or upstream nodes)."""
+    mode: EvaluatorMode = EvaluatorMode.HIDDEN
+    description: str | None = None
+    pattern: str | None = None
+    """regex: the pattern every target must contain."""
+    keywords: list[str] | None = None
+    match: str = Field(default="any", pattern=r"^(any|all|none)$")
+    """keyword: ``any`` (at least one occurs), ``all`` or ``none``."""
+    case_sensitive: bool = False
+    reference: str | None = None
+    """exact_match: the field holding the expected value."""
+    min: float | None = None
+    max: float | None = None
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int | None = Field(default=None, ge=0)
+    pii: list[PiiKind] = Field(default_factory=lambda: list(PiiKind))
+    """pii: which kinds to look for (all three by default)."""
+    judge: JudgeSpec | None = None
+    """llm_judge: the model, prompt and output type."""
+
+    @property
+    def version(self) -> str:
+        """A short hash of the definition: changing the criterion changes its version."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 class FieldSpec(_Model):
@@ -109,6 +211,15 @@ class FieldSpec(_Model):
     prefill: str | None = None
     """input only: name of an upstream field whose value seeds this field's draft."""
     llm: LlmSpec | None = None
+    group: str | None = None
+    """llm only: fields of one node with the same group share one model call (their ``llm``
+    settings must then be identical); fields with identical ``llm`` settings share one anyway."""
+    evaluates: list[str] | None = None
+    """input only: this field is a human rating of those fields (number, integer, rating,
+    boolean or select); each submission records an evaluation result."""
+    criterion: str | None = None
+    """With ``evaluates``: the criterion the rating is recorded under (default: the field's
+    name). Give an LLM judge's name to compare judge and human (Evaluation Analytics)."""
 
     @property
     def title(self) -> str:
@@ -134,6 +245,9 @@ class NodeSpec(_Model):
 
     # subtask and review
     fields: list[FieldSpec] = Field(default_factory=list)
+
+    evaluators: list[EvaluatorSpec] = Field(default_factory=list)
+    """subtask and review: criteria checked on each submission (see :class:`EvaluatorSpec`)."""
 
     # review
     reviews: str | None = None

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.graph import FieldSpec, LlmSpec, Pipeline
+from workflows.graph import EvaluatorSpec, FieldSpec, LlmSpec, Pipeline
 
 
 class TaskStatus(StrEnum):
@@ -442,6 +442,8 @@ class LlmRequest(_Msg):
     fields: list[FieldSpec]
     context: dict[str, Any]
     """Seed data and upstream field values the prompt template may refer to."""
+    call_id: str = ""
+    """Which call of the task this is (``<node>:<run>:<group>``), for LLM Analytics."""
 
 
 class LlmResponse(_Msg):
@@ -453,6 +455,57 @@ class LlmResponse(_Msg):
     """None when the model's price is unknown (never 0 for unknown)."""
     latency_ms: float
     attempt: int = 1
+
+
+class EvaluationKind(StrEnum):
+    PROGRAMMATIC = "programmatic"
+    LLM_JUDGE = "llm_judge"
+    HUMAN = "human"
+
+
+class EvaluationRecord(_Msg):
+    """One evaluator's verdict on a node's fields (programmatic, LLM judge or human rating)."""
+
+    criterion: str
+    version: str
+    """The criterion's version: :attr:`EvaluatorSpec.version`, or ``human:<field>``."""
+    kind: EvaluationKind
+    evaluator: str
+    """The evaluator kind (``regex``, ``pii``, ``llm_judge``…) or the human field's type."""
+    mode: str = "hidden"
+    node: str
+    fields: list[str]
+    """The target fields."""
+    score: float | None = None
+    """Programmatic: 1.0 pass / 0.0 fail. Judge and human: the numeric score (booleans 1/0)."""
+    passed: bool | None = None
+    """None when the criterion gives no verdict (e.g. a rating without a threshold)."""
+    label: str | None = None
+    """boolean / categorical verdicts: the label (``true`` / ``false`` for booleans)."""
+    reasoning: str | None = None
+    actor: str | None = None
+    """The rating contributor, or ``llm:<model>`` for a judge."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    """Why the evaluator could not give a verdict (score and passed are then None)."""
+    at: datetime | None = None
+    seq: int = 0
+    """The task's event sequence number when recorded (0 for bulk evaluations)."""
+
+
+class JudgeRequest(_Msg):
+    """One LLM judge call: score ``evaluator.fields`` of ``node`` over ``context``."""
+
+    workflow_id: str
+    node: str
+    evaluator: EvaluatorSpec
+    context: dict[str, Any]
+    """The task data the judge's prompt template sees (seed data and field values)."""
+    call_id: str = ""
+    mode: str = "hidden"
 
 
 # --------------------------------------------------------------------------- projection
