@@ -26,6 +26,15 @@ LLM_RETRY = RetryPolicy(
     ],
 )
 
+JUDGE_ACTIVITY = "judge_llm"
+"""Activity name of :meth:`activities.llm.LlmActivities.judge_llm`: one LLM judge evaluation.
+Same timeouts and retry policy as :data:`LLM_ACTIVITY`."""
+
+BULK_EVALUATE_WORKFLOW = "BulkEvaluate"
+"""Workflow type of :class:`workflows.bulk_evaluate.BulkEvaluateWorkflow`."""
+BULK_EVALUATE_ACTIVITY = "evaluate_chunk"
+"""Activity name of :meth:`activities.evaluate.EvaluateActivities.evaluate_chunk`."""
+
 PROJECT_ACTIVITY = "project_task"
 """Activity name of :meth:`activities.store.StoreActivities.project_task`."""
 PROJECT_START_TO_CLOSE = timedelta(seconds=30)
