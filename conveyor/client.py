@@ -49,6 +49,7 @@ from workflows.messages import (
     Resume,
     RetryFailed,
     Review,
+    Regenerate,
     SaveDraft,
     Submit,
     Tag,
@@ -105,6 +106,7 @@ _UPDATES: dict[type, Any] = {
     Tag: TaskWorkflow.tag,
     Untag: TaskWorkflow.untag,
     RetryFailed: TaskWorkflow.retry,
+    Regenerate: TaskWorkflow.regenerate,
 }
 
 _SIGNALS: dict[type, Any] = {
@@ -124,6 +126,7 @@ _SIGNALS: dict[type, Any] = {
     Tag: TaskWorkflow.tag_signal,
     Untag: TaskWorkflow.untag_signal,
     RetryFailed: TaskWorkflow.retry_signal,
+    Regenerate: TaskWorkflow.regenerate_signal,
 }
 
 

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from store.dialect import upsert_ignore, upsert_newer
 from store.models import (
+    EvaluationResultRow,
     NodeRow,
     ReviewRow,
     SubmissionRow,
@@ -26,7 +27,13 @@ from store.models import (
 )
 from store.repositories import ensure_pipeline_version
 from workflows import engine
-from workflows.messages import NodeState, ProjectionBatch, TaskView, TimelineEvent
+from workflows.messages import (
+    EvaluationRecord,
+    NodeState,
+    ProjectionBatch,
+    TaskView,
+    TimelineEvent,
+)
 
 # Timeline event kinds that carry a form's values, and the submission kind each records.
 _SUBMISSION_KINDS = {
@@ -34,6 +41,7 @@ _SUBMISSION_KINDS = {
     "submitted": "submit",
     "llm_result": "llm",
     "submission_edited": "edit",
+    "llm_draft": "llm_draft",
 }
 
 
@@ -55,7 +63,7 @@ def apply_batch(session: Session, batch: ProjectionBatch) -> None:
     ).scalar_one()
     if stored_seq == view.seq:
         replace_tags(session, view.workflow_id, view.tags)
-    insert_events(session, view.workflow_id, batch.events)
+    insert_events(session, view.workflow_id, batch.events, view.pipeline)
 
 
 def task_values(view: TaskView) -> dict[str, Any]:
@@ -139,7 +147,9 @@ def replace_tags(session: Session, workflow_id: str, tags: list[str]) -> None:
         upsert_ignore(session, TaskTagRow.__table__, {"workflow_id": workflow_id, "tag": tag})
 
 
-def insert_events(session: Session, workflow_id: str, events: list[TimelineEvent]) -> None:
+def insert_events(
+    session: Session, workflow_id: str, events: list[TimelineEvent], pipeline: str
+) -> None:
     """Timeline events and the submissions / reviews they carry, each at most once."""
     for event in events:
         upsert_ignore(
@@ -173,6 +183,13 @@ def insert_events(session: Session, workflow_id: str, events: list[TimelineEvent
                     "at": event.at,
                 },
             )
+        elif event.kind == "evaluated" and event.node is not None:
+            upsert_newer(
+                session,
+                EvaluationResultRow.__table__,
+                evaluation_values(workflow_id, pipeline, event),
+                ["workflow_id", "node", "criterion", "criterion_version"],
+            )
         elif event.kind == "reviewed" and event.node is not None:
             upsert_ignore(
                 session,
@@ -188,3 +205,32 @@ def insert_events(session: Session, workflow_id: str, events: list[TimelineEvent
                     "at": event.at,
                 },
             )
+
+
+def evaluation_values(workflow_id: str, pipeline: str, event: TimelineEvent) -> dict[str, Any]:
+    """The ``evaluation_results`` row of an ``evaluated`` event (its data is the record)."""
+    record = EvaluationRecord.model_validate(event.data)
+    return {
+        "workflow_id": workflow_id,
+        "pipeline_name": pipeline,
+        "node": record.node,
+        "criterion": record.criterion,
+        "criterion_version": record.version,
+        "kind": record.kind.value,
+        "evaluator": record.evaluator,
+        "mode": record.mode,
+        "source": "task",
+        "seq": event.seq,
+        "target_fields": list(record.fields),
+        "score": record.score,
+        "passed": record.passed,
+        "label": record.label,
+        "reasoning": record.reasoning,
+        "actor": record.actor,
+        "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens,
+        "cost_usd": record.cost_usd,
+        "latency_ms": record.latency_ms,
+        "error": record.error,
+        "at": record.at or event.at,
+    }

@@ -18,8 +18,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from workflows import expr
+from workflows.evaluators import evaluate_human, evaluate_programmatic
 from workflows.forms import validate_form
 from workflows.graph import (
+    EvaluatorKind,
+    EvaluatorMode,
     FieldSource,
     LimitAction,
     NodeKind,
@@ -37,6 +40,9 @@ from workflows.messages import (
     Deescalate,
     EditSubmission,
     Escalate,
+    EvaluationRecord,
+    JudgeResult,
+    LlmDraft,
     LlmFailure,
     LlmResult,
     LlmStarted,
@@ -44,6 +50,7 @@ from workflows.messages import (
     NodeStatus,
     Pause,
     QuarantineAction,
+    Regenerate,
     Release,
     ReleaseClaim,
     ResolveQuarantine,
@@ -288,6 +295,47 @@ def llm_nodes_ready(pipeline: Pipeline, state: TaskState) -> list[str]:
     ]
 
 
+def llm_drafts_ready(pipeline: Pipeline, state: TaskState) -> list[tuple[str, int]]:
+    """Mixed input + LLM nodes whose LLM draft is wanted: ``(node, run)`` pairs to generate."""
+    if state.status != TaskStatus.IN_PROGRESS:
+        return []
+    ready: list[tuple[str, int]] = []
+    for spec in pipeline.nodes:
+        node = state.nodes[spec.name]
+        if (
+            node.llm_draft_wanted > node.llm_draft_runs
+            and node.status in (NodeStatus.AVAILABLE, NodeStatus.CLAIMED)
+            and spec.llm_fields()
+        ):
+            ready.append((spec.name, node.llm_draft_wanted))
+    return ready
+
+
+def judges_ready(state: TaskState) -> list[tuple[str, str, int]]:
+    """LLM judges to run: ``(node, evaluator name, submission run)`` triples."""
+    return [
+        (node.name, name, node.judge_run)
+        for node in state.nodes.values()
+        for name in node.judges_pending
+    ]
+
+
+def inline_evaluations(pipeline: Pipeline, state: TaskState, name: str) -> list[EvaluationRecord]:
+    """The verdicts of ``name``'s inline evaluators on its current draft (or values)."""
+    spec = pipeline.node(name)
+    inline = [
+        e
+        for e in spec.evaluators
+        if e.mode == EvaluatorMode.INLINE and e.kind != EvaluatorKind.LLM_JUDGE
+    ]
+    if not inline:
+        return []
+    node = state.nodes[name]
+    data = task_data(state)
+    data.update(node.draft)
+    return [evaluate_programmatic(e, name, data) for e in inline]
+
+
 def next_claim_deadline(state: TaskState) -> datetime | None:
     """When the earliest live claim expires (None while nothing can expire)."""
     deadlines = [
@@ -463,6 +511,8 @@ class _Run:
         self.ctx = ctx
         self.actor = actor
         self.events: list[TimelineEvent] = []
+        self.recorded: list[EvaluationRecord] = []
+        """Evaluations recorded by this command."""
 
     # -- bookkeeping
 
@@ -634,6 +684,9 @@ class _Run:
             self.set_node(name, NodeStatus.FINISHED, f"{name}: gate routed to {route}")
             self.after_finished(name)
         else:
+            mixed = spec.kind == NodeKind.SUBTASK and spec.llm_fields() and not spec.is_llm_node
+            if mixed and node.llm_draft_wanted == 0:
+                node.llm_draft_wanted = 1
             if spec.kind == NodeKind.SUBTASK and not node.draft:
                 data = task_data(self.state)
                 node.draft = {
@@ -665,7 +718,52 @@ class _Run:
             for s in spec.successors()
         )
         self.set_node(name, NodeStatus.SUBMITTED if reviewed else NodeStatus.FINISHED)
+        self.evaluate(name, by)
         self.after_finished(name)
+
+    def evaluate(self, name: str, by: str) -> None:
+        """Run ``name``'s evaluators on its new submission and record human ratings in it.
+
+        Programmatic evaluators and human ratings are recorded at once; LLM judges are queued
+        for the workflow (:func:`judges_ready`) and recorded when their verdict arrives.
+        """
+        spec = self.pipeline.node(name)
+        node = self.node(name)
+        node.judge_run += 1
+        node.judges_pending = [e.name for e in spec.evaluators if e.kind == EvaluatorKind.LLM_JUDGE]
+        evaluators = [e for e in spec.evaluators if e.kind != EvaluatorKind.LLM_JUDGE]
+        if not evaluators and not any(f.evaluates for f in spec.fields):
+            return
+        data = task_data(self.state)
+        for evaluator in evaluators:
+            self.record_evaluation(evaluate_programmatic(evaluator, name, data))
+        for f in spec.fields:
+            if f.evaluates:
+                record = evaluate_human(f, name, node.values.get(f.name), by)
+                if record is not None:
+                    self.record_evaluation(record)
+
+    def record_evaluation(self, record: EvaluationRecord) -> None:
+        verdict = (
+            "error"
+            if record.error
+            else "passed"
+            if record.passed
+            else "failed"
+            if record.passed is False
+            else f"scored {record.score if record.score is not None else record.label}"
+        )
+        record = record.model_copy(update={"at": self.ctx.now, "seq": self.state.seq + 1})
+        self.node(record.node).evaluations[f"{record.criterion}:{record.version}"] = record
+        self.recorded.append(record)
+        self.emit(
+            "evaluated",
+            record.actor or SYSTEM,
+            record.node,
+            f"{record.criterion} on {record.node}: {verdict}"
+            + (f" ({record.error})" if record.error else ""),
+            record.model_dump(mode="json"),
+        )
 
     def send_to_rework(self, review: NodeSpec, reason: str | None) -> None:
         target_name = self.pipeline.reviewed_node(review)
@@ -785,7 +883,8 @@ def _save_draft(run: _Run, cmd: SaveDraft) -> _Handled:
         f"{cmd.contributor} saved a draft",
         {"values": checked.values},
     )
-    return "draft saved", {"node": cmd.node}
+    inline = inline_evaluations(run.pipeline, run.state, cmd.node)
+    return "draft saved", {"node": cmd.node, "evaluations": inline}
 
 
 def _submit(run: _Run, cmd: Submit) -> _Handled:
@@ -795,8 +894,14 @@ def _submit(run: _Run, cmd: Submit) -> _Handled:
     spec = run.spec(cmd.node)
     if spec.kind != NodeKind.SUBTASK:
         raise Rejected(f"node '{cmd.node}' is a {spec.kind} node; use review to decide it")
-    run.held_claim(cmd.node, cmd.contributor, cmd.token)
-    checked = validate_form(spec.fields, cmd.values)
+    node = run.held_claim(cmd.node, cmd.contributor, cmd.token)
+    # LLM fields arrive as a draft: the contributor may edit them or leave them as generated.
+    generated = {
+        f.name: node.draft[f.name]
+        for f in spec.llm_fields()
+        if f.name not in cmd.values and node.draft.get(f.name) is not None
+    }
+    checked = validate_form(spec.fields, {**generated, **cmd.values})
     if not checked.ok:
         raise Rejected(f"the form of '{cmd.node}' has invalid values", checked.errors)
     run.emit(
@@ -807,7 +912,8 @@ def _submit(run: _Run, cmd: Submit) -> _Handled:
         {"values": checked.values, "attempt": run.node(cmd.node).attempts + 1},
     )
     run.hand_in(cmd.node, checked.values, cmd.contributor)
-    return f"submitted {cmd.node}", {"node": cmd.node}
+    inline = [r for r in run.recorded if r.mode == EvaluatorMode.INLINE]
+    return f"submitted {cmd.node}", {"node": cmd.node, "evaluations": inline}
 
 
 def _review(run: _Run, cmd: Review) -> _Handled:
@@ -845,6 +951,7 @@ def _review(run: _Run, cmd: Review) -> _Handled:
         + (f": {reason}" if reason else ""),
         {"verdict": cmd.verdict.value, "reason": reason, "values": checked.values},
     )
+    run.evaluate(cmd.node, cmd.contributor)
     if escalated:
         run.unhold(cmd.contributor, "escalation review decided")
     if cmd.verdict == Verdict.PASS:
@@ -989,6 +1096,76 @@ def _llm_failure(run: _Run, cmd: LlmFailure) -> _Handled:
     else:
         run.hold(TaskStatus.FAILED, SYSTEM, f"LLM node '{cmd.node}' failed: {cmd.reason}")
     return f"{cmd.node} failed", {"node": cmd.node}
+
+
+def _regenerate(run: _Run, cmd: Regenerate) -> _Handled:
+    refusal = _status_refusal(run.state, "regenerate")
+    if refusal:
+        raise Rejected(refusal)
+    spec = run.spec(cmd.node)
+    if not spec.llm_fields() or spec.is_llm_node:
+        raise Rejected(
+            f"node '{cmd.node}' has no LLM draft to regenerate (only nodes that mix input and "
+            "llm fields have one)"
+        )
+    node = run.held_claim(cmd.node, cmd.contributor, cmd.token)
+    if node.llm_draft_wanted > node.llm_draft_runs:
+        return f"a new draft of {cmd.node} is already being generated", {"node": cmd.node}
+    node.llm_draft_wanted += 1
+    run.emit(
+        "regenerate_requested",
+        cmd.contributor,
+        cmd.node,
+        f"{cmd.contributor} asked for a new LLM draft of {cmd.node}",
+        {"run": node.llm_draft_wanted},
+    )
+    return f"generating a new draft of {cmd.node}", {"node": cmd.node}
+
+
+def _llm_draft(run: _Run, cmd: LlmDraft) -> _Handled:
+    spec = run.spec(cmd.node)
+    node = run.node(cmd.node)
+    if cmd.run != node.llm_draft_wanted or cmd.run <= node.llm_draft_runs:
+        raise Rejected(f"draft run {cmd.run} of '{cmd.node}' is superseded")
+    if node.status not in (NodeStatus.AVAILABLE, NodeStatus.CLAIMED):
+        raise Rejected(f"node '{cmd.node}' is {node.status}; the draft is no longer needed")
+    node.llm_draft_runs = cmd.run
+    if cmd.error is not None:
+        run.emit(
+            "llm_draft_failed",
+            LLM_ACTOR_PREFIX + (cmd.model or "unknown"),
+            cmd.node,
+            f"the LLM draft of {cmd.node} failed: {cmd.error}; fill the fields or regenerate",
+            {"run": cmd.run, "error": cmd.error},
+        )
+        return f"draft of {cmd.node} failed", {"node": cmd.node}
+    names = {f.name for f in spec.llm_fields()}
+    checked = validate_form(
+        spec.fields, {k: v for k, v in cmd.values.items() if k in names}, partial=True
+    )
+    if not checked.ok:
+        raise Rejected("the LLM draft does not fit the node's fields", checked.errors)
+    node.draft = {**node.draft, **checked.values}
+    run.emit(
+        "llm_draft",
+        LLM_ACTOR_PREFIX + (cmd.model or "unknown"),
+        cmd.node,
+        f"{LLM_ACTOR_PREFIX}{cmd.model or 'unknown'} drafted {', '.join(checked.values)} "
+        f"of {cmd.node}",
+        {"run": cmd.run, "values": checked.values, "model": cmd.model},
+    )
+    return f"drafted {cmd.node}", {"node": cmd.node}
+
+
+def _judge_result(run: _Run, cmd: JudgeResult) -> _Handled:
+    run.spec(cmd.node)
+    node = run.node(cmd.node)
+    name = cmd.record.criterion
+    if cmd.run != node.judge_run or name not in node.judges_pending:
+        raise Rejected(f"judge '{name}' of '{cmd.node}' is not waited for (run {cmd.run})")
+    node.judges_pending = [n for n in node.judges_pending if n != name]
+    run.record_evaluation(cmd.record)
+    return f"recorded {name} on {cmd.node}", {"node": cmd.node}
 
 
 # -- admin
@@ -1171,6 +1348,9 @@ _HANDLERS: dict[type, Callable[[_Run, Any], _Handled]] = {
     LlmStarted: _guard_finished(_llm_started),
     LlmResult: _guard_finished(_llm_result),
     LlmFailure: _guard_finished(_llm_failure),
+    Regenerate: _regenerate,
+    LlmDraft: _guard_finished(_llm_draft),
+    JudgeResult: _judge_result,
     EditSubmission: _edit_submission,
     ReleaseClaim: _guard_finished(_release_claim),
     Escalate: _guard_paused(_escalate, "escalate"),

@@ -58,6 +58,48 @@ Person = Annotated[str, Field(min_length=1, max_length=200)]
 NodeName = Annotated[str, Field(min_length=1, max_length=200)]
 
 
+# --------------------------------------------------------------------------- evaluations
+
+
+class EvaluationKind(StrEnum):
+    PROGRAMMATIC = "programmatic"
+    LLM_JUDGE = "llm_judge"
+    HUMAN = "human"
+
+
+class EvaluationRecord(_Msg):
+    """One evaluator's verdict on a node's fields (programmatic, LLM judge or human rating)."""
+
+    criterion: str
+    version: str
+    """The criterion's version: :attr:`EvaluatorSpec.version`, or ``human:<field>``."""
+    kind: EvaluationKind
+    evaluator: str
+    """The evaluator kind (``regex``, ``pii``, ``llm_judge``…) or the human field's type."""
+    mode: str = "hidden"
+    node: str
+    fields: list[str]
+    """The target fields."""
+    score: float | None = None
+    """Programmatic: 1.0 pass / 0.0 fail. Judge and human: the numeric score (booleans 1/0)."""
+    passed: bool | None = None
+    """None when the criterion gives no verdict (e.g. a rating without a threshold)."""
+    label: str | None = None
+    """boolean / categorical verdicts: the label (``true`` / ``false`` for booleans)."""
+    reasoning: str | None = None
+    actor: str | None = None
+    """The rating contributor, or ``llm:<model>`` for a judge."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+    """Why the evaluator could not give a verdict (score and passed are then None)."""
+    at: datetime | None = None
+    seq: int = 0
+    """The task's event sequence number when recorded (0 for bulk evaluations)."""
+
+
 # --------------------------------------------------------------------------- contributor commands
 
 
@@ -106,6 +148,20 @@ class Submit(_Msg):
 class Verdict(StrEnum):
     PASS = "pass"
     FAIL = "fail"
+
+
+class Regenerate(_Msg):
+    """Ask the model again for the LLM fields of a claimed node that mixes input and LLM fields.
+
+    The new values replace the LLM fields of the draft when they arrive (the ``llm_draft``
+    timeline event); the contributor's own fields are left alone.
+    """
+
+    type: Literal["regenerate"] = "regenerate"
+    request_id: RequestId
+    contributor: Person
+    node: NodeName
+    token: str
 
 
 class Review(_Msg):
@@ -252,6 +308,29 @@ class LlmFailure(_Msg):
     reason: str
 
 
+class LlmDraft(_Msg):
+    """The LLM fields of a mixed node, generated as an editable draft (run ``run``)."""
+
+    type: Literal["llm_draft"] = "llm_draft"
+    request_id: RequestId
+    node: NodeName
+    run: int
+    values: dict[str, Any] = Field(default_factory=dict)
+    model: str | None = None
+    error: str | None = None
+    """Set when generation failed: the contributor fills the fields or asks again."""
+
+
+class JudgeResult(_Msg):
+    """An LLM judge's verdict on a node's submission number ``run``."""
+
+    type: Literal["judge_result"] = "judge_result"
+    request_id: RequestId
+    node: NodeName
+    run: int
+    record: EvaluationRecord
+
+
 Command = Annotated[
     Claim
     | Release
@@ -272,7 +351,10 @@ Command = Annotated[
     | ClaimTimeout
     | LlmStarted
     | LlmResult
-    | LlmFailure,
+    | LlmFailure
+    | Regenerate
+    | LlmDraft
+    | JudgeResult,
     Field(discriminator="type"),
 ]
 
@@ -292,6 +374,8 @@ class CommandResult(_Msg):
     """The task's status after the command."""
     seq: int = 0
     """The task's event sequence number after the command (0 for a rejection)."""
+    evaluations: list[EvaluationRecord] = Field(default_factory=list)
+    """save_draft and submit: the node's inline evaluators' verdicts, for the contributor."""
 
 
 # --------------------------------------------------------------------------- state
@@ -344,6 +428,16 @@ class NodeState(_State):
     # LLM nodes
     llm_runs: int = 0
     error: str | None = None
+    # nodes mixing input and LLM fields: LLM drafts asked for / arrived
+    llm_draft_wanted: int = 0
+    llm_draft_runs: int = 0
+    # evaluators
+    evaluations: dict[str, EvaluationRecord] = Field(default_factory=dict)
+    """The latest verdict per ``<criterion>:<version>`` on this node's submission."""
+    judge_run: int = 0
+    """Submissions judged so far (a judge's verdict must be for the current one)."""
+    judges_pending: list[str] = Field(default_factory=list)
+    """LLM judges (evaluator names) still to run on the current submission."""
     available_since: datetime | None = None
     """When the node last became Available (the work queue serves older work first)."""
 
@@ -455,45 +549,6 @@ class LlmResponse(_Msg):
     """None when the model's price is unknown (never 0 for unknown)."""
     latency_ms: float
     attempt: int = 1
-
-
-class EvaluationKind(StrEnum):
-    PROGRAMMATIC = "programmatic"
-    LLM_JUDGE = "llm_judge"
-    HUMAN = "human"
-
-
-class EvaluationRecord(_Msg):
-    """One evaluator's verdict on a node's fields (programmatic, LLM judge or human rating)."""
-
-    criterion: str
-    version: str
-    """The criterion's version: :attr:`EvaluatorSpec.version`, or ``human:<field>``."""
-    kind: EvaluationKind
-    evaluator: str
-    """The evaluator kind (``regex``, ``pii``, ``llm_judge``…) or the human field's type."""
-    mode: str = "hidden"
-    node: str
-    fields: list[str]
-    """The target fields."""
-    score: float | None = None
-    """Programmatic: 1.0 pass / 0.0 fail. Judge and human: the numeric score (booleans 1/0)."""
-    passed: bool | None = None
-    """None when the criterion gives no verdict (e.g. a rating without a threshold)."""
-    label: str | None = None
-    """boolean / categorical verdicts: the label (``true`` / ``false`` for booleans)."""
-    reasoning: str | None = None
-    actor: str | None = None
-    """The rating contributor, or ``llm:<model>`` for a judge."""
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    cost_usd: float | None = None
-    latency_ms: float | None = None
-    error: str | None = None
-    """Why the evaluator could not give a verdict (score and passed are then None)."""
-    at: datetime | None = None
-    seq: int = 0
-    """The task's event sequence number when recorded (0 for bulk evaluations)."""
 
 
 class JudgeRequest(_Msg):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
@@ -35,6 +34,11 @@ with workflow.unsafe.imports_passed_through():
         Deescalate,
         EditSubmission,
         Escalate,
+        EvaluationKind,
+        EvaluationRecord,
+        JudgeRequest,
+        JudgeResult,
+        LlmDraft,
         LlmFailure,
         LlmRequest,
         LlmResponse,
@@ -42,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         LlmStarted,
         Pause,
         ProjectionBatch,
+        Regenerate,
         Release,
         ReleaseClaim,
         ResolveQuarantine,
@@ -59,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         Untag,
     )
     from workflows.options import (
+        JUDGE_ACTIVITY,
         LLM_ACTIVITY,
         LLM_RETRY,
         LLM_SCHEDULE_TO_CLOSE,
@@ -119,10 +125,7 @@ class TaskWorkflow:
         self._publish()
         projector = asyncio.create_task(self._project())
         while True:
-            for name in engine.llm_nodes_ready(self._pipeline, self._state):
-                if name not in self._llm_running:
-                    self._llm_running.add(name)
-                    asyncio.create_task(self._generate(name))  # noqa: RUF006 - tracked by name
+            self._start_background_work()
             now = workflow.now()
             for node, token in engine.expired_claims(self._state, now):
                 self._apply_internal(
@@ -155,6 +158,28 @@ class TaskWorkflow:
         projector.cancel()
         return self._view()
 
+    def _background_work(self) -> list[tuple[str, Any]]:
+        """Model calls the state asks for, each with the key that tracks it while it runs."""
+        work: list[tuple[str, Any]] = []
+        for name in engine.llm_nodes_ready(self._pipeline, self._state):
+            work.append((name, lambda name=name: self._generate(name)))
+        for name, run in engine.llm_drafts_ready(self._pipeline, self._state):
+            work.append((f"{name}:draft", lambda name=name, run=run: self._draft(name, run)))
+        for name, judge, run in engine.judges_ready(self._state):
+            work.append(
+                (
+                    f"{name}:judge:{judge}:{run}",
+                    lambda name=name, judge=judge, run=run: self._judge(name, judge, run),
+                )
+            )
+        return work
+
+    def _start_background_work(self) -> None:
+        for key, start in self._background_work():
+            if key not in self._llm_running:
+                self._llm_running.add(key)
+                asyncio.create_task(start())  # noqa: RUF006 - tracked by key
+
     def _needs_attention(self) -> bool:
         if self._state.status == TaskStatus.FINISHED and not self._llm_running:
             return True
@@ -162,10 +187,7 @@ class TaskWorkflow:
             return True
         if engine.next_claim_deadline(self._state) != self._armed_deadline:
             return True
-        return any(
-            name not in self._llm_running
-            for name in engine.llm_nodes_ready(self._pipeline, self._state)
-        )
+        return any(key not in self._llm_running for key, _ in self._background_work())
 
     async def _project(self) -> None:
         """Write new events and the latest snapshot to the store, one batch at a time.
@@ -201,8 +223,46 @@ class TaskWorkflow:
             lambda: workflow.all_handlers_finished() and not self._outbox and not self._in_flight
         )
 
+    async def _fill_llm_fields(self, name: str, call: str) -> tuple[dict[str, Any], str | None]:
+        """Ask the models for ``name``'s LLM fields: one activity call per field group.
+
+        Fields with the same ``group`` (or identical ``llm`` settings) share one call.
+
+        Raises:
+            ActivityError: a call failed for good.
+        """
+        groups: dict[str, tuple[LlmSpec, list[FieldSpec]]] = {}
+        for field in self._pipeline.node(name).llm_fields():
+            assert field.llm is not None
+            key = f"group:{field.group}" if field.group else field.llm.model_dump_json()
+            spec, fields = groups.get(key, (field.llm, []))
+            groups[key] = (spec, [*fields, field])
+        context = engine.task_data(self._state)
+        values: dict[str, Any] = {}
+        model: str | None = None
+        for index, (spec, fields) in enumerate(groups.values()):
+            response = await workflow.execute_activity(
+                LLM_ACTIVITY,
+                LlmRequest(
+                    workflow_id=workflow.info().workflow_id,
+                    node=name,
+                    spec=spec,
+                    fields=fields,
+                    context=context,
+                    call_id=f"{name}:{call}:{index}",
+                ),
+                result_type=LlmResponse,
+                start_to_close_timeout=LLM_START_TO_CLOSE,
+                schedule_to_close_timeout=LLM_SCHEDULE_TO_CLOSE,
+                retry_policy=LLM_RETRY,
+                summary=f"{name}: {spec.model}"[:200],
+            )
+            values.update(response.values)
+            model = response.model
+        return values, model
+
     async def _generate(self, name: str) -> None:
-        """Run an LLM node: one activity call per distinct model spec among its fields."""
+        """Run an LLM node: fill its fields, then hand them in (or fail the node)."""
         try:
             node = self._state.nodes[name]
             started = self._apply_internal(
@@ -211,36 +271,9 @@ class TaskWorkflow:
             if not started.accepted:
                 return
             run_no = self._state.nodes[name].llm_runs
-            groups: dict[str, tuple[LlmSpec, list[FieldSpec]]] = defaultdict(
-                lambda: (LlmSpec(prompt=""), [])
-            )
-            for field in self._pipeline.node(name).llm_fields():
-                assert field.llm is not None
-                key = field.llm.model_dump_json()
-                groups[key] = (field.llm, [*groups[key][1], field])
-            context = engine.task_data(self._state)
-            values: dict[str, Any] = {}
-            model: str | None = None
             outcome: Command
             try:
-                for spec, fields in groups.values():
-                    response = await workflow.execute_activity(
-                        LLM_ACTIVITY,
-                        LlmRequest(
-                            workflow_id=workflow.info().workflow_id,
-                            node=name,
-                            spec=spec,
-                            fields=fields,
-                            context=context,
-                        ),
-                        result_type=LlmResponse,
-                        start_to_close_timeout=LLM_START_TO_CLOSE,
-                        schedule_to_close_timeout=LLM_SCHEDULE_TO_CLOSE,
-                        retry_policy=LLM_RETRY,
-                        summary=f"{name}: {spec.model}"[:200],
-                    )
-                    values.update(response.values)
-                    model = response.model
+                values, model = await self._fill_llm_fields(name, str(run_no))
                 outcome = LlmResult(
                     request_id=f"llm-result:{name}:{run_no}", node=name, values=values, model=model
                 )
@@ -261,6 +294,73 @@ class TaskWorkflow:
                 )
         finally:
             self._llm_running.discard(name)
+
+    async def _draft(self, name: str, run: int) -> None:
+        """Generate the LLM fields of a node that mixes input and LLM fields, as its draft."""
+        try:
+            request_id = f"llm-draft:{name}:{run}"
+            try:
+                values, model = await self._fill_llm_fields(name, f"draft{run}")
+                draft = LlmDraft(
+                    request_id=request_id, node=name, run=run, values=values, model=model
+                )
+            except ActivityError as err:
+                draft = LlmDraft(request_id=request_id, node=name, run=run, error=_reason(err))
+            result = self._apply_internal(draft)
+            if not result.accepted and draft.error is None and result.field_errors:
+                self._apply_internal(
+                    LlmDraft(
+                        request_id=f"{request_id}:invalid",
+                        node=name,
+                        run=run,
+                        error=f"{result.message}: {result.field_errors}",
+                    )
+                )
+        finally:
+            self._llm_running.discard(f"{name}:draft")
+
+    async def _judge(self, name: str, judge: str, run: int) -> None:
+        """Run one LLM judge on a node's submission number ``run`` and record its verdict."""
+        key = f"{name}:judge:{judge}:{run}"
+        try:
+            spec = next(e for e in self._pipeline.node(name).evaluators if e.name == judge)
+            assert spec.judge is not None
+            try:
+                record = await workflow.execute_activity(
+                    JUDGE_ACTIVITY,
+                    JudgeRequest(
+                        workflow_id=workflow.info().workflow_id,
+                        node=name,
+                        evaluator=spec,
+                        context=engine.task_data(self._state),
+                        call_id=f"{name}:judge:{judge}:{spec.version}:{run}",
+                        mode=spec.mode.value,
+                    ),
+                    result_type=EvaluationRecord,
+                    start_to_close_timeout=LLM_START_TO_CLOSE,
+                    schedule_to_close_timeout=LLM_SCHEDULE_TO_CLOSE,
+                    retry_policy=LLM_RETRY,
+                    summary=f"judge {judge} on {name}: {spec.judge.model}"[:200],
+                )
+            except ActivityError as err:
+                record = EvaluationRecord(
+                    criterion=spec.name,
+                    version=spec.version,
+                    kind=EvaluationKind.LLM_JUDGE,
+                    evaluator=spec.kind.value,
+                    mode=spec.mode.value,
+                    node=name,
+                    fields=list(spec.fields),
+                    actor=f"llm:{spec.judge.model}",
+                    error=_reason(err),
+                )
+            self._apply_internal(
+                JudgeResult(
+                    request_id=f"judge:{name}:{judge}:{run}", node=name, run=run, record=record
+                )
+            )
+        finally:
+            self._llm_running.discard(key)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -393,6 +493,18 @@ class TaskWorkflow:
 
     @workflow.signal(name="submit")
     def submit_signal(self, command: Submit) -> None:
+        self._signal(command)
+
+    @workflow.update
+    def regenerate(self, command: Regenerate) -> CommandResult:
+        return self._update(command)
+
+    @regenerate.validator
+    def _regenerate_ok(self, command: Regenerate) -> None:
+        self._validate(command)
+
+    @workflow.signal(name="regenerate")
+    def regenerate_signal(self, command: Regenerate) -> None:
         self._signal(command)
 
     @workflow.update
