@@ -8,9 +8,19 @@ long transaction holds the store.
 **Export** writes CSV, JSON (one array), JSON Lines or a ZIP (``tasks.csv`` + ``tasks.jsonl`` +
 ``manifest.json``), streamed row by row. Rows are read in ``created_at`` order, which never
 changes, so every selected task appears exactly once even while tasks change during the export
-(tasks created meanwhile may or may not be included). An export to a path is written to a
-temporary file and renamed when complete, so a crash never leaves a half file behind; an export
-is not resumable: it is cheap to rerun.
+(tasks created meanwhile may or may not be included).
+
+An export to a path ``out`` is chunked and resumable. Rows go to ``out.part`` (a ZIP's to
+``out.part.csv`` and ``out.part.jsonl``); after each page the part files are synced to disk and
+``out.part.state`` records the rows written, the keyset cursor, each part's length, the columns
+and the pipeline versions seen. Run the same export again after a crash or an interruption and
+it continues after the last saved page: each part is cut back to its recorded length, so a
+half-written page is written again, never twice, and the columns (and CSV header) stay those
+the export started with. When every page is written the file is finished (JSON's closing
+bracket; the ZIP is assembled from its parts) and renamed to ``out``, so ``out`` never holds a
+half file. A state file left by other options (format, pipeline, filter) is refused, and
+nothing is overwritten; ``restart=True`` (``--restart``) discards it. An export to a stream is
+written in one go and cannot be resumed.
 
 CSV cells are made safe for spreadsheets: a text cell that starts with ``=``, ``+``, ``-``,
 ``@``, a tab or a carriage return (which Excel, LibreOffice and Google Sheets would run as a
@@ -36,14 +46,14 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, Literal, TextIO
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.common.v1 import WorkflowExecution
@@ -163,14 +173,21 @@ class ProgressBar:
 # --------------------------------------------------------------------------- export
 
 
+class ExportStateMismatch(ValueError):
+    """An unfinished export to this path was started with other options, or cannot go on."""
+
+
 @dataclass(frozen=True)
 class ExportReport:
     format: ExportFormat
     rows: int
+    """The rows in the file, including those an earlier, interrupted run wrote."""
     columns: list[str]
     versions: list[str]
     """The pipeline version hashes of the exported tasks."""
     path: Path | None
+    resumed_rows: int = 0
+    """The rows an earlier, interrupted run had written (0 for a fresh export)."""
 
 
 def export_columns(columns: DataColumns) -> list[str]:
@@ -230,35 +247,6 @@ def neutralise_formula(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
 
 
-def iter_selection(
-    sessions: sessionmaker[Session],
-    pipeline: str,
-    criteria: TaskFilter | None = None,
-    *,
-    columns: DataColumns | None = None,
-    page_size: int = EXPORT_PAGE_SIZE,
-) -> Iterator[TaskSummary]:
-    """Every selected task with its data, one page (one short transaction) at a time."""
-    after: str | None = None
-    while True:
-        with transaction(sessions) as session:
-            current = page(
-                session,
-                pipeline,
-                criteria,
-                _STABLE_SORT,
-                limit=page_size,
-                after=after,
-                with_data=True,
-                columns=columns,
-            )
-        columns = current.columns
-        yield from current.rows
-        if current.next_cursor is None:
-            return
-        after = current.next_cursor
-
-
 def export(
     sessions: sessionmaker[Session],
     pipeline: str,
@@ -268,122 +256,363 @@ def export(
     progress: Progress | None = None,
     *,
     page_size: int = EXPORT_PAGE_SIZE,
+    restart: bool = False,
+    on_resume: Callable[[int], None] | None = None,
 ) -> ExportReport:
     """Export the selected tasks of ``pipeline`` to ``out`` (a path, or a binary stream).
 
     Memory stays constant whatever the number of tasks: rows are read ``page_size`` at a time
-    and written as they come (a ZIP's JSONL part is spooled to a temporary file while the CSV
-    part is written, so both hold the same rows).
+    and written as they come. An export to a path checkpoints after every page and resumes
+    after a crash or an interruption: call it again with the same arguments (see the module
+    docstring). An export to a stream is written in one go (a ZIP's two data parts are
+    spooled to temporary files first) and cannot be resumed.
+
+    Args:
+        progress: ``progress(done, total)`` after each page, ``done`` counting the rows of an
+            earlier run too. It may raise to stop the export: the page it reports is saved,
+            so a rerun continues after it.
+        restart: discard an unfinished export to the same path and start over.
+        on_resume: called with the number of rows an earlier run wrote (when it wrote any),
+            before continuing it.
 
     Returns:
         What was written: the row count, the columns and the pipeline versions seen.
+
+    Raises:
+        ExportStateMismatch: an unfinished export to the same path was started with another
+            format, pipeline or filter (or its part file is gone); pass ``restart=True`` to
+            discard it.
     """
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(EXPORT_FORMATS)}")
     criteria = criteria or TaskFilter()
+    if isinstance(out, str | os.PathLike):
+        return _export_to_path(
+            sessions, pipeline, criteria, fmt, Path(out), progress, page_size, restart, on_resume
+        )
+    state = _new_state(sessions, pipeline, criteria, fmt)
+    total = _count(sessions, pipeline, criteria)
+    _export_to_stream(sessions, criteria, state, total, out, progress, page_size)
+    return state.report(None, 0)
+
+
+class _ExportState(BaseModel):
+    """An unfinished export's checkpoint, ``<out>.part.state``, replaced after every page.
+
+    Part files are synced to disk before the state that describes them is written, so the
+    state never gets ahead of them: a part file can be longer than its recorded size (a page
+    was being written when the process died), never shorter. Resuming cuts it back to the size.
+    """
+
+    kind: Literal["conveyor-export/1"] = "conveyor-export/1"
+    format: ExportFormat
+    pipeline: str
+    filter: dict[str, Any]
+    columns: DataColumns
+    """The columns the export started with: a resumed export keeps them and its header."""
+    rows: int = 0
+    cursor: str | None = None
+    """The keyset cursor after the last written page; None before the first page."""
+    complete: bool = False
+    """Every page is written; only the end of the file (or the ZIP) remains to do."""
+    sizes: dict[str, int] = Field(default_factory=dict)
+    """Each part file's length in bytes, by suffix (see :class:`_ExportFiles`)."""
+    versions: list[str] = Field(default_factory=list)
+
+    def report(self, path: Path | None, resumed_rows: int) -> ExportReport:
+        columns = export_columns(self.columns)
+        return ExportReport(self.format, self.rows, columns, self.versions, path, resumed_rows)
+
+
+@dataclass(frozen=True)
+class _ExportFiles:
+    """Where an export to ``out`` keeps its work until it is complete."""
+
+    out: Path
+
+    def part(self, suffix: str = "") -> Path:
+        """``<out>.part`` (CSV, JSON, JSONL, or the ZIP being assembled), ``<out>.part.csv``..."""
+        return self.out.with_name(f"{self.out.name}.part{suffix}")
+
+    @property
+    def state(self) -> Path:
+        return self.part(".state")
+
+    @property
+    def state_tmp(self) -> Path:
+        return self.part(".state.tmp")
+
+    def discard(self) -> None:
+        """Remove what an unfinished export left behind (never ``out`` itself)."""
+        for suffix in ("", ".csv", ".jsonl", ".state", ".state.tmp"):
+            self.part(suffix).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One data file of an export: its header, each row's bytes (given the row's index), end."""
+
+    suffix: str
+    header: bytes
+    row: Callable[[dict[str, Any], int], bytes]
+    footer: bytes = b""
+
+
+def _parts(fmt: ExportFormat, names: list[str]) -> list[_Part]:
+    def csv_row(record: dict[str, Any], _: int) -> bytes:
+        return _csv_line([csv_cell(record[name]) for name in names])
+
+    def jsonl_row(record: dict[str, Any], _: int) -> bytes:
+        return (_json_line(record) + "\n").encode()
+
+    def json_row(record: dict[str, Any], index: int) -> bytes:
+        # The separator goes before a record, so a file cut back to a checkpoint stays valid.
+        return (("\n" if index == 0 else ",\n") + _json_line(record)).encode()
+
+    if fmt == "csv":
+        return [_Part("", _csv_line(names), csv_row)]
+    if fmt == "jsonl":
+        return [_Part("", b"", jsonl_row)]
+    if fmt == "json":
+        return [_Part("", b"[", json_row, b"\n]\n")]
+    # A ZIP is written one member at a time: its data parts are separate files until the end.
+    return [_Part(".csv", _csv_line(names), csv_row), _Part(".jsonl", b"", jsonl_row)]
+
+
+def _export_to_path(
+    sessions: sessionmaker[Session],
+    pipeline: str,
+    criteria: TaskFilter,
+    fmt: ExportFormat,
+    target: Path,
+    progress: Progress | None,
+    page_size: int,
+    restart: bool,
+    on_resume: Callable[[int], None] | None,
+) -> ExportReport:
+    """Write the export to ``target``, or continue the unfinished one."""
+    files = _ExportFiles(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if restart:
+        files.discard()
+    state = _load_state(files)
+    resumed = state is not None
+    if state is None:
+        state = _new_state(sessions, pipeline, criteria, fmt)
+    parts = _parts(fmt, export_columns(state.columns))
+    paths = [files.part(p.suffix) for p in parts]
+    if resumed:
+        _check_resumable(files, state, fmt, pipeline, criteria, parts)
+    resumed_rows = state.rows if resumed else 0
+    if resumed_rows and on_resume is not None:
+        on_resume(resumed_rows)
+    total = _count(sessions, pipeline, criteria)
+
+    with ExitStack() as stack:
+        streams = [
+            stack.enter_context(
+                _reopen(path, state.sizes[p.suffix]) if resumed else path.open("wb")
+            )
+            for p, path in zip(parts, paths, strict=True)
+        ]
+
+        def checkpoint() -> None:
+            for stream in streams:
+                _sync(stream)
+            state.sizes = {p.suffix: s.tell() for p, s in zip(parts, streams, strict=True)}
+            _save_state(files, state)
+
+        if not resumed:
+            for part, stream in zip(parts, streams, strict=True):
+                stream.write(part.header)
+            checkpoint()
+        _write_rows(
+            sessions, criteria, state, parts, streams, total, progress, page_size, checkpoint
+        )
+        if fmt != "zip":
+            streams[0].write(parts[0].footer)
+            _sync(streams[0])
+    if fmt == "zip":
+        # Assembly is redone from the data parts if it is interrupted.
+        with ExitStack() as stack:
+            sources = [stack.enter_context(path.open("rb")) for path in paths]
+            archive = stack.enter_context(files.part().open("wb"))
+            _write_zip(archive, sources, _manifest(criteria, state))
+            _sync(archive)
+    # The state goes before the rename: a crash in between leaves a part without a state, which
+    # the next run writes afresh (the other order could leave a state whose part is gone).
+    files.state.unlink()
+    os.replace(files.part(), target)
+    files.discard()  # a ZIP's data parts, a stale state temp file
+    return state.report(target, resumed_rows)
+
+
+def _export_to_stream(
+    sessions: sessionmaker[Session],
+    criteria: TaskFilter,
+    state: _ExportState,
+    total: int,
+    out: IO[bytes],
+    progress: Progress | None,
+    page_size: int,
+) -> None:
+    parts = _parts(state.format, export_columns(state.columns))
+    if state.format != "zip":
+        out.write(parts[0].header)
+        _write_rows(sessions, criteria, state, parts, [out], total, progress, page_size, None)
+        out.write(parts[0].footer)
+        return
+    with tempfile.TemporaryFile() as csv_spool, tempfile.TemporaryFile() as jsonl_spool:
+        spools: list[IO[bytes]] = [csv_spool, jsonl_spool]
+        for part, spool in zip(parts, spools, strict=True):
+            spool.write(part.header)
+        _write_rows(sessions, criteria, state, parts, spools, total, progress, page_size, None)
+        _write_zip(out, spools, _manifest(criteria, state))
+
+
+def _write_rows(
+    sessions: sessionmaker[Session],
+    criteria: TaskFilter,
+    state: _ExportState,
+    parts: list[_Part],
+    streams: list[IO[bytes]],
+    total: int,
+    progress: Progress | None,
+    page_size: int,
+    checkpoint: Callable[[], None] | None,
+) -> None:
+    """Append the pages after ``state.cursor`` to ``streams``, checkpointing after each one."""
+    pages = 0
+    while not state.complete:
+        with transaction(sessions) as session:
+            current = page(
+                session,
+                state.pipeline,
+                criteria,
+                _STABLE_SORT,
+                limit=page_size,
+                after=state.cursor,
+                with_data=True,
+                columns=state.columns,
+            )
+        for row in current.rows:
+            record = export_record(row, state.columns)
+            for part, stream in zip(parts, streams, strict=True):
+                stream.write(part.row(record, state.rows))
+            state.rows += 1
+            if row.pipeline_hash not in state.versions:
+                state.versions.append(row.pipeline_hash)
+        state.cursor = current.next_cursor
+        state.complete = current.next_cursor is None
+        pages += 1
+        if checkpoint is not None:
+            checkpoint()
+        if progress is not None:
+            progress(state.rows, max(total, state.rows))
+    if progress is not None and (pages == 0 or state.rows != total):
+        progress(state.rows, state.rows)
+
+
+def _new_state(
+    sessions: sessionmaker[Session], pipeline: str, criteria: TaskFilter, fmt: ExportFormat
+) -> _ExportState:
     with transaction(sessions) as session:
         columns = data_columns(session, pipeline)
-        total = count_tasks(session, pipeline, criteria)
-    names = export_columns(columns)
-    versions: dict[str, None] = {}
-    written = 0
-
-    def records() -> Iterator[dict[str, Any]]:
-        nonlocal written
-        for row in iter_selection(
-            sessions, pipeline, criteria, columns=columns, page_size=page_size
-        ):
-            versions.setdefault(row.pipeline_hash)
-            yield export_record(row, columns)
-            written += 1
-            if progress is not None and (written % page_size == 0 or written == total):
-                progress(written, max(total, written))
-
-    def manifest() -> dict[str, Any]:
-        return _manifest(pipeline, criteria, written, names, versions)
-
-    with _output(out) as stream:
-        if fmt == "csv":
-            _write_csv(stream, names, records())
-        elif fmt == "jsonl":
-            _write_jsonl(stream, records())
-        elif fmt == "json":
-            _write_json(stream, records())
-        else:
-            _write_zip(stream, names, records(), manifest)
-    if progress is not None and written != total:
-        progress(written, written)
-    path = None if _is_stream(out) else Path(os.fspath(out))  # type: ignore[arg-type]
-    return ExportReport(fmt, written, names, list(versions), path)
+    return _ExportState(
+        format=fmt, pipeline=pipeline, filter=_filter_json(criteria), columns=columns
+    )
 
 
-def _manifest(
-    pipeline: str, criteria: TaskFilter, rows: int, names: list[str], versions: dict[str, None]
-) -> dict[str, Any]:
+def _load_state(files: _ExportFiles) -> _ExportState | None:
+    try:
+        text = files.state.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        return _ExportState.model_validate_json(text)
+    except ValidationError:
+        raise ExportStateMismatch(
+            f"{files.state} is not the state file of an export; move it away, or pass "
+            "--restart (restart=True) to discard it"
+        ) from None
+
+
+def _check_resumable(
+    files: _ExportFiles,
+    state: _ExportState,
+    fmt: ExportFormat,
+    pipeline: str,
+    criteria: TaskFilter,
+    parts: list[_Part],
+) -> None:
+    if (state.format, state.pipeline, state.filter) != (fmt, pipeline, _filter_json(criteria)):
+        raise ExportStateMismatch(
+            f"{files.state} belongs to an unfinished {state.format} export of "
+            f"{state.pipeline!r} with filter {_compact_json(state.filter)}: rerun with the same "
+            "options to continue it, or pass --restart (restart=True) to discard it"
+        )
+    for part in parts:
+        path, size = files.part(part.suffix), state.sizes.get(part.suffix)
+        if size is None or not path.exists() or path.stat().st_size < size:
+            raise ExportStateMismatch(
+                f"{path} is missing or shorter than {files.state} records, so the unfinished "
+                "export cannot be continued; pass --restart (restart=True) to start over"
+            )
+
+
+def _save_state(files: _ExportFiles, state: _ExportState) -> None:
+    """Replace the state file atomically: a crash leaves the old state or the new one."""
+    with files.state_tmp.open("wb") as stream:
+        stream.write(state.model_dump_json().encode())
+        _sync(stream)
+    os.replace(files.state_tmp, files.state)
+
+
+@contextmanager
+def _reopen(path: Path, size: int) -> Iterator[IO[bytes]]:
+    """A part file cut back to its last checkpoint, positioned at its end."""
+    with path.open("r+b") as stream:
+        stream.truncate(size)
+        stream.seek(size)
+        yield stream
+
+
+def _sync(stream: IO[bytes]) -> None:
+    stream.flush()
+    os.fsync(stream.fileno())
+
+
+def _count(sessions: sessionmaker[Session], pipeline: str, criteria: TaskFilter) -> int:
+    with transaction(sessions) as session:
+        return count_tasks(session, pipeline, criteria)
+
+
+def _filter_json(criteria: TaskFilter) -> dict[str, Any]:
+    return criteria.model_dump(mode="json", exclude_defaults=True)
+
+
+def _manifest(criteria: TaskFilter, state: _ExportState) -> dict[str, Any]:
     return {
         "format": "conveyor-export/1",
-        "pipeline": pipeline,
-        "versions": list(versions),
-        "filter": criteria.model_dump(mode="json", exclude_defaults=True),
+        "pipeline": state.pipeline,
+        "versions": state.versions,
+        "filter": _filter_json(criteria),
         "sort": str(_STABLE_SORT),
-        "rows": rows,
-        "columns": names,
+        "rows": state.rows,
+        "columns": export_columns(state.columns),
         "files": {"tasks.csv": "CSV, formulas neutralised", "tasks.jsonl": "one task per line"},
         "created_at": _iso(datetime.now(UTC)),
     }
 
 
-def _write_csv(stream: IO[bytes], names: list[str], records: Iterator[dict[str, Any]]) -> None:
-    with _text(stream) as text:
-        writer = csv.writer(text, lineterminator="\r\n")
-        writer.writerow(names)
-        for record in records:
-            writer.writerow([csv_cell(record[name]) for name in names])
-
-
-def _write_jsonl(stream: IO[bytes], records: Iterator[dict[str, Any]]) -> None:
-    with _text(stream) as text:
-        for record in records:
-            text.write(_json_line(record))
-            text.write("\n")
-
-
-def _write_json(stream: IO[bytes], records: Iterator[dict[str, Any]]) -> None:
-    with _text(stream) as text:
-        text.write("[")
-        for i, record in enumerate(records):
-            text.write("\n" if i == 0 else ",\n")
-            text.write(_json_line(record))
-        text.write("\n]\n")
-
-
-def _write_zip(
-    stream: IO[bytes],
-    names: list[str],
-    records: Iterator[dict[str, Any]],
-    manifest: Callable[[], dict[str, Any]],
-) -> None:
-    # ZipFile writes one member at a time: spool the JSONL part while the CSV part streams.
-    with (
-        tempfile.TemporaryFile() as spool,
-        zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive,
-    ):
-        with (
-            _text(spool) as jsonl,
-            archive.open(_member("tasks.csv"), "w", force_zip64=True) as member,
-        ):
-
-            def tee() -> Iterator[dict[str, Any]]:
-                for record in records:
-                    jsonl.write(_json_line(record))
-                    jsonl.write("\n")
-                    yield record
-
-            _write_csv(member, names, tee())
-        spool.seek(0)
-        with archive.open(_member("tasks.jsonl"), "w", force_zip64=True) as member:
-            shutil.copyfileobj(spool, member, 1024 * 1024)
-        text = json.dumps(manifest(), indent=2, sort_keys=True) + "\n"
+def _write_zip(stream: IO[bytes], sources: Sequence[IO[bytes]], manifest: dict[str, Any]) -> None:
+    """``tasks.csv`` and ``tasks.jsonl`` (the two data parts, in order), ``manifest.json``."""
+    with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, source in zip(("tasks.csv", "tasks.jsonl"), sources, strict=True):
+            source.seek(0)
+            with archive.open(_member(name), "w", force_zip64=True) as member:
+                shutil.copyfileobj(source, member, 1024 * 1024)
+        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
         archive.writestr(_member("manifest.json"), text)
 
 
@@ -392,39 +621,6 @@ def _member(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=datetime.now().timetuple()[:6])
     info.compress_type = zipfile.ZIP_DEFLATED
     return info
-
-
-@contextmanager
-def _text(stream: IO[bytes]) -> Iterator[TextIO]:
-    """UTF-8 text over a binary stream, detached (not closed) afterwards."""
-    wrapper = io.TextIOWrapper(stream, encoding="utf-8", newline="")
-    try:
-        yield wrapper
-        wrapper.flush()
-    finally:
-        wrapper.detach()
-
-
-def _is_stream(out: object) -> bool:
-    return hasattr(out, "write")
-
-
-@contextmanager
-def _output(out: str | os.PathLike[str] | IO[bytes]) -> Iterator[IO[bytes]]:
-    """The binary stream to write; a path is written to a temporary file, renamed at the end."""
-    if _is_stream(out):
-        yield out  # type: ignore[misc]
-        return
-    target = Path(os.fspath(out))  # type: ignore[arg-type]
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            yield stream
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -437,6 +633,12 @@ def _compact_json(value: Any) -> str:
 
 def _json_line(record: dict[str, Any]) -> str:
     return json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def _csv_line(cells: list[str]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\r\n").writerow(cells)
+    return text.getvalue().encode()
 
 
 # --------------------------------------------------------------------------- delete

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp = sub.add_parser("export", help="export tasks as CSV, JSON, JSON Lines or ZIP")
     exp.add_argument("--pipeline", required=True)
     exp.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
-    exp.add_argument("--out", required=True, help="the file to write")
+    exp.add_argument(
+        "--out",
+        required=True,
+        help="the file to write; an interrupted export to it continues when rerun",
+    )
+    exp.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard an unfinished export to --out and start over",
+    )
     _add_filters(exp, ids=True)
     exp.set_defaults(handler=cmd_export)
 
@@ -209,11 +219,46 @@ async def cmd_explore_task(args: argparse.Namespace) -> int:
 async def cmd_export(args: argparse.Namespace) -> int:
     sessions = store_sessions()
     criteria = _criteria(args)
-    with ProgressBar("exported") as bar:
-        report = await asyncio.to_thread(
-            export, sessions, args.pipeline, criteria, args.format, Path(args.out), bar
+    stop = threading.Event()
+
+    def resuming(rows: int) -> None:
+        print(
+            f"resuming export at row {rows + 1:,} ({rows:,} written by an earlier run)", flush=True
         )
-    print(f"exported {report.rows:,} task(s) of {args.pipeline} to {report.path} ({args.format})")
+
+    with ProgressBar("exported") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar(done, total)
+            if stop.is_set():  # the page is saved: a rerun continues after it
+                raise KeyboardInterrupt
+
+        try:
+            report = await asyncio.to_thread(
+                export,
+                sessions,
+                args.pipeline,
+                criteria,
+                args.format,
+                Path(args.out),
+                progress,
+                restart=args.restart,
+                on_resume=resuming,
+            )
+        except asyncio.CancelledError:
+            # Ctrl-C cancels this task but not the export's thread: stop it after its page.
+            stop.set()
+            bar.close()
+            print(
+                "interrupted; rerun the same command to continue the export where it stopped",
+                file=sys.stderr,
+            )
+            raise
+    earlier = f", {report.resumed_rows:,} of them by an earlier run" if report.resumed_rows else ""
+    print(
+        f"exported {report.rows:,} task(s) of {args.pipeline} to {report.path} "
+        f"({args.format}){earlier}"
+    )
     return 0
 
 

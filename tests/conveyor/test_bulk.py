@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import itertools
 import json
+import os
+import subprocess
+import sys
 import tracemalloc
 import uuid
 import zipfile
@@ -24,8 +28,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.llm import LlmSettings
 from conveyor import bulk
 from conveyor.bulk import (
+    EXPORT_FORMATS,
     ConfirmationRequired,
     DeleteOutcome,
+    ExportFormat,
+    ExportStateMismatch,
+    Progress,
     Selection,
     StateFileMismatch,
     csv_cell,
@@ -295,6 +303,282 @@ def test_export_memory_stays_constant(sessions: sessionmaker[Session], tmp_path:
     assert peak < 4_000_000, f"peak {peak:,} bytes for a {size:,}-byte export"
 
 
+class Crash(Exception):
+    pass
+
+
+PAGE = 150
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stored_tasks(sessions: sessionmaker[Session], n: int) -> tuple[str, list[str]]:
+    """A fresh pipeline with ``n`` synthetic tasks in the store: its name and the task ids."""
+    name = fresh_name()
+    batches = rename(build_tasks("bulk", 2000)[:n], name)
+    project_fast(sessions, batches, events=False)
+    return name, [b.view.workflow_id for b in batches]
+
+
+def crash_at(rows: int) -> Progress:
+    """A progress callback that kills the export once ``rows`` rows are saved."""
+
+    def progress(done: int, total: int) -> None:
+        if done >= rows:
+            raise Crash(f"killed at {done}/{total}")
+
+    return progress
+
+
+def exported_ids(fmt: ExportFormat, content: bytes) -> list[str]:
+    if fmt == "zip":
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            content = archive.read("tasks.jsonl")
+    if fmt in ("zip", "jsonl"):
+        return [json.loads(line)["workflow_id"] for line in content.splitlines()]
+    if fmt == "json":
+        return [r["workflow_id"] for r in json.loads(content)]
+    header, *rows = csv.reader(io.StringIO(content.decode(), newline=""))
+    assert header[0] == "workflow_id"
+    return [r[0] for r in rows]
+
+
+def assert_same_export(fmt: ExportFormat, got: bytes, want: bytes) -> None:
+    """Byte for byte; a ZIP member by member (its manifest says when it was made)."""
+    if fmt != "zip":
+        assert got == want
+        return
+    with zipfile.ZipFile(io.BytesIO(got)) as a, zipfile.ZipFile(io.BytesIO(want)) as b:
+        assert a.namelist() == b.namelist() == ["tasks.csv", "tasks.jsonl", "manifest.json"]
+        for member in ("tasks.csv", "tasks.jsonl"):
+            assert a.read(member) == b.read(member), member
+        manifests = [json.loads(z.read("manifest.json")) for z in (a, b)]
+    for manifest in manifests:
+        assert manifest.pop("created_at")
+    assert manifests[0] == manifests[1]
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def add_evaluation(sessions: sessionmaker[Session], name: str, workflow_id: str) -> None:
+    """A first evaluation result: the pipeline's export columns gain ``eval.late.*``."""
+    with transaction(sessions) as session:
+        session.execute(
+            insert(EvaluationResultRow),
+            {
+                "workflow_id": workflow_id,
+                "pipeline_name": name,
+                "node": "label",
+                "criterion": "late",
+                "criterion_version": "1",
+                "target_fields": ["label"],
+                "score": 1.0,
+                "at": datetime.now(UTC),
+            },
+        )
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    """An empty folder for export files (a SQLite store lives in ``tmp_path``)."""
+    path = tmp_path / "exports"
+    path.mkdir()
+    return path
+
+
+@pytest.mark.parametrize("fmt", EXPORT_FORMATS)
+def test_an_interrupted_export_continues_where_it_stopped(
+    sessions: sessionmaker[Session], folder: Path, fmt: ExportFormat
+) -> None:
+    name, ids = stored_tasks(sessions, 1000)
+    fresh = export(sessions, name, None, fmt, folder / f"fresh.{fmt}", page_size=PAGE)
+    assert fresh.rows == 1000 and fresh.resumed_rows == 0
+    want = (folder / f"fresh.{fmt}").read_bytes()
+    assert sorted(exported_ids(fmt, want)) == sorted(ids)
+    parts = [".part.csv", ".part.jsonl"] if fmt == "zip" else [".part"]
+
+    # Killed after the second page; and another export killed after its last page, before
+    # its file was finished (JSON's closing bracket, the ZIP).
+    out, late = folder / f"tasks.{fmt}", folder / f"late.{fmt}"
+    with pytest.raises(Crash, match="killed at 300/1000"):
+        export(sessions, name, None, fmt, out, crash_at(300), page_size=PAGE)
+    with pytest.raises(Crash, match="killed at 1000/1000"):
+        export(sessions, name, None, fmt, late, crash_at(1000), page_size=PAGE)
+    leftovers = {f"{o.name}{s}" for o in (out, late) for s in [*parts, ".part.state"]}
+    assert set(files_in(folder)) == {f"fresh.{fmt}", *leftovers}, "no file at out yet"
+    state = json.loads(out.with_name(f"{out.name}.part.state").read_text())
+    assert (state["rows"], state["format"], state["pipeline"]) == (300, fmt, name)
+
+    # The crash came half-way through a page and through replacing the state file; and the
+    # pipeline gains columns meanwhile, which the unfinished exports do not take up.
+    for written, suffix in itertools.product((out, late), parts):
+        with written.with_name(written.name + suffix).open("ab") as f:
+            f.write(b'{"workflow_id": "half a page')
+    out.with_name(f"{out.name}.part.state.tmp").write_text('{"kind": "conveyor-exp')
+    add_evaluation(sessions, name, ids[500])
+    assert "eval.late.score" in export(sessions, name, None, "jsonl", io.BytesIO()).columns
+
+    resumed: list[int] = []
+    calls: list[tuple[int, int]] = []
+    report = export(
+        sessions,
+        name,
+        None,
+        fmt,
+        out,
+        lambda done, total: calls.append((done, total)),
+        page_size=PAGE,
+        on_resume=resumed.append,
+    )
+    assert (report.rows, report.resumed_rows, report.path) == (1000, 300, out)
+    assert report.columns == fresh.columns == COLUMNS and report.versions == fresh.versions
+    assert resumed == [300] and calls[0] == (450, 1000) and calls[-1] == (1000, 1000)
+    got = out.read_bytes()
+    ids_out = exported_ids(fmt, got)
+    assert len(ids_out) == len(set(ids_out)) == 1000 and set(ids_out) == set(ids)
+    assert_same_export(fmt, got, want)
+
+    calls.clear()
+    report = export(
+        sessions, name, None, fmt, late, lambda d, t: calls.append((d, t)), page_size=PAGE
+    )
+    assert (report.rows, report.resumed_rows) == (1000, 1000) and calls == [(1000, 1000)]
+    assert_same_export(fmt, late.read_bytes(), want)
+    assert set(files_in(folder)) == {f"fresh.{fmt}", out.name, late.name}
+
+    # To a stream: written in one go, no files.
+    buffer = io.BytesIO()
+    export(sessions, name, TaskFilter(workflow_ids=ids), fmt, buffer, page_size=PAGE)
+    assert set(files_in(folder)) == {f"fresh.{fmt}", out.name, late.name}
+    assert sorted(exported_ids(fmt, buffer.getvalue())) == sorted(ids)
+
+
+def test_an_unfinished_export_continues_only_with_the_same_options(
+    sessions: sessionmaker[Session], folder: Path
+) -> None:
+    name, ids = stored_tasks(sessions, 600)
+    out = folder / "tasks.csv"
+    out.write_bytes(b"an earlier export\r\n")
+    state = folder / "tasks.csv.part.state"
+    audit = TaskFilter(tag="audit")
+    with pytest.raises(Crash):
+        export(sessions, name, audit, "csv", out, crash_at(50), page_size=50)
+    before = files_in(folder)
+    assert set(before) == {"tasks.csv", "tasks.csv.part", "tasks.csv.part.state"}
+
+    others: list[tuple[str, TaskFilter | None, ExportFormat]] = [
+        (name, audit, "json"),
+        (name, None, "csv"),
+        (name, TaskFilter(tag="gold"), "csv"),
+        (fresh_name(), audit, "csv"),
+    ]
+    for pipeline, criteria, fmt in others:
+        with pytest.raises(ExportStateMismatch) as refused:
+            export(sessions, pipeline, criteria, fmt, out, page_size=PAGE)
+        message = str(refused.value)
+        assert f"{state} belongs to an unfinished csv export of {name!r}" in message
+        assert '{"tag":"audit"}' in message
+        assert "rerun with the same options" in message and "--restart" in message
+    assert files_in(folder) == before, "a refused export changes nothing"
+
+    part = folder / "tasks.csv.part"
+    part.write_bytes(part.read_bytes()[:10])
+    with pytest.raises(ExportStateMismatch, match=r"shorter than .* --restart"):
+        export(sessions, name, audit, "csv", out, page_size=PAGE)
+    state.write_text('{"kind": "conveyor-delete"}')
+    with pytest.raises(ExportStateMismatch, match="not the state file of an export"):
+        export(sessions, name, audit, "csv", out, page_size=PAGE)
+    assert out.read_bytes() == b"an earlier export\r\n"
+
+    report = export(sessions, name, None, "csv", out, page_size=PAGE, restart=True)
+    assert (report.rows, report.resumed_rows) == (600, 0)
+    assert sorted(exported_ids("csv", out.read_bytes())) == sorted(ids)
+    assert set(files_in(folder)) == {"tasks.csv"}
+
+    # restart=True also discards an unfinished export with the same options.
+    with pytest.raises(Crash):
+        export(sessions, name, audit, "zip", out, crash_at(50), page_size=50)
+    report = export(sessions, name, audit, "zip", out, page_size=PAGE, restart=True)
+    assert (report.rows, report.resumed_rows) == (120, 0)
+    assert set(files_in(folder)) == {"tasks.csv"}
+
+
+def test_a_zip_interrupted_while_assembled_is_assembled_again(
+    sessions: sessionmaker[Session], folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name, _ = stored_tasks(sessions, 400)
+    want = io.BytesIO()
+    export(sessions, name, None, "zip", want)
+    out = folder / "tasks.zip"
+    real_member = bulk._member
+
+    def member(name: str) -> zipfile.ZipInfo:
+        if name == "manifest.json":
+            raise Crash("killed while assembling")
+        return real_member(name)
+
+    monkeypatch.setattr(bulk, "_member", member)
+    with pytest.raises(Crash):
+        export(sessions, name, None, "zip", out, page_size=PAGE)
+    assert set(files_in(folder)) == {
+        "tasks.zip.part",
+        "tasks.zip.part.csv",
+        "tasks.zip.part.jsonl",
+        "tasks.zip.part.state",
+    }
+    monkeypatch.undo()
+    report = export(sessions, name, None, "zip", out, page_size=PAGE)
+    assert (report.rows, report.resumed_rows) == (400, 400)
+    assert_same_export("zip", out.read_bytes(), want.getvalue())
+    assert set(files_in(folder)) == {"tasks.zip"}
+
+
+def run_cli(*args: str, url: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "starter.py"), *args],
+        cwd=ROOT,
+        env={**os.environ, "CONVEYOR_DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_export_command_resumes_refuses_and_restarts(
+    store_sessions: sessionmaker[Session], folder: Path
+) -> None:
+    url = store_sessions.kw["bind"].url.render_as_string(hide_password=False)
+    name, ids = stored_tasks(store_sessions, 450)
+    want = io.BytesIO()
+    export(store_sessions, name, None, "csv", want)
+    out = folder / "tasks.csv"
+    with pytest.raises(Crash):
+        export(store_sessions, name, None, "csv", out, crash_at(PAGE), page_size=PAGE)
+
+    refused = run_cli("export", "--pipeline", name, "--format", "json", "--out", str(out), url=url)
+    assert refused.returncode == 3, refused.stderr
+    assert f"error: {out}.part.state belongs to an unfinished csv export" in refused.stderr
+    assert "--restart" in refused.stderr and not out.exists()
+
+    done = run_cli("export", "--pipeline", name, "--out", str(out), url=url)
+    assert done.returncode == 0, done.stderr
+    assert "resuming export at row 151 (150 written by an earlier run)" in done.stdout
+    assert f"exported 450 task(s) of {name} to {out} (csv), 150 of them by an earlier run" in (
+        done.stdout
+    )
+    assert out.read_bytes() == want.getvalue()
+
+    with pytest.raises(Crash):
+        export(store_sessions, name, None, "csv", out, crash_at(PAGE), page_size=PAGE)
+    args = ["export", "--pipeline", name, "--format", "jsonl", "--out", str(out), "--restart"]
+    restarted = run_cli(*args, url=url)
+    assert restarted.returncode == 0, restarted.stderr
+    assert "resuming" not in restarted.stdout and "exported 450 task(s)" in restarted.stdout
+    assert sorted(exported_ids("jsonl", out.read_bytes())) == sorted(ids)
+    assert set(files_in(folder)) == {"tasks.csv"}
+
+
 # --------------------------------------------------------------------------- delete
 
 
@@ -382,10 +666,6 @@ async def test_delete_removes_workflows_and_store_rows(
         conveyor, sessions, Selection.of_ids(real_ids, pipeline=name), confirm=True
     )
     assert Counter(r.outcome for r in again.results) == {DeleteOutcome.ALREADY_GONE: 5}
-
-
-class Crash(Exception):
-    pass
 
 
 async def test_delete_resumes_after_a_crash(
