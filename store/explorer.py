@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -655,8 +656,15 @@ def _task_values(
 # --------------------------------------------------------------------------- task detail
 
 
+BULK_SOURCE = "bulk"
+"""``evaluation_results.source`` of results written by a bulk evaluation."""
+
+
 class TimelineEntry(_Frozen):
+    """One entry of the Timeline view: a task event, or a bulk evaluation's result."""
+
     seq: int
+    """The task's event number; 0 for a bulk evaluation's result (not a task event)."""
     at: datetime
     kind: str
     actor: str
@@ -760,7 +768,50 @@ class TaskDetail(_Frozen):
     nodes: list[NodeDetail]
     """In the pipeline's node order."""
     timeline: list[TimelineEntry]
-    """Every event, in ``seq`` order."""
+    """Every event in ``seq`` order, with bulk evaluation results (``evaluated``, seq 0)
+    merged in by time."""
+
+
+def bulk_evaluation_entry(row: EvaluationResultRow) -> TimelineEntry:
+    """A bulk evaluation's result as an ``evaluated`` timeline entry, worded like the task's
+    own ``evaluated`` events (its data is the evaluation record, with ``source: bulk``)."""
+    if row.error:
+        verdict = "error"
+    elif row.passed is not None:
+        verdict = "passed" if row.passed else "failed"
+    else:
+        verdict = f"scored {row.score if row.score is not None else row.label}"
+    message = f"{row.criterion} on {row.node}: {verdict}" + (f" ({row.error})" if row.error else "")
+    return TimelineEntry(
+        seq=0,
+        at=row.at,
+        kind="evaluated",
+        actor=row.actor or "system",
+        node=row.node,
+        message=f"{message} [bulk evaluation]",
+        data={
+            "criterion": row.criterion,
+            "version": row.criterion_version,
+            "kind": row.kind,
+            "evaluator": row.evaluator,
+            "mode": row.mode,
+            "node": row.node,
+            "fields": list(row.target_fields or []),
+            "score": row.score,
+            "passed": row.passed,
+            "label": row.label,
+            "reasoning": row.reasoning,
+            "actor": row.actor,
+            "prompt_tokens": row.prompt_tokens,
+            "completion_tokens": row.completion_tokens,
+            "cost_usd": row.cost_usd,
+            "latency_ms": row.latency_ms,
+            "error": row.error,
+            "at": row.at.isoformat(),
+            "seq": 0,
+            "source": row.source,
+        },
+    )
 
 
 def task_detail(session: Session, workflow_id: str) -> TaskDetail:
@@ -885,7 +936,7 @@ def task_detail(session: Session, workflow_id: str) -> TaskDetail:
                 llm_calls=llm_calls.get(row.node, []),
             )
         )
-    timeline = [
+    events = [
         TimelineEntry(
             seq=e.seq,
             at=e.at,
@@ -901,6 +952,20 @@ def task_detail(session: Session, workflow_id: str) -> TaskDetail:
             .order_by(TimelineEventRow.seq)
         )
     ]
+    bulk = [
+        bulk_evaluation_entry(r)
+        for r in session.scalars(
+            select(EvaluationResultRow)
+            .where(
+                EvaluationResultRow.workflow_id == workflow_id,
+                EvaluationResultRow.source == BULK_SOURCE,
+            )
+            .order_by(EvaluationResultRow.at, EvaluationResultRow.id)
+        )
+    ]
+    # Events are in seq order, which is time order; a bulk result goes after the events of
+    # its instant (heapq.merge is stable: ties keep the first iterable's items first).
+    timeline = list(heapq.merge(events, bulk, key=lambda e: e.at))
     return TaskDetail(
         workflow_id=task.workflow_id,
         task_key=task.task_key,
