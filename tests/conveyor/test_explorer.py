@@ -257,7 +257,7 @@ def test_metadata_and_data_rows(
             insert(EvaluationResultRow),
             [
                 _evaluation(graded[0], name, "fluency", 0.2, False, at),
-                _evaluation(graded[0], name, "fluency", 0.9, True, at + timedelta(hours=1)),
+                _evaluation(graded[0], name, "fluency", 0.9, True, at + timedelta(hours=1), "v2"),
                 _evaluation(graded[1], name, "accuracy", 1.0, True, at),
             ],
         )
@@ -302,14 +302,20 @@ def test_metadata_and_data_rows(
 
 
 def _evaluation(
-    workflow_id: str, pipeline: str, criterion: str, score: float, passed: bool, at: datetime
+    workflow_id: str,
+    pipeline: str,
+    criterion: str,
+    score: float,
+    passed: bool,
+    at: datetime,
+    version: str = "v1",
 ) -> dict[str, Any]:
     return {
         "workflow_id": workflow_id,
         "pipeline_name": pipeline,
         "node": "label",
         "criterion": criterion,
-        "criterion_version": "v1",
+        "criterion_version": version,
         "target_fields": ["label"],
         "score": score,
         "passed": passed,
