@@ -34,7 +34,7 @@ DEMO_QUESTIONS = [
 
 
 async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
-    """A few tasks in two example pipelines; re-running creates nothing new."""
+    """A few tasks in three example pipelines; re-running creates nothing new."""
     ids: list[str] = []
     labels = load_pipeline_file(str(EXAMPLES / "label-review.yaml"))
     for i, text in enumerate(DEMO_TEXTS, start=1):
@@ -43,6 +43,10 @@ async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
     drafts = load_pipeline_file(str(EXAMPLES / "llm-draft-edit.yaml"))
     for i, question in enumerate(DEMO_QUESTIONS, start=1):
         created = await conveyor.create_task(drafts, f"demo-{i}", {"question": question})
+        ids.append(created.workflow_id)
+    evaluated = load_pipeline_file(str(EXAMPLES / "answer-evaluate.yaml"))
+    for i, question in enumerate(DEMO_QUESTIONS, start=1):
+        created = await conveyor.create_task(evaluated, f"demo-{i}", {"question": question})
         ids.append(created.workflow_id)
     return ids
 

@@ -4,9 +4,10 @@
 structure with the pydantic models, translating their errors into :class:`Problem` s that name
 the node and field, and then checks the graph and the settings that only make sense together:
 one start and one end, reachability, cycles, gate conditions, what each review reviews, unique
-field names, options, prefills. The graph checks run on a lenient skeleton read straight from the
-raw definition, so a structural mistake in one node never hides a topology mistake elsewhere:
-the operator fixes the file in one pass.
+field names, options, prefills, evaluators and human ratings, LLM field groups, and the fields
+each prompt template refers to (seed data or fields filled upstream). The graph checks run on a
+lenient skeleton read straight from the raw definition, so a structural mistake in one node never
+hides a topology mistake elsewhere: the operator fixes the file in one pass.
 
 Deterministic, no I/O: imported inside the workflow sandbox. Reading files lives in
 ``conveyor/pipelines.py``.
@@ -20,18 +21,27 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jinja2 import TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
 from workflows import expr
+from workflows.evaluators import HUMAN_RATING_TYPES, evaluator_problems
 from workflows.graph import (
+    EvaluatorKind,
+    EvaluatorMode,
+    EvaluatorSpec,
     FieldSource,
     FieldSpec,
     FieldType,
     GateBranch,
+    JudgeOutput,
+    JudgeSpec,
     LimitAction,
     LlmSpec,
     NodeKind,
     NodeSpec,
+    PiiKind,
     Pipeline,
     PipelineInvalid,
     Problem,
@@ -60,6 +70,7 @@ _NODE_SETTINGS: dict[str, frozenset[NodeKind]] = {
     "next": frozenset({NodeKind.START, NodeKind.SUBTASK, NodeKind.REVIEW}),
     "roles": _HUMAN_KINDS,
     "fields": _HUMAN_KINDS,
+    "evaluators": _HUMAN_KINDS,
     "reviews": frozenset({NodeKind.REVIEW}),
     "rejection_routing": frozenset({NodeKind.REVIEW}),
     "prevent_self_review": frozenset({NodeKind.REVIEW}),
@@ -77,6 +88,8 @@ _SETTINGS_OF: dict[str, type[BaseModel]] = {
     "field": FieldSpec,
     "llm": LlmSpec,
     "branch": GateBranch,
+    "evaluator": EvaluatorSpec,
+    "judge": JudgeSpec,
 }
 
 _ENUM_NOUNS: dict[str, tuple[str, Sequence[str]]] = {
@@ -87,12 +100,29 @@ _ENUM_NOUNS: dict[str, tuple[str, Sequence[str]]] = {
     "on_limit": ("limit action", [a.value for a in LimitAction]),
 }
 
+# The same key names another enum inside an evaluator or its judge.
+_SCOPED_ENUM_NOUNS: dict[tuple[str, str], tuple[str, Sequence[str]]] = {
+    ("evaluator", "kind"): ("evaluator kind", [k.value for k in EvaluatorKind]),
+    ("evaluator", "mode"): ("evaluator mode", [m.value for m in EvaluatorMode]),
+    ("evaluator", "pii"): ("pii kind", [k.value for k in PiiKind]),
+    ("judge", "output"): ("judge output", [o.value for o in JudgeOutput]),
+}
+
+# Prompt templates are parsed (never rendered) here to see which variables they read.
+_TEMPLATES = SandboxedEnvironment()
+_TEMPLATE_GLOBALS = frozenset(_TEMPLATES.globals)
+"""Names every template may use without task data (range, dict, namespace…)."""
+
 _NAME_RULES = {
     "pipeline": "use letters, digits, '.', '_' and '-', starting with a letter or digit",
     "node": "use letters, digits, '_' and '-', starting with a letter or '_'",
     "field": (
         "use letters, digits and '_', starting with a letter or '_' "
         "(conditions and templates refer to fields by name)"
+    ),
+    "evaluator": (
+        "use letters, digits and '_', starting with a letter or '_' "
+        "(results are grouped by the evaluator's name)"
     ),
 }
 
@@ -104,6 +134,15 @@ class _Field:
     index: int
     name: str | None
     spec: FieldSpec | None
+
+
+@dataclass
+class _Evaluator:
+    """An evaluator as written, with its validated spec when it is valid on its own."""
+
+    index: int
+    name: str | None
+    spec: EvaluatorSpec | None
 
 
 @dataclass
@@ -120,6 +159,7 @@ class _Node:
     default: str | None
     fields: list[_Field]
     spec: NodeSpec | None
+    evaluators: list[_Evaluator] = field(default_factory=list)
 
     def successors(self) -> list[str]:
         gate_targets = [to for _, to in self.branches if to is not None]
@@ -213,6 +253,20 @@ class _Checker:
             name = skeleton.fields[fld].name
         return f"{label} field '{name}'" if name else f"{label} field #{fld + 1}"
 
+    def evaluator_where(self, node: int, ev: int) -> tuple[str, int]:
+        """``node 'x' evaluator 'y'``, and its place in the report (after the node's fields)."""
+        skeleton = self.nodes[node] if 0 <= node < len(self.nodes) else None
+        name = None
+        if skeleton is not None and 0 <= ev < len(skeleton.evaluators):
+            name = skeleton.evaluators[ev].name
+        label = f"evaluator '{name}'" if name else f"evaluator #{ev + 1}"
+        order = (len(skeleton.fields) if skeleton else 0) + ev
+        return f"{self.where(node)} {label}", order
+
+    def evaluator_problem(self, node: _Node, ev: _Evaluator, message: str) -> None:
+        where, order = self.evaluator_where(node.index, ev.index)
+        self.report.add(where, message, node.index, order)
+
     def node_problem(self, node: _Node, message: str) -> None:
         self.report.add(self.where(node.index), message, node.index)
 
@@ -259,6 +313,10 @@ class _Checker:
             if node.kind in _HUMAN_KINDS:
                 self.check_roles(node)
         self.check_fields()
+        for node in self.nodes:
+            if node.kind in _HUMAN_KINDS:
+                self.check_groups(node)
+                self.check_evaluators(node)
         problems = self.report.problems()
         if problems or pipeline is None:
             raise PipelineInvalid(problems)
@@ -297,6 +355,11 @@ class _Checker:
             if len(loc) >= 2 and loc[0] == "fields" and isinstance(loc[1], int):
                 fld_i, loc, scope = loc[1], loc[2:], "field"
                 where = self.where(node_i, fld_i)
+            elif len(loc) >= 2 and loc[0] == "evaluators" and isinstance(loc[1], int):
+                where, fld_i = self.evaluator_where(node_i, loc[1])
+                loc, scope = loc[2:], "evaluator"
+                if loc[:1] == ["judge"]:
+                    scope = "judge"
         prefix = ""
         if scope == "node" and len(loc) >= 2 and loc[0] == "branches" and isinstance(loc[1], int):
             prefix, loc, scope = f"branch {loc[1] + 1}: ", loc[2:], "branch"
@@ -607,6 +670,16 @@ class _Checker:
                         prefill = self.prefill_problem(node, fld.spec.prefill)
                         if prefill:
                             self.field_problem(node, fld, prefill)
+                    if fld.spec.llm is not None and fld.spec.source == FieldSource.LLM:
+                        for what, source in (
+                            ("llm system", fld.spec.llm.system),
+                            ("llm prompt", fld.spec.llm.prompt),
+                        ):
+                            for message in self.template_problems(node, source, what, own=False):
+                                self.field_problem(node, fld, message)
+                    if fld.spec.evaluates and fld.spec.source == FieldSource.INPUT:
+                        for message in self.rating_problems(node, fld.spec):
+                            self.field_problem(node, fld, message)
 
     def check_unique(
         self, node: _Node, fld: _Field, first_seen: dict[str, tuple[_Node, _Field]]
@@ -638,6 +711,158 @@ class _Checker:
             f"field name '{fld.name}' is already used by {owner}; field names must be unique "
             "across the pipeline (conditions and templates refer to fields by name)",
         )
+
+    def field_specs(self) -> dict[str, FieldSpec | None]:
+        """Every field name of the pipeline with its spec (None where the field is invalid)."""
+        specs: dict[str, FieldSpec | None] = {}
+        for n in self.graph_nodes:
+            for f in n.fields:
+                if f.name is not None:
+                    specs.setdefault(f.name, f.spec)
+        return specs
+
+    def unknown_field(self, name: str) -> str:
+        """The end of a message about ``name``, which is not a field: a suggestion and the list."""
+        if name in self.by_name:
+            return (
+                f"; '{name}' is a node, not a field: name one of its fields (known fields: "
+                f"{self.known_fields()})"
+            )
+        return f"{_suggest(name, self.all_fields())}; known fields: {self.known_fields()}"
+
+    def upstream_problem(self, node: _Node, name: str, *, own: bool, when: str) -> str | None:
+        """Why field ``name`` has no value ``when`` something of ``node`` runs, or None.
+
+        The reason is a phrase naming the field (``'x', filled by 'y', which does not come
+        before this node``). ``own``: the node's own fields have values too (they do after its
+        submission).
+        """
+        owners = self.field_owners(name)
+        if not owners or self.available_at(node, owners):
+            return None
+        if own and any(owner is node for owner, _ in owners):
+            return None
+        if any(owner is node for owner, _ in owners):
+            return f"'{name}', a field of this same node, which has no value yet {when}"
+        where = ", ".join(f"'{n.name}'" for n, _ in owners)
+        return f"'{name}', filled by {where}, which does not come before this node"
+
+    def template_problems(self, node: _Node, source: str, what: str, *, own: bool) -> list[str]:
+        """Problems with one prompt template: its syntax and the variables it reads.
+
+        A template may read seed data (predefined fields) and fields of nodes upstream of
+        ``node`` (and, with ``own``, ``node``'s own fields): the task data it is rendered over.
+        """
+        try:
+            parsed = _TEMPLATES.parse(source)
+        except TemplateSyntaxError as exc:
+            detail = (exc.message or "invalid syntax").rstrip(".")
+            return [f"{what} template has a syntax error on line {exc.lineno}: {detail}; fix it"]
+        problems: list[str] = []
+        if list(meta.find_referenced_templates(parsed)):
+            problems.append(
+                f"{what} template uses include, import or extends; a prompt template stands "
+                "alone, so write the text into it"
+            )
+        when = "when the judge runs" if own else "when the model runs"
+        for name in sorted(meta.find_undeclared_variables(parsed) - _TEMPLATE_GLOBALS):
+            if not self.field_owners(name):
+                problems.append(
+                    f"{what} template refers to '{name}', which is not a field of this "
+                    f"pipeline{self.unknown_field(name)}"
+                )
+                continue
+            reason = self.upstream_problem(node, name, own=own, when=when)
+            if reason:
+                problems.append(
+                    f"{what} template refers to {reason}; a template may only use seed data "
+                    "(predefined fields) and fields filled upstream"
+                    + (" or on this node" if own else "")
+                )
+        return problems
+
+    def rating_problems(self, node: _Node, spec: FieldSpec) -> list[str]:
+        """Problems with the fields a human rating field ``evaluates``."""
+        problems: list[str] = []
+        for name in spec.evaluates or []:
+            if name == spec.name:
+                problems.append(
+                    f"evaluates names the field itself ('{name}'); name the fields this rating "
+                    "is about"
+                )
+            elif not self.field_owners(name):
+                problems.append(
+                    f"evaluates '{name}', which is not a field of this pipeline"
+                    f"{self.unknown_field(name)}"
+                )
+            else:
+                reason = self.upstream_problem(node, name, own=True, when="at submission")
+                if reason:
+                    problems.append(
+                        f"evaluates {reason}; rate fields of this node or of upstream nodes"
+                    )
+        return problems
+
+    def check_groups(self, node: _Node) -> None:
+        """LLM fields of one group share one model call, so their settings must be equal."""
+        first_of: dict[str, tuple[_Field, LlmSpec]] = {}
+        for fld in node.fields:
+            spec = fld.spec
+            if spec is None or spec.group is None or spec.llm is None:
+                continue
+            if spec.source != FieldSource.LLM:
+                continue  # reported by the field's own checks
+            first, llm = first_of.setdefault(spec.group, (fld, spec.llm))
+            if first is fld or llm == spec.llm:
+                continue
+            differ = [
+                key for key in LlmSpec.model_fields if getattr(llm, key) != getattr(spec.llm, key)
+            ]
+            self.field_problem(
+                node,
+                fld,
+                f"field '{fld.name}' is in group '{spec.group}' with '{first.name}', but their "
+                f"llm settings differ ({', '.join(differ)}); one model call fills a group, so "
+                "give its fields identical llm settings (or a different group)",
+            )
+
+    def check_evaluators(self, node: _Node) -> None:
+        known = self.field_specs()
+        seen: set[str] = set()
+        for ev in node.evaluators:
+            if ev.name is not None:
+                if ev.name in seen:
+                    self.evaluator_problem(
+                        node,
+                        ev,
+                        f"duplicate evaluator name '{ev.name}' on this node; evaluator names "
+                        "must be unique per node (results are grouped by name)",
+                    )
+                seen.add(ev.name)
+            spec = ev.spec
+            if spec is None:
+                continue  # the structural check reports what is wrong
+            for message in evaluator_problems(spec, known):
+                self.evaluator_problem(node, ev, message)
+            targets = list(dict.fromkeys(spec.fields))
+            if spec.kind == EvaluatorKind.EXACT_MATCH and spec.reference:
+                targets.append(spec.reference)
+            for name in targets:
+                reason = self.upstream_problem(node, name, own=True, when="when the evaluator runs")
+                if reason:
+                    self.evaluator_problem(
+                        node,
+                        ev,
+                        f"evaluates {reason}, so it has no value when the evaluator runs; "
+                        "evaluate fields of this node or of upstream nodes",
+                    )
+            if spec.judge is not None and spec.kind == EvaluatorKind.LLM_JUDGE:
+                for what, source in (
+                    ("judge system", spec.judge.system),
+                    ("judge prompt", spec.judge.prompt),
+                ):
+                    for message in self.template_problems(node, source, what, own=True):
+                        self.evaluator_problem(node, ev, message)
 
     def prefill_problem(self, node: _Node, source: str) -> str | None:
         owners = self.field_owners(source)
@@ -688,17 +913,35 @@ def _skeleton(index: int, raw: Any) -> _Node:
                     j, fname if isinstance(fname, str) and fname else None, _valid_field(raw_field)
                 )
             )
+    evaluators: list[_Evaluator] = []
+    if isinstance(raw.get("evaluators"), list):
+        for j, raw_evaluator in enumerate(raw["evaluators"]):
+            ename = raw_evaluator.get("name") if isinstance(raw_evaluator, Mapping) else None
+            evaluators.append(
+                _Evaluator(
+                    j,
+                    ename if isinstance(ename, str) and ename else None,
+                    _valid_evaluator(raw_evaluator),
+                )
+            )
     spec: NodeSpec | None
     try:
         spec = NodeSpec.model_validate(raw)
     except ValidationError:
         spec = None
-    return _Node(index, raw, name, kind, next_names, branches, default, fields, spec)
+    return _Node(index, raw, name, kind, next_names, branches, default, fields, spec, evaluators)
 
 
 def _valid_field(raw: Any) -> FieldSpec | None:
     try:
         return FieldSpec.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def _valid_evaluator(raw: Any) -> EvaluatorSpec | None:
+    try:
+        return EvaluatorSpec.model_validate(raw)
     except ValidationError:
         return None
 
@@ -778,10 +1021,17 @@ def _describe(error: Mapping[str, Any], loc: Sequence[Any], scope: str) -> str:
         return f"unknown setting '{path}'" + (
             suggestion or f"; allowed settings: {', '.join(allowed)}"
         )
-    if kind == "enum" and isinstance(key, str) and key in _ENUM_NOUNS:
-        noun, choices = _ENUM_NOUNS[key]
+    # A list item's key is its index; the enum is named by the list (pii: [emial]).
+    enum_key = loc[-2] if isinstance(key, int) and len(loc) >= 2 else key
+    nouns = _SCOPED_ENUM_NOUNS.get((scope, str(enum_key)))
+    if nouns is None and scope not in ("evaluator", "judge"):
+        nouns = _ENUM_NOUNS.get(str(enum_key))
+    if kind == "enum" and nouns is not None:
+        noun, choices = nouns
         suggestion = _suggest(str(value), choices)
         return f"unknown {noun} '{value}'{suggestion}; use one of: {', '.join(choices)}"
+    if kind == "string_pattern_mismatch" and key == "match" and scope == "evaluator":
+        return f"match {value!r} is not allowed; use any, all or none"
     if kind == "string_pattern_mismatch" and key == "name" and scope in _NAME_RULES:
         return f"{scope} name {value!r} is not allowed; {_NAME_RULES[scope]}"
     if kind == "list_type" and key == "next" and isinstance(value, str):
@@ -791,6 +1041,7 @@ def _describe(error: Mapping[str, Any], loc: Sequence[Any], scope: str) -> str:
             "node": "each node must be a mapping with at least name and kind",
             "field": "each field must be a mapping with at least name and type",
             "branch": "each branch must be a mapping with when and to",
+            "evaluator": "each evaluator must be a mapping with at least name, kind and fields",
         }.get(scope, f"expected a mapping, got {type(value).__name__}")
     message = f"setting '{path}': {error['msg']}" if path else error["msg"]
     if kind == "string_type" and isinstance(value, bool):
@@ -829,6 +1080,7 @@ def _field_problems(spec: FieldSpec) -> list[str]:
             f"min_length {spec.min_length} is greater than max_length {spec.max_length}"
         )
     problems += _source_problems(spec)
+    problems += _rating_field_problems(spec)
     return problems
 
 
@@ -901,4 +1153,42 @@ def _source_problems(spec: FieldSpec) -> list[str]:
         )
     if spec.prefill is not None and source != FieldSource.INPUT:
         problems.append(f"setting 'prefill' only applies to input fields (this is {source})")
+    if spec.group is not None:
+        if source != FieldSource.LLM:
+            problems.append(
+                f"setting 'group' only applies to fields with source: llm (this is {source})"
+            )
+        elif not spec.group.strip():
+            problems.append("group is empty; name the group or remove the setting")
+    return problems
+
+
+def _rating_field_problems(spec: FieldSpec) -> list[str]:
+    """Settings of a human rating field (``evaluates`` / ``criterion``) on their own."""
+    problems: list[str] = []
+    if spec.evaluates is None:
+        if spec.criterion is not None:
+            problems.append(
+                "setting 'criterion' only applies with evaluates (it names the criterion a "
+                "rating is recorded under); add evaluates or remove criterion"
+            )
+        return problems
+    if spec.source != FieldSource.INPUT:
+        problems.append(
+            "setting 'evaluates' only applies to input fields (a person's rating of other "
+            f"fields; this is {spec.source})"
+        )
+    elif spec.type not in HUMAN_RATING_TYPES:
+        allowed = ", ".join(t.value for t in FieldType if t in HUMAN_RATING_TYPES)
+        problems.append(
+            f"a rating field holds a score or a label, so evaluates needs one of the types "
+            f"{allowed} (this is {spec.type.value})"
+        )
+    if not spec.evaluates:
+        problems.append("evaluates is empty; name the fields this rating is about, or remove it")
+    repeated = [n for i, n in enumerate(spec.evaluates) if n in spec.evaluates[:i]]
+    for name in dict.fromkeys(repeated):
+        problems.append(f"evaluates lists '{name}' more than once; list it once")
+    if spec.criterion is not None and not spec.criterion.strip():
+        problems.append("criterion is empty; name the criterion or remove it (default: the field)")
     return problems
