@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.evaluate import EvaluateActivities
 from activities.llm import LlmActivities, LlmSettings
 from activities.store import StoreActivities
 from conveyor.settings import Settings
@@ -29,6 +30,7 @@ from store.db import (
     safe_url,
     session_factory,
 )
+from workflows.bulk_evaluate import BulkEvaluateWorkflow
 from workflows.task import TaskWorkflow
 
 log = logging.getLogger("conveyor.worker")
@@ -42,14 +44,23 @@ def build_worker(
     llm: LlmSettings | None = None,
     shutdown_grace: timedelta = timedelta(seconds=30),
 ) -> Worker:
-    """The worker every process runs: the task workflow plus its activities."""
-    llm_activities = LlmActivities(llm or LlmSettings.from_env())
+    """The worker every process runs: the task and bulk evaluation workflows, their activities."""
+    llm_settings = llm or LlmSettings.from_env()
+    # With the store, every LLM call attempt is recorded for LLM Analytics.
+    llm_activities = LlmActivities(llm_settings, sessions)
     store_activities = StoreActivities(sessions)
+    evaluate_activities = EvaluateActivities(sessions, llm_settings)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TaskWorkflow],
-        activities=[llm_activities.call_llm, store_activities.project_task],
+        workflows=[TaskWorkflow, BulkEvaluateWorkflow],
+        activities=[
+            llm_activities.call_llm,
+            llm_activities.judge_llm,
+            store_activities.project_task,
+            evaluate_activities.select_tasks,
+            evaluate_activities.evaluate_chunk,
+        ],
         graceful_shutdown_timeout=shutdown_grace,
         # A task cached on a worker that died waits this long before another worker takes it.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),

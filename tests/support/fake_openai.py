@@ -35,6 +35,7 @@ __all__ = [
     "Status",
     "delay",
     "reply",
+    "reply_json",
     "status",
 ]
 
@@ -83,6 +84,16 @@ def reply(
     return Reply(text=text, finish_reason=finish_reason, usage=usage)
 
 
+def reply_json(
+    value: Any,
+    *,
+    finish_reason: str = "stop",
+    usage: Mapping[str, int] | None = None,
+) -> Reply:
+    """Script one completion whose message is ``value`` written as JSON (a structured answer)."""
+    return Reply(text=json.dumps(value), finish_reason=finish_reason, usage=usage)
+
+
 def status(code: int, body: Any = None, headers: Mapping[str, str] | None = None) -> Status:
     """Script one HTTP error, e.g. ``status(429, headers={"Retry-After": "3"})``.
 
@@ -114,6 +125,11 @@ class RecordedRequest:
         if isinstance(self.body, dict):
             return list(self.body.get("messages") or [])
         return []
+
+    @property
+    def response_format(self) -> Any:
+        """The request's ``response_format`` (None when it sent none)."""
+        return self.body.get("response_format") if isinstance(self.body, dict) else None
 
     def message_text(self, role: str) -> str:
         """All message contents with ``role`` joined by newlines (``"system"``, ``"user"``…)."""
