@@ -30,8 +30,10 @@ from workflows.messages import (
     Deescalate,
     EditSubmission,
     Escalate,
+    EvaluationRecord,
     Pause,
     QuarantineAction,
+    Regenerate,
     Release,
     ReleaseClaim,
     ResolveQuarantine,
@@ -159,6 +161,9 @@ def _command_builders() -> dict[str, Callable[[argparse.Namespace], Command]]:
         "draft": lambda a: SaveDraft(
             request_id=_rid(a), contributor=a.as_, node=a.node, token=a.token, values=values(a)
         ),
+        "regenerate": lambda a: Regenerate(
+            request_id=_rid(a), contributor=a.as_, node=a.node, token=a.token
+        ),
         "submit": lambda a: Submit(
             request_id=_rid(a), contributor=a.as_, node=a.node, token=a.token, values=values(a)
         ),
@@ -206,7 +211,21 @@ async def cmd_send(args: argparse.Namespace) -> int:
         print(f"ok: {result.message}  [task {result.status}]")
         if result.token:
             print(f"token: {result.token}")
+        for evaluation in result.evaluations:
+            print(f"  {_verdict_line(evaluation)}")
     return 0
+
+
+def _verdict_line(record: EvaluationRecord) -> str:
+    """``criterion: passed (reasoning)`` for an inline evaluator's verdict."""
+    if record.error:
+        verdict = f"error: {record.error}"
+    elif record.passed is not None:
+        verdict = "passed" if record.passed else "failed"
+    else:
+        verdict = f"score {record.score}" if record.score is not None else f"{record.label}"
+    reasoning = f" ({record.reasoning})" if record.reasoning else ""
+    return f"{record.criterion}: {verdict}{reasoning}"
 
 
 async def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -367,6 +386,14 @@ def build_parser() -> argparse.ArgumentParser:
     command(sub, "release", "release", "give a claimed node back", node=True, token=True)
     d = command(sub, "draft", "draft", "save a draft on a claimed node", node=True, token=True)
     d.add_argument("--values", required=True, help="JSON object of field values")
+    command(
+        sub,
+        "regenerate",
+        "regenerate",
+        "ask the model again for the LLM fields of a claimed node's draft",
+        node=True,
+        token=True,
+    )
     s = command(sub, "submit", "submit", "submit a claimed subtask", node=True, token=True)
     s.add_argument("--values", required=True, help="JSON object of field values")
     r = command(sub, "review", "review", "pass or fail a claimed review", node=True, token=True)
@@ -408,9 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--fix", action="store_true", help="repair what drifted")
     rec.set_defaults(handler=cmd_reconcile)
 
+    from conveyor.cli_analytics import register as register_analytics
+    from conveyor.cli_evaluate import register as register_evaluate
     from conveyor.cli_explorer import register as register_explorer
 
     register_explorer(sub)
+
+    register_evaluate(sub)
+    register_analytics(sub)
 
     admin = sub.add_parser("admin", help="admin operations on a task")
     asub = admin.add_subparsers(dest="action", required=True)

@@ -76,12 +76,13 @@ import openai
 # litellm prints "Provider List: https://…" banners on every error; our errors say it better.
 litellm.suppress_debug_info = True
 
-# litellm's DEBUG records quote whole requests, rendered prompts included. A worker that logs at
-# DEBUG (to trace Temporal, say) must still not write prompts to its logs, so litellm's own
-# loggers stop at INFO unless LITELLM_LOG asks for more on purpose.
+# litellm's DEBUG records quote whole requests, rendered prompts included, and its INFO records
+# repeat a line per call that our own "LLM call" line already says. A worker that logs at DEBUG
+# (to trace Temporal, say) must still not write prompts to its logs, so litellm's own loggers
+# stop at WARNING unless LITELLM_LOG asks for more on purpose.
 if not os.environ.get("LITELLM_LOG"):
     for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
-        logging.getLogger(_name).setLevel(logging.INFO)
+        logging.getLogger(_name).setLevel(logging.WARNING)
 
 __all__ = [
     "INVALID_LLM_REQUEST",

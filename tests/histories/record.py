@@ -19,7 +19,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.llm import LlmSettings
 from conveyor.client import ConveyorClient, TaskClient
+from conveyor.dev import EXAMPLES
 from conveyor.devserver import temporal_binary
+from conveyor.pipelines import load_pipeline_file
 from store.db import make_engine, migrate, session_factory
 from tests.support.actors import claim, label_and_review, rid, submit
 from tests.support.pipelines import gate_and_join, label_review, llm_then_edit
@@ -27,9 +29,12 @@ from worker import build_worker
 from workflows.messages import (
     Pause,
     QuarantineAction,
+    Regenerate,
     ResolveQuarantine,
     Resume,
+    Review,
     Tag,
+    Verdict,
 )
 from workflows.options import SEARCH_ATTRIBUTES
 
@@ -99,12 +104,47 @@ async def _llm(conveyor: ConveyorClient) -> TaskClient:
     return task
 
 
+async def _evaluated(conveyor: ConveyorClient) -> TaskClient:
+    """examples/answer-evaluate.yaml: an LLM draft regenerated, evaluators, a judge, a rating."""
+    pipeline = load_pipeline_file(str(EXAMPLES / "answer-evaluate.yaml"))
+    created = await conveyor.create_task(pipeline, "evaluated", {"question": "Refunds?"})
+    task = conveyor.task(created.workflow_id)
+
+    async def drafts(count: int) -> None:
+        for _ in range(100):
+            view = await task.state()
+            if next(n for n in view.nodes if n.name == "answer").llm_draft_runs == count:
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"draft {count} of 'answer' never arrived")
+
+    await drafts(1)
+    token = await claim(task, "ana", ["writer"], "answer")
+    await task.send(Regenerate(request_id=rid(), contributor="ana", node="answer", token=token))
+    await drafts(2)
+    await submit(task, "ana", "answer", token, {"reply": "Within 30 days, by mail."})
+    token = await claim(task, "bo", ["reviewer"], "check")
+    await task.send(
+        Review(
+            request_id=rid(),
+            contributor="bo",
+            node="check",
+            token=token,
+            verdict=Verdict.PASS,
+            values={"helpful_rating": True},
+        )
+    )
+    await task.result()
+    return task
+
+
 SCENARIOS = {
     "finished": _finished,
     "quarantined-reworked": _quarantined_then_reworked,
     "paused-signals": _paused_with_signals,
     "gate-join": _gate_join,
     "llm-offline": _llm,
+    "evaluated": _evaluated,
 }
 
 
