@@ -20,6 +20,7 @@ from temporalio.worker import Worker
 
 from activities.evaluate import EvaluateActivities
 from activities.llm import LlmActivities, LlmSettings
+from activities.pipeline import PipelineActivities
 from activities.store import StoreActivities
 from conveyor.settings import Settings
 from store.db import (
@@ -31,6 +32,7 @@ from store.db import (
     session_factory,
 )
 from workflows.bulk_evaluate import BulkEvaluateWorkflow
+from workflows.pipeline import PipelineWorkflow
 from workflows.task import TaskWorkflow
 
 log = logging.getLogger("conveyor.worker")
@@ -44,22 +46,27 @@ def build_worker(
     llm: LlmSettings | None = None,
     shutdown_grace: timedelta = timedelta(seconds=30),
 ) -> Worker:
-    """The worker every process runs: the task and bulk evaluation workflows, their activities."""
+    """The worker every process runs: the task, pipeline and bulk evaluation workflows and
+    their activities."""
     llm_settings = llm or LlmSettings.from_env()
     # With the store, every LLM call attempt is recorded for LLM Analytics.
     llm_activities = LlmActivities(llm_settings, sessions)
     store_activities = StoreActivities(sessions)
     evaluate_activities = EvaluateActivities(sessions, llm_settings)
+    pipeline_activities = PipelineActivities(sessions, client)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TaskWorkflow, BulkEvaluateWorkflow],
+        workflows=[TaskWorkflow, PipelineWorkflow, BulkEvaluateWorkflow],
         activities=[
             llm_activities.call_llm,
             llm_activities.judge_llm,
             store_activities.project_task,
             evaluate_activities.select_tasks,
             evaluate_activities.evaluate_chunk,
+            pipeline_activities.project_pipeline,
+            pipeline_activities.sweep_tasks,
+            pipeline_activities.completion_status,
         ],
         graceful_shutdown_timeout=shutdown_grace,
         # A task cached on a worker that died waits this long before another worker takes it.

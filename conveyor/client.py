@@ -12,8 +12,9 @@ Scripts, the CLI (``starter.py``) and later the HTTP API all go through this mod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,8 @@ from workflows import engine
 from workflows.graph import Pipeline
 from workflows.messages import (
     Activate,
+    ApplyVersion,
+    ChangeStatus,
     Claim,
     Command,
     CommandResult,
@@ -43,6 +46,10 @@ from workflows.messages import (
     EditSubmission,
     Escalate,
     Pause,
+    PipelineCommandResult,
+    PipelineInput,
+    PipelineStatus,
+    PipelineView,
     Regenerate,
     Release,
     ReleaseClaim,
@@ -58,7 +65,15 @@ from workflows.messages import (
     TaskView,
     Untag,
 )
-from workflows.options import DEFAULT_TASK_QUEUE, SA_PIPELINE, SA_STATUS, task_workflow_id
+from workflows.options import (
+    DEFAULT_TASK_QUEUE,
+    SA_PIPELINE,
+    SA_STATUS,
+    pipeline_workflow_id,
+    task_workflow_id,
+)
+from workflows.pipeline import REJECTED as PIPELINE_REJECTED
+from workflows.pipeline import PipelineWorkflow
 from workflows.task import REJECTED, TaskWorkflow
 
 
@@ -128,6 +143,27 @@ _SIGNALS: dict[type, Any] = {
     RetryFailed: TaskWorkflow.retry_signal,
     Regenerate: TaskWorkflow.regenerate_signal,
 }
+
+
+class UnknownPipeline(LookupError):
+    """No pipeline of that name was applied (``python starter.py pipeline apply FILE``)."""
+
+
+class PipelineNotAccepting(ValueError):
+    """The pipeline takes no new tasks in its status (Draft, Completed or Archived)."""
+
+
+class PipelineCommandRejected(ValueError):
+    """The pipeline refused a status change or a definition; the message says why."""
+
+
+@dataclass(frozen=True)
+class CreationTarget:
+    """Where new tasks of a pipeline go: its current definition, and whether they start Paused."""
+
+    pipeline: Pipeline
+    start_paused: bool
+    status: PipelineStatus
 
 
 @dataclass(frozen=True)
@@ -212,6 +248,8 @@ class ConveyorClient:
         self.client = client
         self.task_queue = task_queue
         self.update_timeout = update_timeout
+        self.pipeline_recheck_seconds: float | None = None
+        """How often new PipelineWorkflows re-check their tasks while Paused (None: default)."""
 
     def task(self, workflow_id: str) -> TaskClient:
         return TaskClient(
@@ -262,6 +300,154 @@ class ConveyorClient:
         except WorkflowAlreadyStartedError:
             return Created(workflow_id, created=False)
         return Created(workflow_id, created=True)
+
+    # ------------------------------------------------------------------ pipelines
+
+    def pipeline_handle(self, name: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle_for(PipelineWorkflow.run, pipeline_workflow_id(name))
+
+    async def apply_pipeline(
+        self, pipeline: Pipeline, *, by: str = "operator", request_id: str | None = None
+    ) -> PipelineCommandResult:
+        """Store ``pipeline`` as a version (a new content hash) and make it the current one.
+
+        The first apply creates the pipeline, in Draft; activate it to create tasks.
+        """
+        handle = await self._ensure_pipeline(pipeline.name)
+        command = ApplyVersion(request_id=request_id or uuid.uuid4().hex, pipeline=pipeline, by=by)
+        return await self._pipeline_update(handle, PipelineWorkflow.apply, command)
+
+    async def set_pipeline_status(
+        self,
+        name: str,
+        to: PipelineStatus,
+        *,
+        by: str = "operator",
+        reason: str | None = None,
+        request_id: str | None = None,
+    ) -> PipelineCommandResult:
+        """Activate, pause, resume (to Active), complete or archive a pipeline.
+
+        Raises:
+            UnknownPipeline: it was never applied.
+            PipelineCommandRejected: the change makes no sense from its status.
+        """
+        await self.describe_pipeline(name)  # UnknownPipeline before anything else
+        command = ChangeStatus(
+            request_id=request_id or uuid.uuid4().hex, to=to, by=by, reason=reason
+        )
+        return await self._pipeline_update(
+            self.pipeline_handle(name), PipelineWorkflow.change_status, command
+        )
+
+    async def describe_pipeline(self, name: str) -> PipelineView:
+        """The pipeline's status, versions, fan-out progress and recent events.
+
+        Raises:
+            UnknownPipeline: it was never applied.
+        """
+        try:
+            return await self.pipeline_handle(name).query(PipelineWorkflow.describe)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise UnknownPipeline(
+                    f"no pipeline named {name!r}; apply its definition first "
+                    "(python starter.py pipeline apply FILE)"
+                ) from None
+            raise
+
+    async def list_pipelines(self) -> list[PipelineView]:
+        """Every applied pipeline, by name."""
+        views: list[PipelineView] = []
+        async for wf in self.client.list_workflows("WorkflowType = 'PipelineWorkflow'"):
+            name = wf.id.removeprefix("pipeline:")
+            if any(v.name == name for v in views):
+                continue  # an earlier run of the same pipeline
+            views.append(await self.describe_pipeline(name))
+        return sorted(views, key=lambda v: v.name)
+
+    async def creation_target(self, name: str) -> CreationTarget:
+        """The definition new tasks of ``name`` start on, and whether they start Paused.
+
+        Raises:
+            UnknownPipeline: it was never applied.
+            PipelineNotAccepting: it is Draft, Completed or Archived.
+        """
+        view = await self.describe_pipeline(name)
+        if not view.accepts_tasks or view.current is None:
+            hint = {
+                PipelineStatus.DRAFT: "activate it first (python starter.py pipeline activate "
+                f"{name})",
+                PipelineStatus.COMPLETED: "it is Completed; reopen it with pipeline activate",
+                PipelineStatus.ARCHIVED: "it is Archived",
+            }.get(view.status, "")
+            raise PipelineNotAccepting(
+                f"pipeline {name!r} is {view.status} and takes no new tasks; {hint}"
+            )
+        return CreationTarget(
+            pipeline=view.current,
+            start_paused=view.status == PipelineStatus.PAUSED,
+            status=view.status,
+        )
+
+    async def create_tasks(
+        self, pipeline: str | Pipeline, rows: Sequence[Mapping[str, Any]], **options: Any
+    ) -> list[Any]:
+        """Create up to 5,000 tasks at once, with one result per row (see
+        :func:`conveyor.creation.create_tasks` for the options and results).
+
+        A pipeline given by name gets its current version; in a Paused pipeline the tasks start
+        Paused.
+        """
+        from conveyor.creation import create_tasks
+
+        if isinstance(pipeline, str):
+            target = await self.creation_target(pipeline)
+            options.setdefault("start_paused", target.start_paused)
+            pipeline = target.pipeline
+        return await create_tasks(self, pipeline, rows, **options)
+
+    async def _ensure_pipeline(self, name: str) -> WorkflowHandle[Any, Any]:
+        # An Archived pipeline's run is closed: starting again is refused, and its closed run
+        # still answers queries while updates say it takes no more changes.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self.client.start_workflow(
+                PipelineWorkflow.run,
+                PipelineInput(name=name, recheck_seconds=self.pipeline_recheck_seconds),
+                id=pipeline_workflow_id(name),
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=f"pipeline {name}"[:200],
+            )
+        return self.pipeline_handle(name)
+
+    async def _pipeline_update(
+        self, handle: WorkflowHandle[Any, Any], update: Any, command: Any
+    ) -> PipelineCommandResult:
+        try:
+            async with asyncio.timeout(self.update_timeout):
+                result: PipelineCommandResult = await handle.execute_update(
+                    update, command, id=command.request_id
+                )
+                return result
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == PIPELINE_REJECTED:
+                raise PipelineCommandRejected(cause.message) from None
+            raise
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise PipelineCommandRejected(
+                    f"pipeline {handle.id.removeprefix('pipeline:')!r} is Archived; "
+                    "it takes no more changes"
+                ) from None
+            raise
+        except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError) as err:
+            raise NoWorkerResponded(
+                f"no answer from {handle.id} within {self.update_timeout:.0f}s; "
+                "is a worker running on this task queue?"
+            ) from err
 
     async def list_tasks(
         self, *, pipeline: str | None = None, status: TaskStatus | None = None

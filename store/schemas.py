@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
+from workflows.messages import PipelineStatus
 
-class PipelineStatus(StrEnum):
-    """The status an operator gives a pipeline (stored in ``pipelines.status``)."""
-
-    ACTIVE = "Active"
-    PAUSED = "Paused"
-    INACTIVE = "Inactive"
+__all__ = ["Contributor", "PipelineInfo", "PipelineStatus"]
 
 
 class _Schema(BaseModel):

@@ -74,6 +74,8 @@ TIMELINE_KEPT = 200
 RESPONSES_KEPT = 1000
 """How many recent request ids are remembered for idempotent repeats."""
 LLM_ACTOR_PREFIX = "llm:"
+PIPELINE_ACTOR = "pipeline"
+"""Who pauses and resumes tasks when their whole pipeline is paused or resumed."""
 SYSTEM = "system"
 
 # Task states in which contributors may still do work on claims they already hold.
@@ -145,7 +147,7 @@ def start_task(
     if not start_pending:
         run.begin()
     if start_paused and run.state.status != TaskStatus.FINISHED:
-        run.pause(SYSTEM, "pipeline is paused")
+        run.pause(PIPELINE_ACTOR, "pipeline is paused")
     result = CommandResult(
         request_id=f"create:{task_key}",
         command="create",
@@ -792,6 +794,7 @@ class _Run:
 
     def pause(self, actor: str, reason: str | None) -> None:
         self.state.status_before_pause = self.state.status
+        self.state.paused_by = actor
         for node in self.state.nodes.values():
             claim = node.claim
             if claim is not None and claim.expires_at is not None:
@@ -991,6 +994,11 @@ def _resume(run: _Run, cmd: Resume) -> _Handled:
     state = run.state
     if state.status != TaskStatus.PAUSED:
         return f"task is {state.status}, not Paused; nothing to resume", {}
+    if cmd.only_paused_by is not None and state.paused_by != cmd.only_paused_by:
+        return (
+            f"task was paused by {state.paused_by}, not {cmd.only_paused_by}; it stays Paused",
+            {},
+        )
     for node in state.nodes.values():
         claim = node.claim
         if claim is not None and claim.remaining_seconds is not None:
@@ -1002,6 +1010,7 @@ def _resume(run: _Run, cmd: Resume) -> _Handled:
             )
     back = state.status_before_pause or TaskStatus.IN_PROGRESS
     state.status_before_pause = None
+    state.paused_by = None
     run.set_task(back, cmd.by, "resumed")
     return "resumed", {}
 

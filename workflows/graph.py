@@ -290,6 +290,30 @@ class NodeSpec(_Model):
         )
 
 
+class ChainTrigger(StrEnum):
+    ON_TASK_COMPLETION = "on_task_completion"
+    """Each task of this pipeline that finishes creates one task in the target."""
+    ON_PIPELINE_COMPLETION = "on_pipeline_completion"
+    """When this pipeline is Completed and every task of it is Finished, the target gets one
+    task per finished task, as a batch. Failed, Escalated or Quarantined tasks block it."""
+
+
+class ChainSpec(_Model):
+    """Tasks of this pipeline create tasks in pipeline ``to``.
+
+    The target's seed data (its predefined fields) is filled by name from the source task's
+    data (seed data and every field value); ``mapping`` overrides that per target field with a
+    source field name or a JSON path (``$.node.field``, ``$.field[0].name``); ``values`` sets
+    constants. Unmapped target fields are left empty. The target task's key derives from the
+    source task, so a chain that fires twice creates one task.
+    """
+
+    to: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    trigger: ChainTrigger = ChainTrigger.ON_TASK_COMPLETION
+    mapping: dict[str, str] = Field(default_factory=dict)
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
 class Pipeline(_Model):
     """A whole pipeline definition, as applied from a YAML or JSON file."""
 
@@ -300,6 +324,8 @@ class Pipeline(_Model):
     claim_limits: dict[str, int] = Field(default_factory=dict)
     """Per contributor role: how many nodes one contributor may hold at once."""
     nodes: list[NodeSpec]
+    chains: list[ChainSpec] = Field(default_factory=list)
+    """Pipelines whose tasks this pipeline's tasks create (see :class:`ChainSpec`)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -348,8 +374,13 @@ class Pipeline(_Model):
         return self.predecessors(review.name)[0]
 
     def content_hash(self) -> str:
-        """A stable hash of the definition: applying the same content twice gives the same hash."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """A stable hash of the definition: applying the same content twice gives the same hash.
+
+        Settings left at their defaults are not part of it, so a release that adds a new
+        optional setting does not change the hash (the version) of existing definitions.
+        """
+        dumped = self.model_dump(mode="json", exclude_defaults=True)
+        canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 

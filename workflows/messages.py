@@ -196,6 +196,9 @@ class Resume(_Msg):
     type: Literal["resume"] = "resume"
     request_id: RequestId
     by: Person = "system"
+    only_paused_by: str | None = None
+    """Resume only a task that ``only_paused_by`` paused (a pipeline resuming its tasks leaves
+    the ones an operator paused alone)."""
 
 
 # --------------------------------------------------------------------------- admin commands
@@ -473,6 +476,8 @@ class TaskState(_State):
     updated_at: datetime
     finished_at: datetime | None = None
     status_before_pause: TaskStatus | None = None
+    paused_by: str | None = None
+    """Who paused the task (``pipeline`` when its pipeline did)."""
     status_before_hold: TaskStatus | None = None
     """What an Escalated / Failed task returns to when de-escalated / retried."""
     hold_reason: str | None = None
@@ -576,3 +581,166 @@ class ProjectionBatch(_Msg):
     """The pinned definition, on a run's first batch, so the store can record the version."""
     blocked: dict[str, str] = Field(default_factory=dict)
     """Review nodes and the contributor who may not claim them (self-review), for the queue."""
+
+
+# --------------------------------------------------------------------------- pipelines
+
+
+class PipelineStatus(StrEnum):
+    """The five pipeline statuses. Tasks can be created while Active or Paused (they then start
+    Paused); a Paused pipeline's tasks are Paused and hidden from work queues."""
+
+    DRAFT = "Draft"
+    ACTIVE = "Active"
+    PAUSED = "Paused"
+    COMPLETED = "Completed"
+    """No new tasks; the ones there finish. ``on_pipeline_completion`` chains fire once every
+    task is Finished."""
+    ARCHIVED = "Archived"
+    """Read-only: no new tasks, no status changes."""
+
+
+PIPELINE_TRANSITIONS: dict[PipelineStatus, tuple[PipelineStatus, ...]] = {
+    PipelineStatus.DRAFT: (PipelineStatus.ACTIVE, PipelineStatus.ARCHIVED),
+    PipelineStatus.ACTIVE: (PipelineStatus.PAUSED, PipelineStatus.COMPLETED),
+    PipelineStatus.PAUSED: (PipelineStatus.ACTIVE,),
+    PipelineStatus.COMPLETED: (PipelineStatus.ACTIVE, PipelineStatus.ARCHIVED),
+    PipelineStatus.ARCHIVED: (),
+}
+"""Which status each status may move to (``activate``/``resume`` both lead to Active)."""
+
+ACCEPTS_TASKS = (PipelineStatus.ACTIVE, PipelineStatus.PAUSED)
+
+
+class ApplyVersion(_Msg):
+    """Apply a definition: a new content hash becomes a new immutable version and the one new
+    tasks are created with; the same content again changes nothing."""
+
+    request_id: RequestId
+    pipeline: Pipeline
+    by: Person = "system"
+
+
+class ChangeStatus(_Msg):
+    """Move a pipeline to ``to`` (see :data:`PIPELINE_TRANSITIONS`)."""
+
+    request_id: RequestId
+    to: PipelineStatus
+    by: Person = "system"
+    reason: str | None = None
+
+
+class PipelineVersionInfo(_Msg):
+    hash: str
+    applied_at: datetime
+    applied_by: str
+
+
+class PipelineEvent(_Msg):
+    at: datetime
+    actor: str
+    message: str
+
+
+class SweepProgress(_Msg):
+    """The pause or resume fan-out over a pipeline's tasks."""
+
+    action: Literal["pause", "resume"]
+    epoch: int
+    round: int = 0
+    signalled: int = 0
+    remaining: int | None = None
+    """Tasks still not Paused after the last pause round (None before the first)."""
+    done: bool = False
+
+
+class PipelineCommandResult(_Msg):
+    request_id: str
+    accepted: bool
+    message: str
+    status: PipelineStatus
+    version: str | None = None
+    new_version: bool = False
+
+
+class PipelineState(_State):
+    """Everything a PipelineWorkflow holds; carried across continue-as-new."""
+
+    name: str
+    status: PipelineStatus = PipelineStatus.DRAFT
+    current: Pipeline | None = None
+    versions: list[PipelineVersionInfo] = Field(default_factory=list)
+    epoch: int = 0
+    """Pause/resume generation: each pause or resume starts a new fan-out."""
+    sweep: SweepProgress | None = None
+    events: list[PipelineEvent] = Field(default_factory=list)
+    responses: dict[str, PipelineCommandResult] = Field(default_factory=dict)
+    completion_fired: bool = False
+    """``on_pipeline_completion`` chains have created their batch."""
+    blocked_by: dict[str, int] = Field(default_factory=dict)
+    """While Completed: task counts by status that keep completion chains from firing."""
+
+
+class PipelineInput(_Msg):
+    name: str
+    carried: PipelineState | None = None
+    recheck_seconds: float | None = None
+    """How often a Paused pipeline re-checks its tasks (and a Completed one its completion
+    chains); the default is ``workflows.options.PIPELINE_RECHECK``."""
+
+
+class PipelineView(_Msg):
+    """The ``describe`` query's answer."""
+
+    name: str
+    status: PipelineStatus
+    current_version: str | None
+    current: Pipeline | None
+    versions: list[PipelineVersionInfo]
+    sweep: SweepProgress | None
+    events: list[PipelineEvent]
+    completion_fired: bool
+    blocked_by: dict[str, int]
+    accepts_tasks: bool
+    """Active or Paused: tasks may be created (in a Paused pipeline they start Paused)."""
+
+
+class SweepRequest(_Msg):
+    """One round of a pipeline's pause or resume fan-out (activity input)."""
+
+    pipeline: str
+    action: Literal["pause", "resume"]
+    epoch: int
+    round: int
+    concurrency: int = 50
+
+
+class SweepResult(_Msg):
+    signalled: int
+    remaining: int
+    """pause: tasks of the pipeline the store still shows neither Paused nor Finished."""
+
+
+class PipelineProjection(_Msg):
+    """What the store records of a pipeline: its status, current version and definitions."""
+
+    name: str
+    status: PipelineStatus
+    current: Pipeline | None
+    versions: list[Pipeline] = Field(default_factory=list)
+    """Definitions to store (new versions since the last projection)."""
+
+
+class CompletionCheck(_Msg):
+    pipeline: str
+
+
+class CompletionStatus(_Msg):
+    """Task counts by status of a Completed pipeline (from the store)."""
+
+    counts: dict[str, int]
+    total: int
+
+
+class FireCompletionChains(_Msg):
+    pipeline: Pipeline

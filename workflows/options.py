@@ -35,6 +35,27 @@ BULK_EVALUATE_WORKFLOW = "BulkEvaluate"
 BULK_EVALUATE_ACTIVITY = "evaluate_chunk"
 """Activity name of :meth:`activities.evaluate.EvaluateActivities.evaluate_chunk`."""
 
+PIPELINE_PROJECT_ACTIVITY = "project_pipeline"
+"""Activity name of :meth:`activities.pipeline.PipelineActivities.project_pipeline`."""
+SWEEP_ACTIVITY = "sweep_pipeline_tasks"
+"""Activity name of :meth:`activities.pipeline.PipelineActivities.sweep_tasks`: one round of a
+pipeline's pause or resume fan-out."""
+COMPLETION_CHECK_ACTIVITY = "pipeline_completion_status"
+FIRE_COMPLETION_CHAINS_ACTIVITY = "fire_completion_chains"
+FIRE_TASK_CHAINS_ACTIVITY = "fire_task_chains"
+"""Activity name for ``on_task_completion`` chains, run by a task as it finishes."""
+PIPELINE_RECHECK = 60.0
+"""Seconds between a Paused pipeline's re-check rounds (and completion-chain checks)."""
+SWEEP_START_TO_CLOSE = timedelta(minutes=10)
+SWEEP_HEARTBEAT = timedelta(seconds=30)
+PIPELINE_ACTIVITY_TIMEOUT = timedelta(seconds=60)
+PIPELINE_ACTIVITY_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,
+)
+
 PROJECT_ACTIVITY = "project_task"
 """Activity name of :meth:`activities.store.StoreActivities.project_task`."""
 PROJECT_START_TO_CLOSE = timedelta(seconds=30)
@@ -55,6 +76,11 @@ SA_NODES = SearchAttributeKey.for_keyword_list("ConveyorNodes")
 SA_ASSIGNEES = SearchAttributeKey.for_keyword_list("ConveyorAssignees")
 SA_TAGS = SearchAttributeKey.for_keyword_list("ConveyorTags")
 SEARCH_ATTRIBUTES = (SA_PIPELINE, SA_STATUS, SA_NODES, SA_ASSIGNEES, SA_TAGS)
+
+
+def pipeline_workflow_id(pipeline: str) -> str:
+    """The PipelineWorkflow's id (``:`` never occurs in a pipeline name, so no task id clashes)."""
+    return f"pipeline:{pipeline}"
 
 
 def task_workflow_id(pipeline: str, task_key: str) -> str:

@@ -325,3 +325,32 @@ async def test_timeout_is_an_attempt_then_success(
     ]
     assert rows[0].latency_ms >= 900  # the wait counts as latency
     assert rows[0].prompt_tokens is None
+
+
+# --------------------------------------------------------------------------- analytics
+
+
+async def test_llm_analytics_match_the_calls_actually_made(
+    conveyor: ConveyorClient, llm: FakeOpenAI, store_sessions: sessionmaker[Session]
+) -> None:
+    """Three tasks (clean, 500 then success, 401): the aggregates equal what the server saw."""
+    from store.analytics import llm_analytics
+
+    pipeline = classify_pipeline(llm.base_url, name=f"llm-analytics-{rid()[:8]}")
+    llm.script(reply("spam", usage={"prompt_tokens": 10, "completion_tokens": 4}))
+    await finished(await start(conveyor, pipeline))
+    llm.script(status(500), reply("ham", usage={"prompt_tokens": 12, "completion_tokens": 5}))
+    await finished(await start(conveyor, pipeline))
+    llm.script(status(401, {"error": {"message": "bad key"}}))
+    await failed(await start(conveyor, pipeline))
+
+    with store_sessions() as session:
+        (stats,) = llm_analytics(session, pipeline.name)
+    assert (stats.pipeline, stats.model, stats.node) == (pipeline.name, MODEL, "classify")
+    assert stats.attempts == len(llm.requests) == 4
+    assert (stats.calls, stats.retries, stats.failed_calls) == (3, 1, 1)
+    assert stats.error_rate == 1 / 3
+    assert (stats.prompt_tokens, stats.completion_tokens) == (10 + 12, 4 + 5)
+    assert stats.cost_usd is None and stats.cost_unknown_attempts == 4  # unpriced, not $0
+    assert stats.errors == {"InternalServerError": 1, "AuthenticationError": 1}
+    assert stats.latency_p50_ms is not None and stats.latency_p50_ms > 0

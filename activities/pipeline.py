@@ -1,0 +1,190 @@
+"""Activities of the PipelineWorkflow: the store's pipeline rows and the pause/resume fan-out.
+
+The fan-out reads the pipeline's tasks from the store (keyset pages, one short transaction
+each) and signals each task's workflow with bounded concurrency. Signals carry a request id per
+pause epoch and round, so a retried round repeats nothing the task already did, while a later
+re-check round pauses a task an operator resumed in the meantime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from store.db import transaction
+from store.models import PipelineRow, TaskRow
+from store.repositories import ensure_pipeline_version
+from workflows.engine import PIPELINE_ACTOR
+from workflows.messages import (
+    CompletionCheck,
+    CompletionStatus,
+    Pause,
+    PipelineProjection,
+    Resume,
+    SweepRequest,
+    SweepResult,
+    TaskStatus,
+)
+from workflows.options import (
+    COMPLETION_CHECK_ACTIVITY,
+    PIPELINE_PROJECT_ACTIVITY,
+    SWEEP_ACTIVITY,
+)
+from workflows.task import TaskWorkflow
+
+PAGE_SIZE = 1000
+SETTLE_SECONDS = 20.0
+"""How long a pause round waits for the store to show its tasks Paused before reporting."""
+
+
+class PipelineActivities:
+    """Register with ``Worker(..., activities=[a.project_pipeline, a.sweep_tasks, ...])``."""
+
+    def __init__(self, sessions: sessionmaker[Session], client: Client | None = None) -> None:
+        self._sessions = sessions
+        self._client = client
+
+    def _temporal(self) -> Client:
+        return self._client or activity.client()
+
+    @activity.defn(name=PIPELINE_PROJECT_ACTIVITY)
+    async def project_pipeline(self, projection: PipelineProjection) -> int:
+        """Record the pipeline's status, current version and new definitions in the store."""
+        return await asyncio.to_thread(project_pipeline, self._sessions, projection)
+
+    @activity.defn(name=COMPLETION_CHECK_ACTIVITY)
+    async def completion_status(self, check: CompletionCheck) -> CompletionStatus:
+        """Task counts by status of a pipeline, from the store."""
+        return await asyncio.to_thread(completion_status, self._sessions, check.pipeline)
+
+    @activity.defn(name=SWEEP_ACTIVITY)
+    async def sweep_tasks(self, request: SweepRequest) -> SweepResult:
+        """One round of a pause or resume fan-out over the pipeline's tasks in the store.
+
+        pause: signal every task neither Paused nor Finished, then wait (up to
+        :data:`SETTLE_SECONDS`) for the store to show them Paused, and report how many still are
+        not. resume: signal every Paused task to resume if the pipeline paused it.
+        """
+        client = self._temporal()
+        gate = asyncio.Semaphore(request.concurrency)
+        signalled = 0
+
+        async def signal(workflow_id: str) -> int:
+            handle = client.get_workflow_handle(workflow_id)
+            try:
+                async with gate:
+                    if request.action == "pause":
+                        await handle.signal(
+                            TaskWorkflow.pause_signal,
+                            Pause(
+                                request_id=f"pipeline-pause:{request.epoch}:{request.round}",
+                                by=PIPELINE_ACTOR,
+                                reason=f"pipeline {request.pipeline} is paused",
+                            ),
+                        )
+                    else:
+                        await handle.signal(
+                            TaskWorkflow.resume_signal,
+                            Resume(
+                                request_id=f"pipeline-resume:{request.epoch}",
+                                by=PIPELINE_ACTOR,
+                                only_paused_by=PIPELINE_ACTOR,
+                            ),
+                        )
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND:
+                    return 0  # finished and closed since the store saw it: nothing to pause
+                raise
+            return 1
+
+        after: str | None = None
+        while True:
+            ids = await asyncio.to_thread(
+                _page, self._sessions, request.pipeline, request.action, after
+            )
+            if not ids:
+                break
+            signalled += sum(await asyncio.gather(*(signal(i) for i in ids)))
+            activity.heartbeat(signalled)
+            after = ids[-1]
+        if request.action == "resume":
+            return SweepResult(signalled=signalled, remaining=0)
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            remaining = await asyncio.to_thread(_count_running, self._sessions, request.pipeline)
+            if remaining == 0 or time.monotonic() > deadline:
+                return SweepResult(signalled=signalled, remaining=remaining)
+            activity.heartbeat(signalled)
+            await asyncio.sleep(0.25)
+
+
+def project_pipeline(sessions: sessionmaker[Session], projection: PipelineProjection) -> int:
+    with transaction(sessions) as session:
+        for definition in projection.versions:
+            ensure_pipeline_version(session, definition)
+        if projection.current is not None:
+            ensure_pipeline_version(session, projection.current)
+        values: dict[str, Any] = {
+            "name": projection.name,
+            "status": projection.status.value,
+            "current_version": projection.current.content_hash() if projection.current else None,
+        }
+        row = session.get(PipelineRow, projection.name)
+        if row is None:
+            now = datetime.now(UTC)
+            session.add(PipelineRow(**values, created_at=now, updated_at=now))
+        else:
+            row.status = values["status"]
+            row.current_version = values["current_version"]
+            row.updated_at = datetime.now(UTC)
+    return len(projection.versions)
+
+
+def completion_status(sessions: sessionmaker[Session], pipeline: str) -> CompletionStatus:
+    with transaction(sessions) as session:
+        rows = session.execute(
+            select(TaskRow.status, func.count())
+            .where(TaskRow.pipeline_name == pipeline)
+            .group_by(TaskRow.status)
+        ).all()
+    counts = {status: int(n) for status, n in rows}
+    return CompletionStatus(counts=counts, total=sum(counts.values()))
+
+
+def _wanted(action: str) -> Any:
+    if action == "pause":
+        return TaskRow.status.not_in([TaskStatus.PAUSED.value, TaskStatus.FINISHED.value])
+    return TaskRow.status == TaskStatus.PAUSED.value
+
+
+def _page(
+    sessions: sessionmaker[Session], pipeline: str, action: str, after: str | None
+) -> Sequence[str]:
+    with transaction(sessions) as session:
+        query = select(TaskRow.workflow_id).where(
+            TaskRow.pipeline_name == pipeline, _wanted(action)
+        )
+        if after is not None:
+            query = query.where(TaskRow.workflow_id > after)
+        return list(session.scalars(query.order_by(TaskRow.workflow_id).limit(PAGE_SIZE)))
+
+
+def _count_running(sessions: sessionmaker[Session], pipeline: str) -> int:
+    with transaction(sessions) as session:
+        return int(
+            session.scalar(
+                select(func.count())
+                .select_from(TaskRow)
+                .where(TaskRow.pipeline_name == pipeline, _wanted("pause"))
+            )
+            or 0
+        )
