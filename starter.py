@@ -115,11 +115,17 @@ async def cmd_pipeline_validate(args: argparse.Namespace) -> int:
 
 
 async def cmd_task_create(args: argparse.Namespace) -> int:
-    pipeline = load_pipeline_file(args.pipeline)
+    from conveyor.cli_pipeline import creation_target
+
     data = _json_arg(args.data, "--data")
     conveyor = await connect_conveyor()
+    target = await creation_target(conveyor, args.pipeline)
     created = await conveyor.create_task(
-        pipeline, args.key, data, start_paused=args.paused, start_pending=args.pending
+        target.pipeline,
+        args.key,
+        data,
+        start_paused=args.paused or target.start_paused,
+        start_pending=args.pending,
     )
     if not created.created:
         print(f"{created.workflow_id}  (already existed; nothing created)", file=sys.stderr)
@@ -339,16 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(handler=cmd_dev)
 
-    pipeline = sub.add_parser("pipeline", help="pipeline definitions")
+    from conveyor.cli_pipeline import register as register_pipeline_commands
+
+    pipeline = sub.add_parser("pipeline", help="pipeline definitions and their lifecycle")
     psub = pipeline.add_subparsers(dest="action", required=True)
     validate = psub.add_parser("validate", help="check a YAML/JSON pipeline, listing every problem")
     validate.add_argument("file")
     validate.set_defaults(handler=cmd_pipeline_validate)
+    register_pipeline_commands(psub)
 
     task = sub.add_parser("task", help="create, show and list tasks")
     tsub = task.add_subparsers(dest="action", required=True)
     create = tsub.add_parser("create", help="start a task; prints its workflow id")
-    create.add_argument("--pipeline", required=True, help="pipeline file (YAML or JSON)")
+    create.add_argument(
+        "--pipeline", required=True, help="an applied pipeline's name, or a pipeline file"
+    )
     create.add_argument("--key", required=True, help="task key, unique within the pipeline")
     create.add_argument("--data", default="{}", help="seed data as JSON, or @file.json")
     create.add_argument("--paused", action="store_true", help="start Paused")
@@ -363,6 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--status", choices=[s.value for s in TaskStatus])
     listing.add_argument("--limit", type=int, default=100)
     listing.set_defaults(handler=cmd_task_list)
+    from conveyor.cli_import import register as register_task_import
+
+    register_task_import(tsub)
 
     def command(
         parent: Any, name: str, full: str, help: str, *, node: bool = False, token: bool = False

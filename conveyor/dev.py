@@ -18,6 +18,7 @@ from pathlib import Path
 from conveyor.client import ConveyorClient
 from conveyor.devserver import start_dev_server, wait_until_ready
 from conveyor.pipelines import load_pipeline_file
+from workflows.messages import PipelineStatus
 from workflows.options import DEFAULT_TASK_QUEUE
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -34,20 +35,25 @@ DEMO_QUESTIONS = [
 
 
 async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
-    """A few tasks in three example pipelines; re-running creates nothing new."""
+    """Apply and activate three example pipelines and create a few tasks in each; re-running
+    creates nothing new."""
     ids: list[str] = []
-    labels = load_pipeline_file(str(EXAMPLES / "label-review.yaml"))
-    for i, text in enumerate(DEMO_TEXTS, start=1):
-        created = await conveyor.create_task(labels, f"demo-{i}", {"text": text})
-        ids.append(created.workflow_id)
-    drafts = load_pipeline_file(str(EXAMPLES / "llm-draft-edit.yaml"))
-    for i, question in enumerate(DEMO_QUESTIONS, start=1):
-        created = await conveyor.create_task(drafts, f"demo-{i}", {"question": question})
-        ids.append(created.workflow_id)
-    evaluated = load_pipeline_file(str(EXAMPLES / "answer-evaluate.yaml"))
-    for i, question in enumerate(DEMO_QUESTIONS, start=1):
-        created = await conveyor.create_task(evaluated, f"demo-{i}", {"question": question})
-        ids.append(created.workflow_id)
+    demos = [
+        ("label-review.yaml", "text", DEMO_TEXTS),
+        ("llm-draft-edit.yaml", "question", DEMO_QUESTIONS),
+        ("answer-evaluate.yaml", "question", DEMO_QUESTIONS),
+    ]
+    for file, column, values in demos:
+        pipeline = load_pipeline_file(str(EXAMPLES / file))
+        applied = await conveyor.apply_pipeline(pipeline, by="demo")
+        if applied.status == PipelineStatus.DRAFT:
+            await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE, by="demo")
+        target = await conveyor.creation_target(pipeline.name)
+        for i, value in enumerate(values, start=1):
+            created = await conveyor.create_task(
+                target.pipeline, f"demo-{i}", {column: value}, start_paused=target.start_paused
+            )
+            ids.append(created.workflow_id)
     return ids
 
 

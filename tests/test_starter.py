@@ -301,3 +301,41 @@ async def test_queue_and_reconcile_through_the_cli(
             break
         await asyncio.sleep(0.2)
     assert code == 0 and "checked 1 task(s): 0 drifted" in out
+
+
+async def test_pipeline_lifecycle_through_the_cli(
+    temporal_env: WorkflowEnvironment, conveyor: ConveyorClient, tmp_path: Path
+) -> None:
+    env = server_env(temporal_env, conveyor)
+    name = f"cli-life-{rid()[:8]}"
+    source = (ROOT / "examples" / "label-review.yaml").read_text()
+    definition = tmp_path / "p.yaml"
+    definition.write_text(source.replace("name: label-review", f"name: {name}", 1))
+
+    code, out, err = await run("task", "create", "--pipeline", name, "--key", "a", env=env)
+    assert code == 3 and "apply" in err
+    code, out, _ = await run("pipeline", "apply", str(definition), env=env)
+    assert code == 0 and "applied [Draft]" in out
+    code, out, err = await run(
+        "task", "create", "--pipeline", name, "--key", "a", "--data", '{"text": "x"}', env=env
+    )
+    assert code == 3 and "activate it first" in err
+    code, out, _ = await run("pipeline", "apply", str(definition), "--activate", env=env)
+    assert code == 0 and "already current" in out and "is Active" in out
+    code, out, _ = await run(
+        "task", "create", "--pipeline", name, "--key", "a", "--data", '{"text": "x"}', env=env
+    )
+    assert code == 0 and out.strip() == f"{name}/a"
+    code, out, _ = await run("pipeline", "pause", name, "--reason", "new guidelines", env=env)
+    assert code == 0 and "is Paused" in out
+    task = conveyor.task(f"{name}/a")
+    await eventually(task, lambda v: v.status == TaskStatus.PAUSED, timeout=30)
+    code, out, err = await run("pipeline", "archive", name, env=env)
+    assert code == 3 and "cannot become Archived" in err
+    code, out, _ = await run("pipeline", "resume", name, env=env)
+    assert code == 0
+    await eventually(task, lambda v: v.status == TaskStatus.IN_PROGRESS, timeout=30)
+    code, out, _ = await run("pipeline", "show", name, env=env)
+    assert code == 0 and "[Active]" in out and "resume: done" in out
+    code, out, _ = await run("pipeline", "list", env=env)
+    assert code == 0 and name in out
