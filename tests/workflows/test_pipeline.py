@@ -168,7 +168,8 @@ async def test_pause_and_resume_a_pipeline_with_tasks_in_every_state(
     await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE, by="ops")
     await until(conveyor, pipeline.name, lambda v: v.sweep is not None and v.sweep.done)
     for task in (claimed, waiting, escalated):
-        await eventually(task, lambda v, wid=task.workflow_id: v.status == before[wid])
+        expected = before[task.workflow_id]
+        await eventually(task, lambda v, expected=expected: v.status == expected)  # type: ignore[misc]
     await eventually(during, lambda v: v.status == TaskStatus.IN_PROGRESS)
     await asyncio.sleep(0.5)
     assert (await operator_paused.state()).status == TaskStatus.PAUSED  # ops paused it: stays
