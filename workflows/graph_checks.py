@@ -4,8 +4,10 @@
 structure with the pydantic models, translating their errors into :class:`Problem` s that name
 the node and field, and then checks the graph and the settings that only make sense together:
 one start and one end, reachability, cycles, gate conditions, what each review reviews, unique
-field names, options, prefills, evaluators and human ratings, LLM field groups, and the fields
-each prompt template refers to (seed data or fields filled upstream). The graph checks run on a
+field names, options, prefills, evaluators and human ratings, LLM field groups, the fields
+each prompt template refers to (seed data or fields filled upstream), and chains (no chain to
+the pipeline itself, one chain per target and trigger, mappings that name fields and valid
+JSON paths). The graph checks run on a
 lenient skeleton read straight from the raw definition, so a structural mistake in one node never
 hides a topology mistake elsewhere: the operator fixes the file in one pass.
 
@@ -26,8 +28,11 @@ from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
 from workflows import expr
+from workflows.chains import is_field_name, parse_path
 from workflows.evaluators import HUMAN_RATING_TYPES, evaluator_problems
 from workflows.graph import (
+    ChainSpec,
+    ChainTrigger,
     EvaluatorKind,
     EvaluatorMode,
     EvaluatorSpec,
@@ -49,7 +54,7 @@ from workflows.graph import (
     parse_duration,
 )
 
-__all__ = ["check_pipeline"]
+__all__ = ["chain_problems", "check_pipeline"]
 
 PIPELINE = "pipeline"
 
@@ -90,6 +95,7 @@ _SETTINGS_OF: dict[str, type[BaseModel]] = {
     "branch": GateBranch,
     "evaluator": EvaluatorSpec,
     "judge": JudgeSpec,
+    "chain": ChainSpec,
 }
 
 _ENUM_NOUNS: dict[str, tuple[str, Sequence[str]]] = {
@@ -106,6 +112,7 @@ _SCOPED_ENUM_NOUNS: dict[tuple[str, str], tuple[str, Sequence[str]]] = {
     ("evaluator", "mode"): ("evaluator mode", [m.value for m in EvaluatorMode]),
     ("evaluator", "pii"): ("pii kind", [k.value for k in PiiKind]),
     ("judge", "output"): ("judge output", [o.value for o in JudgeOutput]),
+    ("chain", "trigger"): ("chain trigger", [t.value for t in ChainTrigger]),
 }
 
 # Prompt templates are parsed (never rendered) here to see which variables they read.
@@ -267,6 +274,21 @@ class _Checker:
         where, order = self.evaluator_where(node.index, ev.index)
         self.report.add(where, message, node.index, order)
 
+    def raw_chains(self) -> list[Any]:
+        chains = self.raw.get("chains")
+        return list(chains) if isinstance(chains, list) else []
+
+    def chain_where(self, index: int) -> str:
+        """``chain #1 (to 'b')``: chains have no names, so their place and target say which."""
+        chains = self.raw_chains()
+        raw = chains[index] if 0 <= index < len(chains) else None
+        to = raw.get("to") if isinstance(raw, Mapping) else None
+        return f"chain #{index + 1}" + (f" (to '{to}')" if isinstance(to, str) and to else "")
+
+    def chain_problem(self, index: int, message: str) -> None:
+        # Chains come after the nodes in a file, and so in the report.
+        self.report.add(self.chain_where(index), message, len(self.nodes) + index)
+
     def node_problem(self, node: _Node, message: str) -> None:
         self.report.add(self.where(node.index), message, node.index)
 
@@ -317,6 +339,7 @@ class _Checker:
             if node.kind in _HUMAN_KINDS:
                 self.check_groups(node)
                 self.check_evaluators(node)
+        self.check_chains()
         problems = self.report.problems()
         if problems or pipeline is None:
             raise PipelineInvalid(problems)
@@ -349,7 +372,10 @@ class _Checker:
         node_i = fld_i = -1
         scope = "pipeline"
         where = PIPELINE
-        if len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
+        if len(loc) >= 2 and loc[0] == "chains" and isinstance(loc[1], int):
+            node_i, where = len(self.nodes) + loc[1], self.chain_where(loc[1])
+            loc, scope = loc[2:], "chain"
+        elif len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
             node_i, loc, scope = loc[1], loc[2:], "node"
             where = self.where(node_i)
             if len(loc) >= 2 and loc[0] == "fields" and isinstance(loc[1], int):
@@ -879,6 +905,101 @@ class _Checker:
             "prefill from a field filled upstream"
         )
 
+    # --- chains ----------------------------------------------------------------------------
+
+    def check_chains(self) -> None:
+        """Each chain on its own and against the others; the targets are checked when the
+        definition is applied (they may not exist yet)."""
+        name = self.raw.get("name") if isinstance(self.raw.get("name"), str) else None
+        first: dict[tuple[str, str], int] = {}
+        for index, raw in enumerate(self.raw_chains()):
+            if not isinstance(raw, Mapping):
+                continue  # reported by the structural check
+            to = raw.get("to") if isinstance(raw.get("to"), str) else None
+            trigger = raw.get("trigger", ChainTrigger.ON_TASK_COMPLETION.value)
+            if to is not None and to == name:
+                self.chain_problem(
+                    index,
+                    f"a chain to its own pipeline is a cycle ({name} -> {name}): each task it "
+                    "creates would create another; chain to a different pipeline",
+                )
+            if to is not None and trigger in {t.value for t in ChainTrigger}:
+                earlier = first.setdefault((to, trigger), index)
+                if earlier != index:
+                    self.chain_problem(
+                        index,
+                        f"a second {trigger} chain to '{to}' (chain #{earlier + 1} is the "
+                        "first); one source task creates one target task per trigger, so merge "
+                        "their mapping and values into one chain",
+                    )
+            mapping = raw.get("mapping")
+            mapping = mapping if isinstance(mapping, Mapping) else {}
+            for target_field, source in mapping.items():
+                if not isinstance(target_field, str) or not is_field_name(target_field):
+                    self.chain_problem(
+                        index,
+                        f"mapping key {target_field!r} is not a field name; a mapping goes "
+                        "from the target's field to a source field or JSON path, e.g. "
+                        "mapping: {summary: $.label.notes}",
+                    )
+                if isinstance(source, str):
+                    problem = self.chain_source_problem(source)
+                    if problem is not None:
+                        self.chain_problem(index, f"mapping for '{target_field}': {problem}")
+            values = raw.get("values")
+            for target_field in values if isinstance(values, Mapping) else {}:
+                if not isinstance(target_field, str) or not is_field_name(target_field):
+                    self.chain_problem(
+                        index,
+                        f"values key {target_field!r} is not a field name; values sets the "
+                        "target's fields to constants, e.g. values: {origin: import}",
+                    )
+                elif target_field in mapping:
+                    self.chain_problem(
+                        index,
+                        f"'{target_field}' is set by both mapping and values; keep one of them",
+                    )
+
+    def chain_source_problem(self, source: str) -> str | None:
+        """Why a mapping's source cannot be read from this pipeline's task data, if so.
+
+        Task data holds every field by name and as ``node.field``; a JSON path must start with
+        one of those keys (what follows depends on the values, so it is not checked).
+        """
+        try:
+            steps = parse_path(source)
+        except ValueError as exc:
+            return str(exc)
+        keys = {f.name: None for n in self.graph_nodes for f in n.fields if f.name}
+        keys.update(
+            {f"{n.name}.{f.name}": None for n in self.graph_nodes for f in n.fields if f.name}
+        )
+        if not source.startswith("$"):
+            if source in keys:
+                return None
+            return (
+                f"'{source}' is not a field of this pipeline{_suggest(source, keys)}; "
+                f"known fields: {self.known_fields()}"
+            )
+        if not steps or not isinstance(steps[0], str):
+            return f"JSON path {source!r} must start with a field, e.g. $.label or $.node.field"
+        if steps[0] in keys:
+            return None
+        if len(steps) >= 2 and isinstance(steps[1], str) and f"{steps[0]}.{steps[1]}" in keys:
+            return None
+        return (
+            f"JSON path {source!r} starts with '{steps[0]}', which is not a field of this "
+            f"pipeline{_suggest(steps[0], keys)}; known fields: {self.known_fields()}"
+        )
+
+
+def chain_problems(pipeline: Pipeline) -> list[Problem]:
+    """The problems of ``pipeline``'s chains alone (see :meth:`_Checker.check_chains`), for a
+    definition that was built in code rather than read through :func:`check_pipeline`."""
+    checker = _Checker(pipeline.model_dump(mode="json"))
+    checker.check_chains()
+    return checker.report.problems()
+
 
 # --- skeleton --------------------------------------------------------------------------------
 
@@ -1032,6 +1153,8 @@ def _describe(error: Mapping[str, Any], loc: Sequence[Any], scope: str) -> str:
         return f"unknown {noun} '{value}'{suggestion}; use one of: {', '.join(choices)}"
     if kind == "string_pattern_mismatch" and key == "match" and scope == "evaluator":
         return f"match {value!r} is not allowed; use any, all or none"
+    if kind == "string_pattern_mismatch" and key == "to" and scope == "chain":
+        return f"chain target {value!r} is not a pipeline name; {_NAME_RULES['pipeline']}"
     if kind == "string_pattern_mismatch" and key == "name" and scope in _NAME_RULES:
         return f"{scope} name {value!r} is not allowed; {_NAME_RULES[scope]}"
     if kind == "list_type" and key == "next" and isinstance(value, str):
@@ -1042,6 +1165,7 @@ def _describe(error: Mapping[str, Any], loc: Sequence[Any], scope: str) -> str:
             "field": "each field must be a mapping with at least name and type",
             "branch": "each branch must be a mapping with when and to",
             "evaluator": "each evaluator must be a mapping with at least name, kind and fields",
+            "chain": "each chain must be a mapping with at least to (the target pipeline)",
         }.get(scope, f"expected a mapping, got {type(value).__name__}")
     message = f"setting '{path}': {error['msg']}" if path else error["msg"]
     if kind == "string_type" and isinstance(value, bool):

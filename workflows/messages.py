@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from workflows.graph import EvaluatorSpec, FieldSpec, LlmSpec, Pipeline
+from workflows.graph import ChainSpec, EvaluatorSpec, FieldSpec, LlmSpec, Pipeline
 
 
 class TaskStatus(StrEnum):
@@ -743,4 +743,29 @@ class CompletionStatus(_Msg):
 
 
 class FireCompletionChains(_Msg):
+    """Create the ``on_pipeline_completion`` chains' batch: one target task per Finished task
+    of ``pipeline`` (activity input; the activity returns how many tasks it created)."""
+
     pipeline: Pipeline
+
+
+class FireTaskChains(_Msg):
+    """A Finished task's ``on_task_completion`` chains: one target task per chain (activity
+    input). Firing again creates nothing new: the target keys derive from the source task."""
+
+    pipeline: str
+    """The source pipeline's name."""
+    task_key: str
+    workflow_id: str
+    data: dict[str, Any]
+    """The source task's data: seed data and every field value, by name and as ``node.field``
+    (:func:`workflows.engine.task_data`)."""
+    chains: list[ChainSpec]
+
+
+class ChainsFired(_Msg):
+    """What :class:`FireTaskChains` did, by target task workflow id."""
+
+    created: list[str] = Field(default_factory=list)
+    existing: list[str] = Field(default_factory=list)
+    """Already there (the chain fired before): nothing new was created."""

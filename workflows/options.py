@@ -44,6 +44,15 @@ COMPLETION_CHECK_ACTIVITY = "pipeline_completion_status"
 FIRE_COMPLETION_CHAINS_ACTIVITY = "fire_completion_chains"
 FIRE_TASK_CHAINS_ACTIVITY = "fire_task_chains"
 """Activity name for ``on_task_completion`` chains, run by a task as it finishes."""
+CHAIN_START_TO_CLOSE = timedelta(seconds=60)
+CHAIN_RETRY = RetryPolicy(
+    # A target that is Draft or Completed takes no tasks yet: keep trying, so the chain fires
+    # soon after it is activated. Mistakes that waiting cannot fix fail at once (non-retryable).
+    initial_interval=timedelta(milliseconds=500),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=10),
+    maximum_attempts=0,
+)
 PIPELINE_RECHECK = 60.0
 """Seconds between a Paused pipeline's re-check rounds (and completion-chain checks)."""
 SWEEP_START_TO_CLOSE = timedelta(minutes=10)

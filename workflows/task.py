@@ -9,7 +9,9 @@ translates between Temporal and the engine:
 * the ``state`` query returns the task view;
 * it performs what the state asks for: LLM generations through one activity, claim timeouts as a
   durable timer (frozen while paused), search attributes and the UI summary, and
-  continue-as-new when the server suggests it.
+  continue-as-new when the server suggests it;
+* once Finished, it fires its pipeline's ``on_task_completion`` chains (one activity) before
+  it completes.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import engine
-    from workflows.graph import FieldSpec, LlmSpec, Pipeline
+    from workflows.graph import ChainTrigger, FieldSpec, LlmSpec, Pipeline
     from workflows.messages import (
         Activate,
+        ChainsFired,
         Claim,
         ClaimTimeout,
         Command,
@@ -36,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         Escalate,
         EvaluationKind,
         EvaluationRecord,
+        FireTaskChains,
         JudgeRequest,
         JudgeResult,
         LlmDraft,
@@ -64,6 +68,9 @@ with workflow.unsafe.imports_passed_through():
         Untag,
     )
     from workflows.options import (
+        CHAIN_RETRY,
+        CHAIN_START_TO_CLOSE,
+        FIRE_TASK_CHAINS_ACTIVITY,
         JUDGE_ACTIVITY,
         LLM_ACTIVITY,
         LLM_RETRY,
@@ -77,6 +84,9 @@ with workflow.unsafe.imports_passed_through():
         SA_STATUS,
         SA_TAGS,
     )
+
+TASK_CHAINS_PATCH = "task-completion-chains"
+"""``workflow.patched`` id of firing ``on_task_completion`` chains as a task finishes."""
 
 REJECTED = "CommandRejected"
 """``ApplicationError.type`` of a refused update; its first detail is the CommandResult."""
@@ -154,6 +164,13 @@ class TaskWorkflow:
                 await workflow.wait_condition(
                     self._needs_attention, timeout=timeout, timeout_summary="claim timeout"
                 )
+        # Only pipelines with such chains take this path, so other tasks' histories are
+        # unchanged. The patch keeps tasks that finished before chains fired (the setting
+        # existed, with no effect) replaying as they ran.
+        if any(
+            c.trigger == ChainTrigger.ON_TASK_COMPLETION for c in self._pipeline.chains
+        ) and workflow.patched(TASK_CHAINS_PATCH):
+            await self._fire_task_chains()
         await self._drain_projection()
         projector.cancel()
         return self._view()
@@ -216,6 +233,40 @@ class TaskWorkflow:
                 self._pipeline_recorded = True
             finally:
                 self._in_flight = []
+
+    async def _fire_task_chains(self) -> None:
+        """Create this task's ``on_task_completion`` chain tasks in their target pipelines.
+
+        The activity keeps trying while a target takes no tasks (Draft, Completed), so the
+        workflow stays open until it is activated. A chain that cannot fire (no such pipeline,
+        data the target refuses) is logged and the task completes anyway: it is Finished.
+        """
+        chains = [c for c in self._pipeline.chains if c.trigger == ChainTrigger.ON_TASK_COMPLETION]
+        try:
+            fired = await workflow.execute_activity(
+                FIRE_TASK_CHAINS_ACTIVITY,
+                FireTaskChains(
+                    pipeline=self._pipeline.name,
+                    task_key=self._state.task_key,
+                    workflow_id=workflow.info().workflow_id,
+                    data=engine.task_data(self._state),
+                    chains=chains,
+                ),
+                result_type=ChainsFired,
+                start_to_close_timeout=CHAIN_START_TO_CLOSE,
+                retry_policy=CHAIN_RETRY,
+                summary=("chains to " + ", ".join(c.to for c in chains))[:200],
+            )
+            workflow.logger.info(
+                "chains fired: created %s, already there %s", fired.created, fired.existing
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "on_task_completion chains of task %s did not fire (%s); the task is Finished "
+                "regardless: fix the chain or its target and create the target task by hand",
+                self._state.task_key,
+                _reason(err),
+            )
 
     async def _drain_projection(self) -> None:
         """Wait until every handler is done and the store has every event."""
