@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from conveyor.cli_common import CliError, connect_conveyor
+from conveyor.cli_common import CliError, connect_conveyor, store_sessions
 from conveyor.client import (
     ConveyorClient,
     CreationTarget,
@@ -131,13 +131,17 @@ def print_view(view: PipelineView) -> None:
 
 
 async def cmd_list(args: argparse.Namespace) -> int:
-    conveyor = await connect_conveyor()
-    views = await conveyor.list_pipelines()
-    if not views:
-        print("no pipelines applied yet (python starter.py pipeline apply FILE)")
-    for view in views:
-        current = view.current_version[:12] if view.current_version else "-"
-        print(f"{view.name:<32} {view.status:<10} {current}  {len(view.versions)} version(s)")
+    # From the store (the pipelines' projection): one query, whatever the number of pipelines.
+    from store.db import transaction
+    from store.repositories import list_pipelines
+
+    with transaction(store_sessions()) as session:
+        infos = list_pipelines(session)
+    if not infos:
+        print("no pipelines yet (python starter.py pipeline apply FILE)")
+    for info in infos:
+        current = info.current_version[:12] if info.current_version else "-"
+        print(f"{info.name:<32} {info.status:<10} {current}")
     return 0
 
 

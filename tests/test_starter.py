@@ -304,9 +304,17 @@ async def test_queue_and_reconcile_through_the_cli(
 
 
 async def test_pipeline_lifecycle_through_the_cli(
-    temporal_env: WorkflowEnvironment, conveyor: ConveyorClient, tmp_path: Path
+    temporal_env: WorkflowEnvironment,
+    conveyor: ConveyorClient,
+    store_sessions: sessionmaker[Session],
+    tmp_path: Path,
 ) -> None:
-    env = server_env(temporal_env, conveyor)
+    env = {
+        **server_env(temporal_env, conveyor),
+        "CONVEYOR_DATABASE_URL": store_sessions.kw["bind"].url.render_as_string(
+            hide_password=False
+        ),
+    }
     name = f"cli-life-{rid()[:8]}"
     source = (ROOT / "examples" / "label-review.yaml").read_text()
     definition = tmp_path / "p.yaml"
