@@ -33,6 +33,9 @@ RUN pip install --no-deps . \
 # The code stays root-owned and read-only to the process; only /data is writable.
 USER conveyor
 
+# Prometheus metrics: the SDK's (CONVEYOR_METRICS_PORT) and Conveyor's (CONVEYOR_APP_METRICS_PORT).
+EXPOSE 9464 9465
+
 # Exec form: python is PID 1 and receives SIGTERM, on which worker.py stops polling and lets
 # in-flight activities finish (CONVEYOR_SHUTDOWN_GRACE seconds).
 CMD ["python", "worker.py"]

@@ -18,10 +18,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.chains import ChainActivities
 from activities.evaluate import EvaluateActivities
 from activities.llm import LlmActivities, LlmSettings
 from activities.pipeline import PipelineActivities
+from activities.seeding import SeedingActivities
 from activities.store import StoreActivities
+from conveyor.metrics import sdk_runtime, serve_app_metrics
 from conveyor.settings import Settings
 from store.db import (
     SchemaOutOfDate,
@@ -33,6 +36,7 @@ from store.db import (
 )
 from workflows.bulk_evaluate import BulkEvaluateWorkflow
 from workflows.pipeline import PipelineWorkflow
+from workflows.seeder import SeederWorkflow
 from workflows.task import TaskWorkflow
 
 log = logging.getLogger("conveyor.worker")
@@ -54,10 +58,12 @@ def build_worker(
     store_activities = StoreActivities(sessions)
     evaluate_activities = EvaluateActivities(sessions, llm_settings)
     pipeline_activities = PipelineActivities(sessions, client)
+    seeding_activities = SeedingActivities(sessions, llm_settings)
+    chain_activities = ChainActivities(sessions, client)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[TaskWorkflow, PipelineWorkflow, BulkEvaluateWorkflow],
+        workflows=[TaskWorkflow, PipelineWorkflow, BulkEvaluateWorkflow, SeederWorkflow],
         activities=[
             llm_activities.call_llm,
             llm_activities.judge_llm,
@@ -67,6 +73,10 @@ def build_worker(
             pipeline_activities.project_pipeline,
             pipeline_activities.sweep_tasks,
             pipeline_activities.completion_status,
+            seeding_activities.seed_batch,
+            seeding_activities.in_flight_count,
+            chain_activities.fire_task_chains,
+            chain_activities.fire_completion_chains,
         ],
         graceful_shutdown_timeout=shutdown_grace,
         # A task cached on a worker that died waits this long before another worker takes it.
@@ -75,14 +85,19 @@ def build_worker(
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    """Poll until ``stop`` is set, then shut down gracefully."""
+    """Poll until ``stop`` is set, then shut down gracefully.
+
+    Serves Prometheus metrics meanwhile: the SDK's (``CONVEYOR_METRICS_PORT``) and Conveyor's
+    (``CONVEYOR_APP_METRICS_PORT``); see conveyor/metrics.py.
+    """
     engine = make_engine(database_url())
     check_schema(engine)
-    client = await settings.connect()
-    grace = timedelta(seconds=float(os.environ.get("CONVEYOR_SHUTDOWN_GRACE", "30")))
-    worker = build_worker(
-        client, settings.task_queue, sessions=session_factory(engine), shutdown_grace=grace
+    sessions = session_factory(engine)
+    client = await settings.connect(
+        runtime=sdk_runtime(settings.metrics_host, settings.metrics_port)
     )
+    grace = timedelta(seconds=float(os.environ.get("CONVEYOR_SHUTDOWN_GRACE", "30")))
+    worker = build_worker(client, settings.task_queue, sessions=sessions, shutdown_grace=grace)
     log.info(
         "worker polling task queue %r on %s (namespace %s), store %s",
         settings.task_queue,
@@ -90,9 +105,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         settings.namespace,
         safe_url(str(engine.url)),
     )
-    async with worker:
-        await stop.wait()
-        log.info("shutting down: finishing in-flight activities (up to %ss)", grace)
+    with serve_app_metrics(sessions, settings.metrics_host, settings.app_metrics_port):
+        async with worker:
+            await stop.wait()
+            log.info("shutting down: finishing in-flight activities (up to %ss)", grace)
 
 
 async def main() -> None:

@@ -34,7 +34,9 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import engine
+from workflows.chains import unknown_target_fields
 from workflows.graph import Pipeline
+from workflows.graph_checks import chain_problems
 from workflows.messages import (
     Activate,
     ApplyVersion,
@@ -312,10 +314,57 @@ class ConveyorClient:
         """Store ``pipeline`` as a version (a new content hash) and make it the current one.
 
         The first apply creates the pipeline, in Draft; activate it to create tasks.
+
+        Raises:
+            PipelineCommandRejected: the pipeline is Archived, or its chains are refused: a
+                chain problem of the definition itself, a loop through other pipelines'
+                chains (spelled out, e.g. ``a -> b -> a``), or mapping a field an existing
+                target does not have. A target that does not exist yet is fine.
         """
+        if pipeline.chains:
+            await self._check_chains(pipeline)
         handle = await self._ensure_pipeline(pipeline.name)
         command = ApplyVersion(request_id=request_id or uuid.uuid4().hex, pipeline=pipeline, by=by)
         return await self._pipeline_update(handle, PipelineWorkflow.apply, command)
+
+    async def _check_chains(self, pipeline: Pipeline) -> None:
+        """Refuse chains that loop through other pipelines, or that do not fit their target.
+
+        Only pipelines reachable from ``pipeline`` along chains can close a loop through it, so
+        those are the ones read (their current definitions).
+        """
+        problems = [str(p) for p in chain_problems(pipeline)]
+        edges: dict[str, list[str]] = {pipeline.name: [c.to for c in pipeline.chains]}
+        definitions: dict[str, Pipeline] = {}
+        pending = list(dict.fromkeys(edges[pipeline.name]))
+        while pending:
+            name = pending.pop(0)
+            if name in edges:
+                continue
+            try:
+                view = await self.describe_pipeline(name)
+            except UnknownPipeline:
+                edges[name] = []  # not applied yet: it may be later
+                continue
+            edges[name] = [c.to for c in view.current.chains] if view.current else []
+            if view.current is not None:
+                definitions[name] = view.current
+            pending.extend(edges[name])
+        loop = _chain_loop(pipeline.name, edges)
+        if loop is not None:
+            problems.append(
+                f"chains would loop: {' -> '.join(loop)}; a task would keep creating tasks. "
+                f"Remove the chain to '{loop[1]}' here, or the chain to '{pipeline.name}' "
+                f"from pipeline '{loop[-2]}'"
+            )
+        for index, chain in enumerate(pipeline.chains, start=1):
+            target = definitions.get(chain.to)
+            if target is not None:
+                for message in unknown_target_fields(chain, target).values():
+                    problems.append(f"chain #{index} (to '{chain.to}'): {message}")
+        if problems:
+            lines = "".join(f"\n  - {p}" for p in problems)
+            raise PipelineCommandRejected(f"pipeline '{pipeline.name}' was not applied:{lines}")
 
     async def set_pipeline_status(
         self,
@@ -356,15 +405,28 @@ class ConveyorClient:
                 ) from None
             raise
 
-    async def list_pipelines(self) -> list[PipelineView]:
-        """Every applied pipeline, by name."""
-        views: list[PipelineView] = []
+    async def list_pipelines(self, *, timeout: float = 5.0) -> list[PipelineView]:
+        """Every applied pipeline that answers within ``timeout`` seconds, by name.
+
+        Each pipeline answers from its own workflow; one whose workers are gone cannot, and is
+        left out rather than holding up the rest. The store's ``pipelines`` table (``pipeline
+        list`` on the command line) lists them all without asking any workflow.
+        """
+        names: list[str] = []
         async for wf in self.client.list_workflows("WorkflowType = 'PipelineWorkflow'"):
             name = wf.id.removeprefix("pipeline:")
-            if any(v.name == name for v in views):
-                continue  # an earlier run of the same pipeline
-            views.append(await self.describe_pipeline(name))
-        return sorted(views, key=lambda v: v.name)
+            if name not in names:
+                names.append(name)
+
+        async def describe(name: str) -> PipelineView | None:
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self.describe_pipeline(name)
+            except (TimeoutError, RPCError, UnknownPipeline):
+                return None
+
+        views = await asyncio.gather(*(describe(n) for n in names))
+        return sorted((v for v in views if v is not None), key=lambda v: v.name)
 
     async def creation_target(self, name: str) -> CreationTarget:
         """The definition new tasks of ``name`` start on, and whether they start Paused.
@@ -469,6 +531,27 @@ def _is_continue_as_new_race(err: RPCError) -> bool:
     return err.status == RPCStatusCode.FAILED_PRECONDITION and (
         "WorkflowNotReady" in repr(err.grpc_status.details) or "workflow task" in err.message
     )
+
+
+def _chain_loop(start: str, edges: Mapping[str, Sequence[str]]) -> list[str] | None:
+    """The shortest chain path ``start -> … -> start`` through other pipelines, if any (a chain
+    to itself is reported by the definition's own checks)."""
+    parents: dict[str, str] = {}
+    queue = [t for t in dict.fromkeys(edges.get(start, [])) if t != start]
+    for target in queue:
+        parents[target] = start
+    while queue:
+        name = queue.pop(0)
+        for target in edges.get(name, []):
+            if target == start:
+                path = [name]
+                while path[-1] != start:
+                    path.append(parents[path[-1]])
+                return [*reversed(path), start]
+            if target not in parents:
+                parents[target] = name
+                queue.append(target)
+    return None
 
 
 def _quote(value: str) -> str:

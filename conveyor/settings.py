@@ -8,6 +8,7 @@ from pathlib import Path
 
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import Runtime
 
 from workflows.options import DEFAULT_TASK_QUEUE
 
@@ -26,6 +27,18 @@ def _flag(name: str) -> bool:
     raise ValueError(f"CONVEYOR_{name}={value!r} is not a boolean; use true or false")
 
 
+def _port(name: str, default: int) -> int | None:
+    """A TCP port; ``0`` turns the listener off (``None``)."""
+    value = (_env(name) or str(default)).strip()
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ValueError(f"CONVEYOR_{name}={value!r} is not a port; use 1-65535, or 0 for off")
+    return port or None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Temporal is and how to reach it. Secrets are read here and nowhere else."""
@@ -39,6 +52,11 @@ class Settings:
     temporal_api_key: str | None = field(default=None, repr=False)
     data_dir: Path = Path("data")
     update_timeout_seconds: float = 30.0
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int | None = 9464
+    """The SDK's Prometheus metrics (``temporal_*``); ``None``: off."""
+    app_metrics_port: int | None = 9465
+    """Conveyor's Prometheus metrics (``conveyor_*``, from the store); ``None``: off."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,10 +71,17 @@ class Settings:
             temporal_api_key=_env("TEMPORAL_API_KEY"),
             data_dir=Path(_env("DATA_DIR", "data") or "data"),
             update_timeout_seconds=float(_env("UPDATE_TIMEOUT", "30") or "30"),
+            metrics_host=_env("METRICS_HOST", "0.0.0.0") or "0.0.0.0",
+            metrics_port=_port("METRICS_PORT", 9464),
+            app_metrics_port=_port("APP_METRICS_PORT", 9465),
         )
 
-    async def connect(self) -> Client:
-        """One long-lived client per process, with the pydantic data converter."""
+    async def connect(self, runtime: Runtime | None = None) -> Client:
+        """One long-lived client per process, with the pydantic data converter.
+
+        ``runtime``: the Temporal runtime the client and its workers report metrics to (see
+        :func:`conveyor.metrics.sdk_runtime`); the SDK's default runtime when ``None``.
+        """
         tls: bool | TLSConfig = self.tls
         if self.tls_cert:
             if not self.tls_key:
@@ -71,4 +96,5 @@ class Settings:
             tls=tls,
             api_key=self.temporal_api_key,
             data_converter=pydantic_data_converter,
+            runtime=runtime,
         )

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from conveyor.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -38,3 +40,20 @@ def test_workers_wait_for_search_attributes_and_the_store_schema() -> None:
     for name in ("ConveyorPipeline", "ConveyorStatus", "ConveyorNodes", "ConveyorAssignees"):
         assert name in setup
     assert worker["environment"]["CONVEYOR_DATABASE_URL"].startswith("postgresql+psycopg://")
+
+
+def test_metrics_ports_agree_across_settings_compose_dockerfile_and_readme() -> None:
+    sdk, app = Settings().metrics_port, Settings().app_metrics_port
+    assert (sdk, app) == (9464, 9465)
+    worker = compose()["services"]["worker"]
+    assert worker["environment"]["CONVEYOR_METRICS_PORT"] == str(sdk)
+    assert worker["environment"]["CONVEYOR_APP_METRICS_PORT"] == str(app)
+    # Reachable by Prometheus inside the network; not published (replicas would collide).
+    assert sorted(worker["expose"]) == [str(sdk), str(app)]
+    assert "ports" not in worker
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    exposed = [line.split()[1:] for line in dockerfile.splitlines() if line.startswith("EXPOSE")]
+    assert exposed == [[str(sdk), str(app)]]
+    readme = (ROOT / "README.md").read_text()
+    assert f"| `CONVEYOR_METRICS_PORT` | `{sdk}` |" in readme
+    assert f"| `CONVEYOR_APP_METRICS_PORT` | `{app}` |" in readme
