@@ -13,6 +13,7 @@ import json
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -28,6 +29,7 @@ from tests.support.pipelines import gate_and_join, label_review, llm_then_edit
 from worker import build_worker
 from workflows.messages import (
     Pause,
+    PipelineStatus,
     QuarantineAction,
     Regenerate,
     ResolveQuarantine,
@@ -138,6 +140,35 @@ async def _evaluated(conveyor: ConveyorClient) -> TaskClient:
     return task
 
 
+class _PipelineRecording:
+    """Stands in for a task in SCENARIOS: the pipeline workflow's history is what is recorded."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+
+async def _pipeline(conveyor: ConveyorClient) -> Any:
+    """A pipeline applied twice, activated, paused over a running task, resumed, completed."""
+    conveyor.pipeline_recheck_seconds = 1.0
+    pipeline = label_review(name="recorded-pipeline")
+    await conveyor.apply_pipeline(pipeline)
+    await conveyor.apply_pipeline(pipeline)
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE)
+    created = await conveyor.create_task(pipeline, "p1", {"text": "x"})
+    task = conveyor.task(created.workflow_id)
+    await claim(task, "ana", ["labeler"], "label")
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.PAUSED)
+    for _ in range(200):
+        view = await conveyor.describe_pipeline(pipeline.name)
+        if view.sweep is not None and view.sweep.done:
+            break
+        await asyncio.sleep(0.1)
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE)
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.COMPLETED)
+    await asyncio.sleep(1.5)
+    return _PipelineRecording(conveyor.pipeline_handle(pipeline.name))
+
+
 SCENARIOS = {
     "finished": _finished,
     "quarantined-reworked": _quarantined_then_reworked,
@@ -145,6 +176,7 @@ SCENARIOS = {
     "gate-join": _gate_join,
     "llm-offline": _llm,
     "evaluated": _evaluated,
+    "pipeline-paused-resumed": _pipeline,
 }
 
 
