@@ -457,6 +457,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_evaluate(sub)
     register_analytics(sub)
+    from conveyor.cli_seed import register as register_seed
+
+    register_seed(sub)
 
     admin = sub.add_parser("admin", help="admin operations on a task")
     asub = admin.add_subparsers(dest="action", required=True)

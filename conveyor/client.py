@@ -465,7 +465,8 @@ class ConveyorClient:
 
         if isinstance(pipeline, str):
             target = await self.creation_target(pipeline)
-            options.setdefault("start_paused", target.start_paused)
+            # A Paused pipeline's new tasks start Paused, whatever the caller asked for.
+            options["start_paused"] = bool(options.get("start_paused")) or target.start_paused
             pipeline = target.pipeline
         return await create_tasks(self, pipeline, rows, **options)
 
