@@ -107,7 +107,6 @@ class BareFigures:
     create_seconds: float
     projected_seconds: float
     pause_seconds: float
-    signal_seconds: float
 
 
 async def bare_side(
@@ -139,7 +138,6 @@ async def bare_side(
         create_seconds=create_seconds,
         projected_seconds=projected_seconds,
         pause_seconds=pause_seconds,
-        signal_seconds=pause_seconds,
     )
 
 
