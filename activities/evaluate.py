@@ -47,6 +47,7 @@ from store.explorer import (
     page_ids,
 )
 from store.models import EvaluationResultRow, NodeRow, TaskRow
+from store.projection import evaluation_row
 from workflows.bulk_evaluate import (
     BULK_SELECT_ACTIVITY,
     ChunkResult,
@@ -370,30 +371,9 @@ class EvaluateActivities:
 
 
 def _row(task: _Task, record: EvaluationRecord) -> dict[str, Any]:
-    return {
-        "workflow_id": task.workflow_id,
-        "pipeline_name": task.pipeline,
-        "node": record.node,
-        "criterion": record.criterion,
-        "criterion_version": record.version,
-        "kind": record.kind.value,
-        "evaluator": record.evaluator,
-        "mode": record.mode,
-        "source": BULK_SOURCE,
-        "seq": 0,
-        "target_fields": list(record.fields),
-        "score": record.score,
-        "passed": record.passed,
-        "label": record.label,
-        "reasoning": record.reasoning,
-        "actor": record.actor,
-        "prompt_tokens": record.prompt_tokens,
-        "completion_tokens": record.completion_tokens,
-        "cost_usd": record.cost_usd,
-        "latency_ms": record.latency_ms,
-        "error": record.error,
-        "at": record.at or datetime.now(UTC),
-    }
+    return evaluation_row(
+        task.workflow_id, task.pipeline, record, source=BULK_SOURCE, seq=0, at=datetime.now(UTC)
+    )
 
 
 def _call_tag() -> str:

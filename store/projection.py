@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -210,6 +211,20 @@ def insert_events(
 def evaluation_values(workflow_id: str, pipeline: str, event: TimelineEvent) -> dict[str, Any]:
     """The ``evaluation_results`` row of an ``evaluated`` event (its data is the record)."""
     record = EvaluationRecord.model_validate(event.data)
+    return evaluation_row(workflow_id, pipeline, record, source="task", seq=event.seq, at=event.at)
+
+
+def evaluation_row(
+    workflow_id: str,
+    pipeline: str,
+    record: EvaluationRecord,
+    *,
+    source: str,
+    seq: int,
+    at: datetime,
+) -> dict[str, Any]:
+    """One ``evaluation_results`` row: a task's own verdict (``source='task'``, its event's seq)
+    or a bulk evaluation's (``source='bulk'``, seq 0). ``at`` is used when the record has none."""
     return {
         "workflow_id": workflow_id,
         "pipeline_name": pipeline,
@@ -219,8 +234,8 @@ def evaluation_values(workflow_id: str, pipeline: str, event: TimelineEvent) -> 
         "kind": record.kind.value,
         "evaluator": record.evaluator,
         "mode": record.mode,
-        "source": "task",
-        "seq": event.seq,
+        "source": source,
+        "seq": seq,
         "target_fields": list(record.fields),
         "score": record.score,
         "passed": record.passed,
@@ -232,5 +247,5 @@ def evaluation_values(workflow_id: str, pipeline: str, event: TimelineEvent) -> 
         "cost_usd": record.cost_usd,
         "latency_ms": record.latency_ms,
         "error": record.error,
-        "at": record.at or event.at,
+        "at": record.at or at,
     }
