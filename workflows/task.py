@@ -25,7 +25,9 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from workflows import engine
+    # ``import a.b as b`` passes the module through; ``from a import b`` would re-import the
+    # engine inside the sandbox on every workflow run.
+    import workflows.engine as engine
     from workflows.graph import ChainTrigger, FieldSpec, LlmSpec, Pipeline
     from workflows.messages import (
         Activate,
