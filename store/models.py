@@ -355,3 +355,36 @@ class ClaimReservationRow(Base):
     node: Mapped[str] = mapped_column(String(200), primary_key=True)
     pipeline_name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
+
+
+class UserRow(Base):
+    """Someone who calls the HTTP API or signs in to the web app.
+
+    ``role`` is ``admin``, ``viewer`` (read-only) or ``contributor``; a contributor's work-queue
+    roles are in ``contributor_roles`` (the same names pipelines give their nodes).
+    """
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+    contributor_roles: Mapped[list[str]]
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class ApiKeyRow(Base):
+    """An API key: only its SHA-256 is stored; ``prefix`` (the first characters) names it in
+    listings and logs without revealing it."""
+
+    __tablename__ = "api_keys"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    user_name: Mapped[str] = mapped_column(
+        String(200), ForeignKey("users.name", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

@@ -1,0 +1,88 @@
+"""Who is calling: API keys in ``Authorization: Bearer <key>`` (or ``X-API-Key``), checked
+against the store's ``api_keys``; the web app carries the same key in an HTTP-only cookie.
+
+Routes declare what they need with the dependencies below; each one answers 401 without a
+live key and 403 when the user's role does not allow the route.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from conveyor.api.errors import forbidden, unauthenticated
+from store.db import transaction
+from store.users import Role, User, authenticate
+
+COOKIE = "conveyor_key"
+
+_bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer cvk_…`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
+
+
+def _key(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None,
+    header: str | None,
+) -> str | None:
+    if bearer is not None and bearer.credentials:
+        return bearer.credentials
+    if header:
+        return header
+    return request.cookies.get(COOKIE)
+
+
+async def current_user(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
+    header: Annotated[str | None, Depends(_header)] = None,
+) -> User:
+    key = _key(request, bearer, header)
+    if not key:
+        raise unauthenticated("no API key")
+    from conveyor.api.app import deps_of
+
+    deps = deps_of(request)
+    with transaction(deps.sessions) as session:
+        user = authenticate(session, key)
+    if user is None:
+        raise unauthenticated("unknown, revoked or disabled API key")
+    return user
+
+
+def require_admin(user: Annotated[User, Depends(current_user)]) -> User:
+    if user.role is not Role.ADMIN:
+        raise forbidden(f"{user.name} is {user.role.value}; this needs an admin")
+    return user
+
+
+def require_writer(user: Annotated[User, Depends(current_user)]) -> User:
+    """Anyone but a viewer (contributors are further limited by each route)."""
+    if user.role is Role.VIEWER:
+        raise forbidden(f"{user.name} is a viewer: viewers can read but not change anything")
+    return user
+
+
+def require_reader(user: Annotated[User, Depends(current_user)]) -> User:
+    """Admins and viewers: reading everything (contributors see only their own work)."""
+    if user.role is Role.CONTRIBUTOR:
+        raise forbidden(
+            f"{user.name} is a contributor: contributors see the work queue and their own work"
+        )
+    return user
+
+
+def require_contributor(user: Annotated[User, Depends(current_user)]) -> User:
+    """The work queue: contributors (and admins, for testing a pipeline by hand)."""
+    if user.role is Role.VIEWER:
+        raise forbidden(f"{user.name} is a viewer: viewers cannot claim or submit work")
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+Admin = Annotated[User, Depends(require_admin)]
+Writer = Annotated[User, Depends(require_writer)]
+Reader = Annotated[User, Depends(require_reader)]
+Worker = Annotated[User, Depends(require_contributor)]
