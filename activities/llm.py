@@ -40,7 +40,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -1334,6 +1335,31 @@ async def run_judge(
 # --------------------------------------------------------------------------- the activities
 
 
+HEARTBEAT_EVERY = 3.0
+"""Seconds between heartbeats while a model call is in flight (the workflow's heartbeat
+timeout is ``workflows.options.LLM_HEARTBEAT``)."""
+
+
+@asynccontextmanager
+async def heartbeating(every: float = HEARTBEAT_EVERY) -> AsyncIterator[None]:
+    """Heartbeat every ``every`` seconds while the block runs: a worker that dies mid-call is
+    noticed within the heartbeat timeout and the attempt is retried on another worker, and a
+    cancelled task's call is interrupted instead of running to its end."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(every)
+
+    beats = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beats.cancel()
+        with suppress(asyncio.CancelledError):
+            await beats
+
+
 class LlmActivities:
     """The LLM activities with their configuration injected (construct once per worker).
 
@@ -1377,7 +1403,8 @@ class LlmActivities:
         )
         usage = _Usage(model=request.spec.model)
         work = _fill_fields(self._settings, request, info.attempt, usage)
-        return await _recorded(self._sessions, key, usage, work, info.retry_policy)
+        async with heartbeating():
+            return await _recorded(self._sessions, key, usage, work, info.retry_policy)
 
     @activity.defn(name="judge_llm")
     async def judge_llm(self, request: JudgeRequest) -> EvaluationRecord:
@@ -1387,11 +1414,12 @@ class LlmActivities:
         ``request.call_id``, or ``<node>:<activity id>`` when empty).
         """
         info = activity.info()
-        return await run_judge(
-            self._settings,
-            request,
-            attempt=info.attempt,
-            sessions=self._sessions,
-            call_id=request.call_id or f"{request.node}:{info.activity_id}",
-            retry_policy=info.retry_policy,
-        )
+        async with heartbeating():
+            return await run_judge(
+                self._settings,
+                request,
+                attempt=info.attempt,
+                sessions=self._sessions,
+                call_id=request.call_id or f"{request.node}:{info.activity_id}",
+                retry_policy=info.retry_policy,
+            )

@@ -573,9 +573,11 @@ class FaultConfig:
     seed: int = 7
     workdir: Path | None = None
     faults_after_llm: bool = False
-    """Create every task and wait for its LLM node before injecting faults. A worker killed
-    during an LLM call holds that call until its start-to-close timeout (120 s, no heartbeat)
-    expires; CI avoids that wait, the full run does not."""
+    """Create every task and wait for its LLM node before injecting faults (keeps CI's kill
+    count small); the full run kills workers throughout, LLM calls included."""
+    llm_delay: float = 0.0
+    """Seconds the fake model takes to answer, so that kills land in the middle of LLM calls
+    (the call's heartbeat times out and another worker retries it)."""
 
 
 @dataclass
@@ -638,7 +640,12 @@ async def run_faults(config: FaultConfig) -> FaultReport:
     pg_skipped: str | None = None
     if not config.restart_postgres:
         pg_skipped = "not asked for (--restart-postgres)"
-    with FakeOpenAI(default_reply=_fake_reply) as llm:
+
+    def slow_reply(request_json: dict[str, Any]) -> str:
+        time.sleep(config.llm_delay)
+        return _fake_reply(request_json)
+
+    with FakeOpenAI(default_reply=slow_reply if config.llm_delay else _fake_reply) as llm:
         client = await server.start()
         task_queue = f"faults-{os.urandom(4).hex()}"
         env = {
@@ -810,6 +817,9 @@ def main() -> None:
         action="store_true",
         help="create all tasks and wait for their LLM drafts before injecting faults",
     )
+    p.add_argument(
+        "--llm-delay", type=float, default=0.0, help="seconds the fake model takes per answer"
+    )
     p.add_argument("--keep", type=Path, default=None, help="keep logs and databases here")
     args = p.parse_args()
     report = asyncio.run(
@@ -826,6 +836,7 @@ def main() -> None:
                 seed=args.seed,
                 workdir=args.keep,
                 faults_after_llm=args.faults_after_llm,
+                llm_delay=args.llm_delay,
             )
         )
     )

@@ -10,6 +10,9 @@ workflow code never imports litellm)."""
 
 LLM_START_TO_CLOSE = timedelta(seconds=120)
 LLM_SCHEDULE_TO_CLOSE = timedelta(minutes=30)
+LLM_HEARTBEAT = timedelta(seconds=15)
+"""The LLM activities heartbeat every few seconds while the model is thinking, so a worker that
+dies mid-call is noticed within this, not after the 120 s start-to-close timeout."""
 LLM_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,

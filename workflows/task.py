@@ -75,6 +75,7 @@ with workflow.unsafe.imports_passed_through():
         FIRE_TASK_CHAINS_ACTIVITY,
         JUDGE_ACTIVITY,
         LLM_ACTIVITY,
+        LLM_HEARTBEAT,
         LLM_RETRY,
         LLM_SCHEDULE_TO_CLOSE,
         LLM_START_TO_CLOSE,
@@ -307,6 +308,7 @@ class TaskWorkflow:
                 result_type=LlmResponse,
                 start_to_close_timeout=LLM_START_TO_CLOSE,
                 schedule_to_close_timeout=LLM_SCHEDULE_TO_CLOSE,
+                heartbeat_timeout=LLM_HEARTBEAT,
                 retry_policy=LLM_RETRY,
                 summary=f"{name}: {spec.model}"[:200],
             )
@@ -392,6 +394,7 @@ class TaskWorkflow:
                     result_type=EvaluationRecord,
                     start_to_close_timeout=LLM_START_TO_CLOSE,
                     schedule_to_close_timeout=LLM_SCHEDULE_TO_CLOSE,
+                    heartbeat_timeout=LLM_HEARTBEAT,
                     retry_policy=LLM_RETRY,
                     summary=f"judge {judge} on {name}: {spec.judge.model}"[:200],
                 )
