@@ -49,9 +49,12 @@ def build_worker(
     sessions: sessionmaker[Session],
     llm: LlmSettings | None = None,
     shutdown_grace: timedelta = timedelta(seconds=30),
+    max_cached_workflows: int = 1000,
+    max_concurrent_workflow_tasks: int | None = None,
 ) -> Worker:
     """The worker every process runs: the task, pipeline and bulk evaluation workflows and
-    their activities."""
+    their activities. The two limits are ``CONVEYOR_MAX_CACHED_WORKFLOWS`` and
+    ``CONVEYOR_MAX_CONCURRENT_WORKFLOW_TASKS`` (see :class:`conveyor.settings.Settings`)."""
     llm_settings = llm or LlmSettings.from_env()
     # With the store, every LLM call attempt is recorded for LLM Analytics.
     llm_activities = LlmActivities(llm_settings, sessions)
@@ -79,6 +82,8 @@ def build_worker(
             chain_activities.fire_completion_chains,
         ],
         graceful_shutdown_timeout=shutdown_grace,
+        max_cached_workflows=max_cached_workflows,
+        max_concurrent_workflow_tasks=max_concurrent_workflow_tasks,
         # A task cached on a worker that died waits this long before another worker takes it.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
     )
@@ -97,7 +102,14 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         runtime=sdk_runtime(settings.metrics_host, settings.metrics_port)
     )
     grace = timedelta(seconds=float(os.environ.get("CONVEYOR_SHUTDOWN_GRACE", "30")))
-    worker = build_worker(client, settings.task_queue, sessions=sessions, shutdown_grace=grace)
+    worker = build_worker(
+        client,
+        settings.task_queue,
+        sessions=sessions,
+        shutdown_grace=grace,
+        max_cached_workflows=settings.max_cached_workflows,
+        max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+    )
     log.info(
         "worker polling task queue %r on %s (namespace %s), store %s",
         settings.task_queue,

@@ -39,6 +39,19 @@ def _port(name: str, default: int) -> int | None:
     return port or None
 
 
+def _count(name: str, default: int | None, *, minimum: int) -> int | None:
+    raw = _env(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"CONVEYOR_{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ValueError(f"CONVEYOR_{name}={value} is too small: use {minimum} or more")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Temporal is and how to reach it. Secrets are read here and nowhere else."""
@@ -57,6 +70,13 @@ class Settings:
     """The SDK's Prometheus metrics (``temporal_*``); ``None``: off."""
     app_metrics_port: int | None = 9465
     """Conveyor's Prometheus metrics (``conveyor_*``, from the store); ``None``: off."""
+    max_cached_workflows: int = 1000
+    """Tasks a worker keeps in memory (about 0.3-0.7 MiB each); others are replayed from their
+    history when touched."""
+    max_concurrent_workflow_tasks: int | None = None
+    """Workflow tasks a worker runs at once (the SDK's default when ``None``). On a small
+    machine 10-20 keeps a burst of new tasks waiting on the server instead of timing out inside
+    the worker."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -74,6 +94,8 @@ class Settings:
             metrics_host=_env("METRICS_HOST", "0.0.0.0") or "0.0.0.0",
             metrics_port=_port("METRICS_PORT", 9464),
             app_metrics_port=_port("APP_METRICS_PORT", 9465),
+            max_cached_workflows=_count("MAX_CACHED_WORKFLOWS", 1000, minimum=0) or 0,
+            max_concurrent_workflow_tasks=_count("MAX_CONCURRENT_WORKFLOW_TASKS", None, minimum=2),
         )
 
     async def connect(self, runtime: Runtime | None = None) -> Client:
