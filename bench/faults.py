@@ -248,15 +248,17 @@ class Workers:
         while not all(self.ready(p) for p in self.procs) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
 
-    def kill_one(self) -> None:
+    def kill_one(self) -> bool:
+        """SIGKILL one polling worker; False when none is polling yet (nothing killed)."""
         alive = [p for p in self.procs if self.ready(p)]
         if not alive:
-            return
+            return False
         victim = self.random.choice(alive)
         victim.send_signal(signal.SIGKILL)
         victim.wait(10)
         self.procs.remove(victim)
         self.kills += 1
+        return True
 
     def revive(self, count: int) -> None:
         """Replace workers that died on their own (not counted as kills)."""
@@ -701,9 +703,11 @@ async def run_faults(config: FaultConfig) -> FaultReport:
                 elif time.monotonic() >= next_kill and (
                     config.max_kills is None or workers.kills < config.max_kills
                 ):
-                    workers.kill_one()
+                    if workers.kill_one():
+                        note(f"SIGKILLed a worker (kill {workers.kills}), started a replacement")
+                    else:
+                        note("no worker polling to kill (all starting up); waiting for them")
                     workers.revive(config.workers)
-                    note(f"SIGKILLed a worker (kill {workers.kills}), started a replacement")
                     await workers.wait_ready()
                     next_kill = time.monotonic() + config.kill_every
 

@@ -96,7 +96,7 @@ async def test_a_worker_killed_mid_llm_call_is_noticed_by_the_heartbeat(tmp_path
             while not llm.requests and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
             assert llm.requests, "the worker never called the model"
-            workers.kill_one()
+            assert workers.kill_one(), "the worker was not polling"
             workers.spawn()
             await workers.wait_ready()
 
