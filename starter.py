@@ -22,6 +22,7 @@ from conveyor.cli_common import CliError, connect_conveyor, store_sessions
 from conveyor.client import CommandRejected, InvalidSeedData, NoWorkerResponded
 from conveyor.pipelines import load_pipeline_file
 from store.db import SchemaOutOfDate
+from store.users import UnknownUser
 from workflows.graph import PipelineInvalid
 from workflows.messages import (
     Activate,
@@ -460,6 +461,9 @@ def build_parser() -> argparse.ArgumentParser:
     from conveyor.cli_seed import register as register_seed
 
     register_seed(sub)
+    from conveyor.api.cli import register as register_api
+
+    register_api(sub)
 
     admin = sub.add_parser("admin", help="admin operations on a task")
     asub = admin.add_subparsers(dest="action", required=True)
@@ -493,7 +497,14 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineInvalid as err:
         print(str(err), file=sys.stderr)
         return EXIT_INVALID
-    except (InvalidSeedData, CliError, NoWorkerResponded, SchemaOutOfDate, ValueError) as err:
+    except (
+        InvalidSeedData,
+        CliError,
+        NoWorkerResponded,
+        SchemaOutOfDate,
+        UnknownUser,
+        ValueError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:

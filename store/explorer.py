@@ -29,7 +29,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import ColumnElement, Select, false, func, literal, select, tuple_
+from sqlalchemy import ColumnElement, Select, bindparam, false, func, literal, select, tuple_
 from sqlalchemy.orm import Session
 
 from store.models import (
@@ -190,6 +190,10 @@ _SORT_COLUMNS: dict[SortField, Any] = {
     SortField.TASK_KEY: TaskRow.task_key,
 }
 _NULLABLE = {SortField.FINISHED_AT}
+# The "no value" clause of each nullable sort, one object: it marks the NULL segment.
+_NULL_MARK: dict[SortField, ColumnElement[bool]] = {
+    f: _SORT_COLUMNS[f].is_(None) for f in _NULLABLE
+}
 # Unique within a pipeline: it is its own tie-breaker (and the unique index serves the order).
 _UNIQUE = {SortField.TASK_KEY}
 
@@ -298,8 +302,14 @@ _Segment = tuple[list[ColumnElement[bool]], list[Any]]
 """WHERE clauses and ORDER BY of one index range scan."""
 
 
-def _segments(sort: Sort, after: tuple[Any, str] | None) -> list[_Segment]:
+def _segments(
+    sort: Sort, after: tuple[Any, str] | None, statuses: Sequence[TaskStatus] = ()
+) -> list[_Segment]:
     """The rows after the cursor, as index ranges read one after the other.
+
+    Sorted by status with a filter on several states, each state is a range of its own
+    (``ix_tasks_pipeline_status_workflow``): PostgreSQL does not keep an index's order for an
+    ``IN`` list, so one range would walk every state in between to find the wanted ones.
 
     A non-null sort column is one range: ``(value, workflow_id) > (v, w)`` (a row-value
     comparison PostgreSQL turns into one index condition). The nullable ``finished_at`` sorts
@@ -313,6 +323,9 @@ def _segments(sort: Sort, after: tuple[Any, str] | None) -> list[_Segment]:
     by_value = [column.desc(), wid.desc()] if desc else [column.asc(), wid.asc()]
     if sort.field in _UNIQUE:  # its own tie-breaker
         by_value = by_value[:1]
+    wanted = sorted({TaskStatus(s).value for s in statuses}, reverse=desc)
+    if sort.field == SortField.STATUS and len(wanted) > 1:
+        return _status_segments(wanted, after, desc)
     if sort.field not in _NULLABLE:
         if after is None:
             return [([], by_value)]
@@ -327,18 +340,38 @@ def _segments(sort: Sort, after: tuple[Any, str] | None) -> list[_Segment]:
 
     nulls_by_id = [wid.desc() if desc else wid.asc()]
     present: _Segment = ([column.is_not(None)], by_value)
-    missing: _Segment = ([column.is_(None)], nulls_by_id)
+    missing: _Segment = ([_NULL_MARK[sort.field]], nulls_by_id)
     if after is None:
         return [missing, present] if desc else [present, missing]
     value, workflow_id = after
     after_wid = literal(workflow_id, wid.type)
     if value is None:
-        rest_of_nulls = [column.is_(None), wid < after_wid if desc else wid > after_wid]
+        rest_of_nulls = [_NULL_MARK[sort.field], wid < after_wid if desc else wid > after_wid]
         return [(rest_of_nulls, nulls_by_id), present] if desc else [(rest_of_nulls, nulls_by_id)]
     pair, bound_pair = tuple_(column, wid), tuple_(literal(value, column.type), after_wid)
     if desc:
         return [([pair < bound_pair], by_value)]
     return [([pair > bound_pair], by_value), missing]
+
+
+def _status_segments(
+    wanted: list[str], after: tuple[Any, str] | None, desc: bool
+) -> list[_Segment]:
+    """One range per state in sort order (status names order the same in every collation:
+    they differ at a letter before anything else), after the cursor."""
+    wid = TaskRow.workflow_id
+    by_id = [wid.desc() if desc else wid.asc()]
+    if after is None:
+        return [([TaskRow.status == v], by_id) for v in wanted]
+    value, workflow_id = after
+    if value is None:
+        raise InvalidCursor("the cursor has no status value")
+    bound = literal(workflow_id, wid.type)
+    rest = [v for v in wanted if (v < value if desc else v > value)]
+    current = [TaskRow.status == value, wid < bound if desc else wid > bound]
+    return ([(current, by_id)] if value in wanted else []) + [
+        ([TaskRow.status == v], by_id) for v in rest
+    ]
 
 
 def _fetch(
@@ -350,19 +383,48 @@ def _fetch(
     limit: int,
     after: str | None,
 ) -> list[Any]:
-    """Up to ``limit + 1`` rows of ``query`` after the cursor, in sort order (the extra row
-    says whether there is a next page)."""
+    """Up to ``limit + 1`` rows of ``query`` (a SELECT from ``tasks``) matching ``criteria``
+    after the cursor, in sort order (the extra row says whether there is a next page)."""
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE_SIZE}, not {limit}")
     query = query.where(*filter_clauses(pipeline, criteria))
     position = decode_cursor(after, sort) if after is not None else None
     rows: list[Any] = []
-    for where, order in _segments(sort, position):
+    for where, order in _segments(sort, position, criteria.status):
         wanted = limit + 1 - len(rows)
         if wanted <= 0:
             break
+        nulls = sort.field in _NULLABLE and where[0] is _NULL_MARK[sort.field]
+        if nulls and criteria.status and not _unset_exists(session, pipeline, sort, criteria):
+            continue
         rows += session.execute(query.where(*where).order_by(*order).limit(wanted)).all()
     return rows
+
+
+def _unset_exists(session: Session, pipeline: str, sort: Sort, criteria: TaskFilter) -> bool:
+    """Whether any task in the filter's states lacks the sort value (an unfinished one).
+
+    The segment of NULL sort values is read in ``workflow_id`` order: with a status filter
+    that no NULL row passes (``status = Finished`` sorted by finished time) the planner would
+    walk every task to find none. This answers from the partial index
+    ``ix_tasks_pipeline_unfinished`` instead: for each state, the first indexed state at or
+    after it (``ORDER BY status``, so the planner takes the index; one descent each).
+    """
+    column = _SORT_COLUMNS[sort.field]
+    probe = (
+        select(TaskRow.status)
+        .where(
+            TaskRow.pipeline_name == pipeline,
+            column.is_(None),
+            TaskRow.status >= bindparam("status", type_=TaskRow.status.type),
+        )
+        .order_by(TaskRow.status)
+        .limit(1)
+    )
+    for status in dict.fromkeys(TaskStatus(s).value for s in criteria.status):
+        if session.execute(probe, {"status": status}).scalar() == status:
+            return True
+    return False
 
 
 def page_ids(
@@ -426,6 +488,22 @@ class DataColumns(_Frozen):
         return [f.name for f in self.fields]
 
 
+_PARSED: dict[str, Pipeline] = {}
+_PARSED_MAX = 256
+
+
+def parsed_version(content_hash: str, definition: dict[str, Any] | None = None) -> Pipeline | None:
+    """The pipeline version ``content_hash``, parsed once per process (a version never
+    changes); None when it is not cached and no ``definition`` is given."""
+    pipeline = _PARSED.get(content_hash)
+    if pipeline is None and definition is not None:
+        pipeline = Pipeline.model_validate(definition)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[content_hash] = pipeline
+    return pipeline
+
+
 def pipeline_versions(session: Session, pipeline: str) -> list[tuple[str, Pipeline]]:
     """The stored versions of ``pipeline``: the current one first, then oldest to newest."""
     current = session.execute(
@@ -439,7 +517,12 @@ def pipeline_versions(session: Session, pipeline: str) -> list[tuple[str, Pipeli
         )
     )
     rows.sort(key=lambda r: r[0] != current)  # stable: current first, the rest by age
-    return [(content_hash, Pipeline.model_validate(d)) for content_hash, d in rows]
+    out = []
+    for content_hash, definition in rows:
+        parsed = parsed_version(content_hash, definition)
+        assert parsed is not None
+        out.append((content_hash, parsed))
+    return out
 
 
 def data_columns(session: Session, pipeline: str) -> DataColumns:
@@ -573,7 +656,11 @@ def page(
             statuses[row[0]][row[1]] = NodeStatus(row[2])
             if with_data:
                 node_values[row[0]][row[1]] = row[3] or {}
-    evaluations = _latest_evaluations(session, pipeline, ids) if with_data and ids else {}
+    evaluations = (
+        _latest_evaluations(session, pipeline, ids)
+        if with_data and ids and columns.evaluations
+        else {}
+    )
 
     out: list[TaskSummary] = []
     for task in tasks:

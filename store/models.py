@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -135,7 +136,18 @@ class TaskRow(Base):
         # Data Explorer: keyset pages sorted by finished time or status (workflow_id breaks ties).
         Index("ix_tasks_pipeline_finished", "pipeline_name", "finished_at", "workflow_id"),
         Index("ix_tasks_pipeline_status_workflow", "pipeline_name", "status", "workflow_id"),
+        # Data Explorer: does any task of these states lack a finished time (store/explorer.py)?
+        Index(
+            "ix_tasks_pipeline_unfinished",
+            "pipeline_name",
+            "status",
+            postgresql_where=text("finished_at IS NULL"),
+            sqlite_where=text("finished_at IS NULL"),
+        ),
     )
+
+
+_OPEN_NODES = "status IN ('Available', 'Escalated')"
 
 
 class NodeRow(Base):
@@ -174,6 +186,24 @@ class NodeRow(Base):
 
     __table_args__ = (
         Index("ix_node_instances_queue", "pipeline_name", "node", "status", "available_since"),
+        # The work queue walks open nodes oldest first and stops at its LIMIT (store/workqueue.py).
+        Index(
+            "ix_node_instances_open",
+            "available_since",
+            "workflow_id",
+            "node",
+            postgresql_where=text(_OPEN_NODES),
+            sqlite_where=text(_OPEN_NODES),
+        ),
+        Index(
+            "ix_node_instances_open_pipeline",
+            "pipeline_name",
+            "available_since",
+            "workflow_id",
+            "node",
+            postgresql_where=text(_OPEN_NODES),
+            sqlite_where=text(_OPEN_NODES),
+        ),
         Index("ix_node_instances_status", "status", "available_since"),
         Index("ix_node_instances_assignee", "assignee"),
         Index("ix_node_instances_submitted_by", "submitted_by"),

@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Select, and_, delete, false, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from store.dialect import upsert_ignore
+from store.dialect import dialect_insert, upsert_ignore
+from store.explorer import parsed_version
 from store.models import (
     ClaimReservationRow,
     ContributorRow,
@@ -49,14 +50,31 @@ class SubmittedItem:
     at: datetime
 
 
+def _definitions(session: Session, hashes: list[str]) -> None:
+    """Parse and cache the versions among ``hashes`` not cached yet."""
+    missing = [h for h in hashes if parsed_version(h) is None]
+    if missing:
+        rows = session.execute(
+            select(PipelineVersionRow.hash, PipelineVersionRow.definition).where(
+                PipelineVersionRow.hash.in_(missing)
+            )
+        )
+        for content_hash, definition in rows:
+            parsed_version(content_hash, definition)
+
+
 def _versions(session: Session, pipeline: str | None) -> list[tuple[str, Pipeline]]:
-    query = select(PipelineVersionRow.hash, PipelineVersionRow.definition)
+    """The stored versions (of ``pipeline``) whose pipeline is not paused."""
+    query = (
+        select(PipelineVersionRow.hash)
+        .join(PipelineRow, PipelineRow.name == PipelineVersionRow.pipeline_name)
+        .where(or_(PipelineRow.status.is_(None), PipelineRow.status != "Paused"))
+    )
     if pipeline:
         query = query.where(PipelineVersionRow.pipeline_name == pipeline)
-    out: list[tuple[str, Pipeline]] = []
-    for content_hash, definition in session.execute(query):
-        out.append((content_hash, Pipeline.model_validate(definition)))
-    return out
+    hashes = list(session.scalars(query))
+    _definitions(session, hashes)
+    return [(h, p) for h in hashes if (p := parsed_version(h)) is not None]
 
 
 def _eligible(
@@ -78,6 +96,10 @@ def _eligible(
     return available, escalated
 
 
+_OPEN = (NodeStatus.AVAILABLE.value, NodeStatus.ESCALATED.value)
+"""Node states the work queue offers (the partial ``ix_node_instances_open*`` indexes)."""
+
+
 def claimable_query(
     session: Session,
     contributor: str,
@@ -85,8 +107,18 @@ def claimable_query(
     *,
     pipeline: str | None = None,
 ) -> Select:
-    """Nodes ``contributor`` may claim now, oldest first (see :func:`claimable`)."""
-    available, escalated = _eligible(_versions(session, pipeline), roles)
+    """Nodes ``contributor`` may claim now, oldest first (see :func:`claimable`).
+
+    Paused pipelines are left out by leaving their versions out of the eligible
+    ``(version, node)`` pairs (an outer join for it made the planner misjudge the query and
+    sort every candidate). The query walks open nodes in ``(available_since, workflow_id,
+    node)`` order and stops at the LIMIT, so its cost does not grow with the number of tasks:
+    ``ix_node_instances_status`` for one node state, the partial ``ix_node_instances_open``
+    (``..._open_pipeline`` with ``pipeline``) when both Available and Escalated nodes are
+    wanted. The redundant node-side conditions (state, node names) let the planner see that.
+    """
+    versions = _versions(session, pipeline)
+    available, escalated = _eligible(versions, roles)
     pair = tuple_(TaskRow.pipeline_hash, NodeRow.node)
     open_work = (
         and_(
@@ -106,6 +138,7 @@ def claimable_query(
         if escalated
         else false()
     )
+    pairs = available + escalated
     query = (
         select(
             NodeRow.workflow_id,
@@ -116,8 +149,9 @@ def claimable_query(
             NodeRow.rework_reason,
         )
         .join(TaskRow, TaskRow.workflow_id == NodeRow.workflow_id)
-        .outerjoin(PipelineRow, PipelineRow.name == TaskRow.pipeline_name)
         .where(
+            NodeRow.status.in_(_OPEN),
+            NodeRow.node.in_(sorted({node for _, node in pairs}) or [""]),
             or_(open_work, escalated_work),
             or_(NodeRow.rework_only.is_(None), NodeRow.rework_only == contributor),
             or_(NodeRow.rework_exclude.is_(None), NodeRow.rework_exclude != contributor),
@@ -125,7 +159,6 @@ def claimable_query(
                 NodeRow.blocked_contributor.is_(None),
                 NodeRow.blocked_contributor != contributor,
             ),
-            or_(PipelineRow.status.is_(None), PipelineRow.status != "Paused"),
         )
         .order_by(NodeRow.available_since, NodeRow.workflow_id, NodeRow.node)
     )
@@ -189,23 +222,25 @@ def my_submitted(session: Session, contributor: str, *, limit: int = 100) -> lis
 def lock_contributor(session: Session, contributor: str, roles: list[str]) -> None:
     """Serialise this contributor's claim decisions until the transaction ends.
 
-    An UPDATE of the contributor's row takes a row lock on PostgreSQL and the write lock on
-    SQLite, so two ``next`` calls of one person cannot both pass the limit check.
+    Writing the contributor's row (an upsert: it inserts the row or touches it) takes a row
+    lock on PostgreSQL and the write lock on SQLite, so two ``next`` calls of one person cannot
+    both pass the limit check.
     """
     now = datetime.now(UTC)
-    upsert_ignore(
-        session,
-        ContributorRow.__table__,
-        {"name": contributor, "roles": sorted(set(roles)), "created_at": now, "updated_at": now},
+    # One statement: insert the contributor (with ``roles``) or touch their row (roles kept).
+    stmt = dialect_insert(session, ContributorRow).values(
+        name=contributor, roles=sorted(set(roles)), created_at=now, updated_at=now
     )
     session.execute(
-        update(ContributorRow).where(ContributorRow.name == contributor).values(updated_at=now)
+        stmt.on_conflict_do_update(
+            index_elements=["name"], set_={"updated_at": stmt.excluded.updated_at}
+        )
     )
 
 
 def held_count(session: Session, contributor: str, pipeline: str) -> int:
     """Claims held in ``pipeline`` plus live reservations (claims being made right now)."""
-    claims = session.execute(
+    claims = (
         select(func.count())
         .select_from(NodeRow)
         .where(
@@ -213,9 +248,10 @@ def held_count(session: Session, contributor: str, pipeline: str) -> int:
             NodeRow.status == NodeStatus.CLAIMED.value,
             NodeRow.pipeline_name == pipeline,
         )
-    ).scalar_one()
+        .scalar_subquery()
+    )
     cutoff = datetime.now(UTC) - RESERVATION_TTL
-    reserved = session.execute(
+    reserved = (
         select(func.count())
         .select_from(ClaimReservationRow)
         .where(
@@ -223,8 +259,10 @@ def held_count(session: Session, contributor: str, pipeline: str) -> int:
             ClaimReservationRow.pipeline_name == pipeline,
             ClaimReservationRow.created_at > cutoff,
         )
-    ).scalar_one()
-    return int(claims) + int(reserved)
+        .scalar_subquery()
+    )
+    # One round trip; both counts in the same statement (the same snapshot).
+    return int(session.execute(select(claims + reserved)).scalar_one())
 
 
 def reserve(session: Session, contributor: str, item: WorkItem) -> bool:
@@ -283,20 +321,24 @@ def claim_limit(session: Session, pipeline: str, roles: list[str]) -> int | None
     Limits come from the pipeline's current version; with several limited roles, the most
     generous applies.
     """
-    definition = session.execute(
-        select(PipelineVersionRow.definition)
+    content_hash = session.execute(
+        select(PipelineVersionRow.hash)
         .join(PipelineRow, PipelineRow.current_version == PipelineVersionRow.hash)
         .where(PipelineRow.name == pipeline)
     ).scalar_one_or_none()
-    if definition is None:
-        definition = session.execute(
-            select(PipelineVersionRow.definition)
+    if content_hash is None:
+        content_hash = session.execute(
+            select(PipelineVersionRow.hash)
             .where(PipelineVersionRow.pipeline_name == pipeline)
             .order_by(PipelineVersionRow.created_at.desc())
             .limit(1)
         ).scalar_one_or_none()
-    if definition is None:
+    if content_hash is None:
         return None
-    limits = Pipeline.model_validate(definition).claim_limits
+    _definitions(session, [content_hash])
+    parsed = parsed_version(content_hash)
+    if parsed is None:
+        return None
+    limits = parsed.claim_limits
     applicable = [limits[r] for r in roles if r in limits]
     return max(applicable) if applicable else None

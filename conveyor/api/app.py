@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,14 +14,23 @@ from sqlalchemy.orm import Session, sessionmaker
 from conveyor.api import errors
 from conveyor.client import ConveyorClient
 
+API_PREFIX = "/api/v1"
+
 
 @dataclass
 class ApiDeps:
     """Everything a route needs, made once per process: the Temporal client library and
-    sessions on the store. Tests build it from their own dev server and database."""
+    sessions on the store. Tests build it from their own dev server and database.
+
+    ``data_dir``: where export jobs write their files (``<data_dir>/exports``); by default
+    ``CONVEYOR_DATA_DIR`` (else ``data``), as for the store's SQLite file.
+    """
 
     conveyor: ConveyorClient
     sessions: sessionmaker[Session]
+    data_dir: Path = field(
+        default_factory=lambda: Path(os.environ.get("CONVEYOR_DATA_DIR") or "data")
+    )
 
 
 def deps_of(request: Request) -> ApiDeps:
@@ -30,8 +41,10 @@ def deps_of(request: Request) -> ApiDeps:
 
 
 def create_app(deps: ApiDeps | None = None) -> FastAPI:
-    """The API (under ``/api``) and the web app; ``deps=None`` connects from ``CONVEYOR_*``
+    """The API (under ``/api/v1``) and the web app; ``deps=None`` connects from ``CONVEYOR_*``
     settings when the server starts."""
+    from conveyor.api.exports import ExportJobs
+    from conveyor.api.routes import routers
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +58,11 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         title="Conveyor API",
         version="1",
         summary="Durable human + LLM work pipelines on Temporal",
+        description=(
+            "Authenticate with an API key (`starter.py user create NAME --role ROLE`): "
+            "`Authorization: Bearer <key>` or `X-API-Key: <key>`. Errors are JSON: "
+            '`{"error": {"code": "...", "message": "...", "details": ...}}`.'
+        ),
         lifespan=lifespan,
         responses={
             401: {"model": errors.ErrorResponse, "description": "no live API key"},
@@ -53,7 +71,10 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         },
     )
     app.state.deps = deps
+    app.state.export_jobs = ExportJobs()
     errors.install(app)
+    for router in routers():
+        app.include_router(router, prefix=API_PREFIX)
     from conveyor import web
 
     web.mount(app)

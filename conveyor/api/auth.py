@@ -7,6 +7,7 @@ live key and 403 when the user's role does not allow the route.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -45,8 +46,12 @@ async def current_user(
     from conveyor.api.app import deps_of
 
     deps = deps_of(request)
-    with transaction(deps.sessions) as session:
-        user = authenticate(session, key)
+
+    def check() -> User | None:
+        with transaction(deps.sessions) as session:
+            return authenticate(session, key)
+
+    user = await asyncio.to_thread(check)  # the store is synchronous: keep the loop free
     if user is None:
         raise unauthenticated("unknown, revoked or disabled API key")
     return user
@@ -74,6 +79,27 @@ def require_reader(user: Annotated[User, Depends(current_user)]) -> User:
     return user
 
 
+CREATOR_ROLE = "creator"
+"""The contributor role that lets a contributor create tasks (a service feeding a pipeline
+without admin rights): ``starter.py user create feeder --role contributor --roles creator``."""
+
+
+def can_create_tasks(user: User) -> bool:
+    return user.role is Role.ADMIN or (
+        user.role is Role.CONTRIBUTOR and CREATOR_ROLE in user.contributor_roles
+    )
+
+
+def require_creator(user: Annotated[User, Depends(current_user)]) -> User:
+    """Admins, and contributors holding the ``creator`` contributor role."""
+    if not can_create_tasks(user):
+        raise forbidden(
+            f"{user.name} is {user.role.value}; creating tasks needs an admin, or a contributor "
+            f"with the {CREATOR_ROLE!r} contributor role"
+        )
+    return user
+
+
 def require_contributor(user: Annotated[User, Depends(current_user)]) -> User:
     """The work queue: contributors (and admins, for testing a pipeline by hand)."""
     if user.role is Role.VIEWER:
@@ -86,3 +112,4 @@ Admin = Annotated[User, Depends(require_admin)]
 Writer = Annotated[User, Depends(require_writer)]
 Reader = Annotated[User, Depends(require_reader)]
 Worker = Annotated[User, Depends(require_contributor)]
+Creator = Annotated[User, Depends(require_creator)]

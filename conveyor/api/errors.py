@@ -1,17 +1,59 @@
-"""Errors as JSON: ``{"error": {"code": "...", "message": "..."}}``.
+"""Errors as JSON: ``{"error": {"code": "...", "message": "...", "details": ...}}``.
 
-``code`` is stable (clients branch on it); ``message`` is for people and says what to fix.
+``code`` is stable (clients branch on it); ``message`` is for people and says what to fix;
+``details`` carries structured data when there is any (per-field errors, a pipeline's problems,
+the refused command's result).
+
+The library's exceptions map to codes and statuses here, in one table, so every route answers
+the same way for the same problem:
+
+=========================  ======  ==============================================================
+code                       status  raised when
+=========================  ======  ==============================================================
+``unauthenticated``        401     no key, an unknown or revoked key, a disabled user
+``forbidden``              403     the user's role does not allow the route (or the claim is
+                                   someone else's)
+``not_found``              404     no such route; or a workflow that does not exist, or has
+                                   ended (a Finished task takes no more commands)
+``unknown_pipeline``       404     the pipeline was never applied (or the store never saw it)
+``task_not_found``         404     no such task in the store, or not a task's workflow id
+``no_work``                404     ``queue/next``: nothing the contributor may claim
+``no_claim``               404     ``queue/claims/{id}``: the caller holds no claim on the task
+``no_job``                 404     no export job of that id that the caller may see
+``method_not_allowed``     405     the route exists, not with this method
+``rejected``               409     the task refused the command (``details``: the result)
+``claim_limit``            409     the contributor holds as many claims as the pipeline allows
+``pipeline_rejected``      409     the pipeline refused a status change or a definition
+``pipeline_not_accepting`` 409     the pipeline takes no new tasks in its status
+``not_ready``              409     an export's download before the export is done
+``conflict``               409     other state conflicts
+``bad_request``            400     a body FastAPI cannot read at all
+``too_large``              413     a pipeline definition over 2 MiB
+``invalid_input``          422     the request does not fit the route's schema
+``invalid_values``         422     a form's values do not fit its fields (``details``: per field)
+``invalid_pipeline``       422     a definition with problems (``details``: every problem)
+``invalid_seed_data``      422     seed data that does not fit the pipeline (``details``: per field)
+``invalid_cursor``         422     a page cursor the explorer did not make, or for another sort
+``confirmation_required``  422     a destructive action without ``confirm: true``
+``no_worker``              503     no worker answered the command in time
+``temporal_unavailable``   503     Temporal could not be reached
+``internal_error``         500     a bug: nothing a client sent should cause it
+=========================  ======  ==============================================================
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("conveyor.api")
 
 
 class ErrorBody(BaseModel):
@@ -48,8 +90,16 @@ def forbidden(message: str) -> ApiError:
     return ApiError(403, "forbidden", message)
 
 
-def not_found(what: str) -> ApiError:
-    return ApiError(404, "not_found", what)
+def not_found(what: str, code: str = "not_found") -> ApiError:
+    return ApiError(404, code, what)
+
+
+def conflict(message: str, code: str = "conflict", details: Any = None) -> ApiError:
+    return ApiError(409, code, message, details)
+
+
+def invalid(message: str, code: str = "invalid_input", details: Any = None) -> ApiError:
+    return ApiError(422, code, message, details)
 
 
 def error_json(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
@@ -71,6 +121,119 @@ _HTTP_CODES = {
 }
 
 
+def _problems(errors: list[Any]) -> list[dict[str, str]]:
+    return [
+        {
+            "at": ".".join(str(p) for p in e.get("loc", ())),
+            "problem": e.get("msg", ""),
+        }
+        for e in errors
+    ]
+
+
+def _invalid_input(errors: list[Any]) -> ApiError:
+    problems = _problems(errors)
+    summary = "; ".join(f"{p['at']}: {p['problem']}" for p in problems[:5])
+    return ApiError(422, "invalid_input", f"invalid request: {summary}", problems)
+
+
+def library_error(err: Exception) -> ApiError | None:
+    """The :class:`ApiError` a library exception stands for, or None if it is not one of
+    the exceptions the API knows (which then answers 500 ``internal_error``)."""
+    for kind, build in _library_mapping():
+        if isinstance(err, kind):
+            return build(err)
+    return None
+
+
+def _library_mapping() -> list[tuple[type[Exception], Callable[[Any], ApiError]]]:
+    # Imported here: errors.py is imported by auth.py, which the web app imports early.
+    from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from conveyor.bulk import ConfirmationRequired, ExportStateMismatch, StateFileMismatch
+    from conveyor.cli_common import CliError
+    from conveyor.client import (
+        CommandRejected,
+        InvalidSeedData,
+        NoWorkerResponded,
+        PipelineCommandRejected,
+        PipelineNotAccepting,
+        UnknownPipeline,
+    )
+    from conveyor.workqueue import NoWorkAvailable
+    from store.analytics import UnknownPipeline as UnknownPipelineInStore
+    from store.explorer import InvalidCursor, TaskNotFound
+    from store.users import InvalidUser, UnknownUser
+    from workflows.graph import PipelineInvalid
+
+    def rejected(err: CommandRejected) -> ApiError:
+        result = err.result
+        details = result.model_dump(mode="json")
+        if result.field_errors:
+            fields = "; ".join(f"{k}: {v}" for k, v in result.field_errors.items())
+            return ApiError(422, "invalid_values", f"{result.message} ({fields})", details)
+        return ApiError(409, "rejected", result.message, details)
+
+    def rpc(err: RPCError) -> ApiError:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return ApiError(
+                404,
+                "not_found",
+                f"{err.message}: the workflow does not exist, or it has ended and takes no "
+                "more commands",
+            )
+        if err.status == RPCStatusCode.INVALID_ARGUMENT:
+            return ApiError(422, "invalid_input", f"Temporal refused the request: {err.message}")
+        if err.status == RPCStatusCode.ALREADY_EXISTS:
+            return ApiError(409, "conflict", err.message)
+        return ApiError(
+            503,
+            "temporal_unavailable",
+            f"Temporal did not answer ({err.status.name}: {err.message}); try again shortly",
+        )
+
+    return [
+        (CommandRejected, rejected),
+        (InvalidSeedData, lambda e: ApiError(422, "invalid_seed_data", str(e), e.errors)),
+        (
+            PipelineInvalid,
+            lambda e: ApiError(
+                422,
+                "invalid_pipeline",
+                str(e),
+                [p.model_dump(mode="json") for p in e.problems],
+            ),
+        ),
+        (UnknownPipeline, lambda e: ApiError(404, "unknown_pipeline", str(e))),
+        (UnknownPipelineInStore, lambda e: ApiError(404, "unknown_pipeline", str(e))),
+        (TaskNotFound, lambda e: ApiError(404, "task_not_found", str(e))),
+        (NoWorkAvailable, lambda e: ApiError(404, "no_work", str(e))),
+        (UnknownUser, lambda e: ApiError(404, "not_found", str(e))),
+        (PipelineNotAccepting, lambda e: ApiError(409, "pipeline_not_accepting", str(e))),
+        (PipelineCommandRejected, lambda e: ApiError(409, "pipeline_rejected", str(e))),
+        (ExportStateMismatch, lambda e: ApiError(409, "conflict", str(e))),
+        (StateFileMismatch, lambda e: ApiError(409, "conflict", str(e))),
+        (InvalidCursor, lambda e: ApiError(422, "invalid_cursor", str(e))),
+        (ConfirmationRequired, lambda e: ApiError(422, "confirmation_required", str(e))),
+        (InvalidUser, lambda e: ApiError(422, "invalid_input", str(e))),
+        # conveyor/cli_evaluate.py's helpers (evaluator references, evaluator files) say what
+        # is wrong with the caller's input as CliError.
+        (CliError, lambda e: ApiError(422, "invalid_input", str(e))),
+        (NoWorkerResponded, lambda e: ApiError(503, "no_worker", str(e))),
+        (
+            WorkflowUpdateFailedError,
+            lambda e: ApiError(409, "rejected", f"the workflow refused the command: {e.cause}"),
+        ),
+        (
+            WorkflowQueryFailedError,
+            lambda e: ApiError(409, "conflict", f"the workflow could not answer: {e.message}"),
+        ),
+        (RPCError, rpc),
+        (ValidationError, lambda e: _invalid_input(e.errors())),
+    ]
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into the JSON shape above."""
 
@@ -80,17 +243,30 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
-        problems = [
-            {
-                "at": ".".join(str(p) for p in e.get("loc", ())),
-                "problem": e.get("msg", ""),
-            }
-            for e in err.errors()
-        ]
-        summary = "; ".join(f"{p['at']}: {p['problem']}" for p in problems[:5])
-        return error_json(422, "invalid_input", f"invalid request: {summary}", problems)
+        found = _invalid_input(list(err.errors()))
+        return error_json(found.status, found.code, found.message, found.details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, err: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(err.status_code, "http_error")
         return error_json(err.status_code, code, str(err.detail))
+
+    async def _library(_: Request, err: Exception) -> JSONResponse:
+        found = library_error(err)
+        if found is None:  # a subclass registered for another reason; cannot happen today
+            raise err
+        return error_json(found.status, found.code, found.message, found.details)
+
+    # One handler per library exception (Starlette picks the most specific class). They run
+    # inside the app, unlike a handler for Exception, which Starlette runs after re-raising.
+    for kind, _build in _library_mapping():
+        app.add_exception_handler(kind, _library)
+
+    @app.exception_handler(Exception)
+    async def _other(request: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return error_json(
+            500,
+            "internal_error",
+            f"internal error ({type(err).__name__}); the server log has the details",
+        )

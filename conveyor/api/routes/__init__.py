@@ -1,0 +1,18 @@
+"""The API's routes, one module per area; :func:`routers` lists them for ``create_app``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+
+def routers() -> list[APIRouter]:
+    """Every area's router, each refusing NUL characters (see ``common.reject_nul``)."""
+    from conveyor.api.routes import analytics, bulk, me, pipelines, queue, tasks
+    from conveyor.api.routes.common import reject_nul
+
+    found = []
+    for module in (me, pipelines, tasks, queue, bulk, analytics):
+        wrapper = APIRouter(dependencies=[Depends(reject_nul)])
+        wrapper.include_router(module.router)
+        found.append(wrapper)
+    return found

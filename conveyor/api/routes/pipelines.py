@@ -1,0 +1,247 @@
+"""Pipelines: list, show, validate, apply, and the lifecycle (activate, pause, resume, complete,
+archive) — the same client calls as ``starter.py pipeline …``."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Annotated, Any
+
+import yaml
+from fastapi import APIRouter, Body, Query, Request
+from pydantic import BaseModel, Field
+
+from conveyor.api.auth import Admin, Reader
+from conveyor.api.errors import ApiError, conflict
+from conveyor.api.routes.common import ERRORS, Deps, PipelineName, in_store
+from conveyor.pipelines import _StrictLoader
+from store.repositories import list_pipelines
+from store.schemas import PipelineInfo
+from workflows.graph import Pipeline, PipelineInvalid, Problem, validate_pipeline
+from workflows.messages import PipelineCommandResult, PipelineStatus, PipelineView
+
+router = APIRouter(prefix="/pipelines", tags=["pipelines"], responses=ERRORS)
+
+MAX_DEFINITION_BYTES = 2 * 1024 * 1024
+MAX_EXPANDED_NODES = 200_000
+"""The most values a YAML definition may expand to (a pipeline has hundreds)."""
+
+_DEFINITION_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "the pipeline definition: a JSON object, or the text of a YAML (or JSON) "
+        "file as in `examples/`",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+class PipelineAction(StrEnum):
+    ACTIVATE = "activate"
+    PAUSE = "pause"
+    RESUME = "resume"
+    COMPLETE = "complete"
+    ARCHIVE = "archive"
+
+
+_TARGETS = {
+    PipelineAction.ACTIVATE: PipelineStatus.ACTIVE,
+    PipelineAction.PAUSE: PipelineStatus.PAUSED,
+    PipelineAction.RESUME: PipelineStatus.ACTIVE,
+    PipelineAction.COMPLETE: PipelineStatus.COMPLETED,
+    PipelineAction.ARCHIVE: PipelineStatus.ARCHIVED,
+}
+
+
+class StatusChange(BaseModel):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class ApplyResult(BaseModel):
+    pipeline: str
+    applied: PipelineCommandResult
+    """The apply's answer: the version, and whether it is new."""
+    activated: PipelineCommandResult | None = None
+    """With ``activate=true`` on a Draft pipeline: the activation's answer."""
+
+
+class ValidationReport(BaseModel):
+    valid: bool
+    name: str | None = None
+    version: str | None = None
+    """The definition's content hash: the version it would be applied as."""
+    nodes: int = 0
+    human_nodes: int = 0
+    llm_nodes: int = 0
+    problems: list[Problem] = Field(default_factory=list)
+    """Every problem found, each naming the node (and field) and the fix."""
+
+
+def _invalid_body(message: str) -> PipelineInvalid:
+    return PipelineInvalid([Problem(where="body", message=message)])
+
+
+async def _raw_definition(request: Request) -> Any:
+    """The request body as plain data: JSON for a JSON content type, else YAML (or JSON) text.
+
+    Raises:
+        PipelineInvalid: the body is empty, too large, or not valid JSON / YAML.
+    """
+    body = await request.body()
+    if len(body) > MAX_DEFINITION_BYTES:
+        limit = f"{MAX_DEFINITION_BYTES:,}"
+        raise ApiError(413, "too_large", f"a definition may be at most {limit} bytes")
+    if not body.strip():
+        raise _invalid_body("the body is empty; send the definition (JSON or YAML)")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid_body("the body is not UTF-8 text") from None
+    if "json" in request.headers.get("content-type", "").lower():
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise _invalid_body(
+                f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
+            ) from None
+    try:
+        root = yaml.compose(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
+        if root is not None and _expanded_size(root) > MAX_EXPANDED_NODES:
+            raise _invalid_body(
+                "the YAML expands to too many values (anchors and aliases referring to each "
+                "other); write the definition out"
+            )
+        return yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise _invalid_body(f"invalid YAML{at}: {err.problem or 'syntax error'}") from None
+    except (yaml.YAMLError, RecursionError) as err:
+        raise _invalid_body(f"invalid YAML: {err}") from None
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document has once its aliases are expanded (each alias counts its
+    target's whole size), computed once per node: a few aliases can stand for billions."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a node that contains itself (a recursive alias) counts once
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            total = 1
+        sizes[id(node)] = total = min(total, MAX_EXPANDED_NODES + 1)
+        return total
+
+    return size(root)
+
+
+async def _definition(request: Request) -> Pipeline:
+    return validate_pipeline(await _raw_definition(request))
+
+
+@router.get("", response_model=list[PipelineInfo], summary="Every applied pipeline and its status")
+async def list_all(deps: Deps, _: Reader) -> list[PipelineInfo]:
+    return await in_store(deps, list_pipelines)
+
+
+@router.post(
+    "/validate",
+    response_model=ValidationReport,
+    openapi_extra=_DEFINITION_BODY,
+    summary="Check a definition, listing every problem (nothing is stored)",
+)
+async def validate(request: Request, _: Reader) -> ValidationReport:
+    try:
+        pipeline = await _definition(request)
+    except PipelineInvalid as err:
+        return ValidationReport(valid=False, problems=err.problems)
+    return ValidationReport(
+        valid=True,
+        name=pipeline.name,
+        version=pipeline.content_hash(),
+        nodes=len(pipeline.nodes),
+        human_nodes=sum(1 for n in pipeline.nodes if n.is_human),
+        llm_nodes=sum(1 for n in pipeline.nodes if n.is_llm_node),
+    )
+
+
+@router.post(
+    "",
+    response_model=ApplyResult,
+    openapi_extra=_DEFINITION_BODY,
+    summary="Apply a definition (a new version only when its content changed)",
+)
+async def apply(
+    request: Request,
+    deps: Deps,
+    user: Admin,
+    activate: Annotated[bool, Query(description="activate it if it is Draft")] = False,
+) -> ApplyResult:
+    pipeline = await _definition(request)
+    conveyor = deps.conveyor
+    applied = await conveyor.apply_pipeline(pipeline, by=user.name)
+    activated = None
+    if activate and applied.status == PipelineStatus.DRAFT:
+        activated = await conveyor.set_pipeline_status(
+            pipeline.name, PipelineStatus.ACTIVE, by=user.name
+        )
+    return ApplyResult(pipeline=pipeline.name, applied=applied, activated=activated)
+
+
+@router.get(
+    "/{name}",
+    response_model=PipelineView,
+    summary="A pipeline's status, versions, fan-out progress and recent events",
+)
+async def show(name: PipelineName, deps: Deps, _: Reader) -> PipelineView:
+    return await deps.conveyor.describe_pipeline(name)
+
+
+def _change_route(action: PipelineAction) -> Any:
+    async def change_status(
+        name: PipelineName,
+        deps: Deps,
+        user: Admin,
+        body: Annotated[StatusChange | None, Body()] = None,
+    ) -> PipelineCommandResult:
+        conveyor = deps.conveyor
+        if action is PipelineAction.RESUME:
+            view = await conveyor.describe_pipeline(name)
+            if view.status != PipelineStatus.PAUSED:
+                raise conflict(
+                    f"pipeline {name!r} is {view.status}, not Paused", "pipeline_rejected"
+                )
+        reason = body.reason if body is not None else None
+        return await conveyor.set_pipeline_status(
+            name, _TARGETS[action], by=user.name, reason=reason
+        )
+
+    return change_status
+
+
+# One route per action: a `/{name}/{action}` pattern would also catch `/{name}/tasks`.
+for _action, _summary in (
+    (PipelineAction.ACTIVATE, "Make a Draft (or Completed) pipeline Active"),
+    (PipelineAction.PAUSE, "Pause the pipeline and every running task of it"),
+    (PipelineAction.RESUME, "Resume a Paused pipeline; its tasks carry on"),
+    (PipelineAction.COMPLETE, "Take no new tasks; completion chains fire when done"),
+    (PipelineAction.ARCHIVE, "Archive a Draft or Completed pipeline (final)"),
+):
+    router.add_api_route(
+        f"/{{name}}/{_action.value}",
+        _change_route(_action),
+        methods=["POST"],
+        response_model=PipelineCommandResult,
+        name=f"pipeline_{_action.value}",
+        summary=_summary,
+    )

@@ -1,0 +1,505 @@
+"""Contributor pages: the work queue (Available / Claimed / Submitted), the task form and the
+review screen.
+
+Every action goes through the same library the CLI uses: claims through the work queue's limit
+check and the task's ``claim`` update, drafts, submits, releases and reviews as updates whose
+answers (accepted, or why not, per field) are shown on the page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import tuple_
+from sqlalchemy.orm import Session
+from temporalio.service import RPCError, RPCStatusCode
+
+from conveyor.client import CommandRejected, NoWorkerResponded
+from conveyor.web.common import (
+    PageError,
+    PageRoute,
+    deps,
+    failure,
+    forbidden,
+    in_store,
+    not_found,
+    page_user,
+    redirect,
+    render,
+    require_worker,
+    wait_projected,
+)
+from conveyor.web.fields import (
+    context_blocks,
+    editable,
+    field_views,
+    read_form,
+    static_fields,
+)
+from conveyor.workqueue import _AT_LIMIT, _TAKEN, NoWorkAvailable, _release, _reserve, next_work
+from store.explorer import pipeline_versions
+from store.models import NodeRow
+from store.repositories import get_pipeline_version
+from store.users import Role, User
+from store.workqueue import (
+    SubmittedItem,
+    WorkItem,
+    claim_limit,
+    claimable_query,
+    held_count,
+    my_claims,
+    my_submitted,
+)
+from workflows.graph import NodeKind, NodeSpec, Pipeline
+from workflows.messages import (
+    Claim,
+    CommandResult,
+    EvaluationRecord,
+    NodeState,
+    NodeStatus,
+    Regenerate,
+    Release,
+    Review,
+    SaveDraft,
+    Submit,
+    TaskView,
+    Verdict,
+)
+
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
+PageUser = Annotated[User, Depends(page_user)]
+
+QUEUE_PAGE = 25
+TABS = ("available", "claimed", "submitted")
+
+
+def _roles(user: User) -> list[str]:
+    return list(user.contributor_roles)
+
+
+@dataclass(frozen=True)
+class Limit:
+    pipeline: str
+    held: int
+    limit: int | None
+
+    @property
+    def reached(self) -> bool:
+        return self.limit is not None and self.held >= self.limit
+
+    @property
+    def text(self) -> str:
+        if self.limit is None:
+            return f"{self.held} claimed"
+        return f"{self.held} of {self.limit} claimed"
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    workflow_id: str
+    task_key: str
+    pipeline: str
+    node: str
+    node_title: str
+    status: str
+    since: datetime | None
+    rework_reason: str | None = None
+    kind: str = ""
+    attempt: int | None = None
+
+
+def _titles(session: Session, pipelines: set[str]) -> dict[tuple[str, str], str]:
+    titles: dict[tuple[str, str], str] = {}
+    for name in pipelines:
+        versions = pipeline_versions(session, name)
+        for _, definition in reversed(versions):  # the current version wins
+            for spec in definition.nodes:
+                titles[(name, spec.name)] = spec.title or spec.name
+    return titles
+
+
+def _key(workflow_id: str, pipeline: str) -> str:
+    return workflow_id.removeprefix(pipeline + "/")
+
+
+def _encode_after(item: WorkItem) -> str | None:
+    if item.available_since is None:
+        return None
+    return f"{item.available_since.isoformat()}|{item.workflow_id}|{item.node}"
+
+
+def _decode_after(text: str | None) -> tuple[datetime, str, str] | None:
+    if not text:
+        return None
+    try:
+        at, workflow_id, node = text.split("|", 2)
+        return datetime.fromisoformat(at), workflow_id, node
+    except ValueError:
+        return None
+
+
+def _queue(
+    session: Session, user: User, tab: str, pipeline: str | None, after: str | None
+) -> dict[str, Any]:
+    roles = _roles(user)
+    claims = my_claims(session, user.name)
+    rows: list[QueueRow] = []
+    next_after: str | None = None
+    if tab == "available":
+        query = claimable_query(session, user.name, roles, pipeline=pipeline)
+        position = _decode_after(after)
+        if position is not None:
+            query = query.where(
+                tuple_(NodeRow.available_since, NodeRow.workflow_id, NodeRow.node) > position
+            )
+        items = [
+            WorkItem(w, n, p, s, a, r)
+            for w, n, p, s, a, r in session.execute(query.limit(QUEUE_PAGE + 1))
+        ]
+        if len(items) > QUEUE_PAGE:
+            items = items[:QUEUE_PAGE]
+            next_after = _encode_after(items[-1])
+        source: list[WorkItem] = items
+    elif tab == "claimed":
+        source = claims
+    else:
+        source = []
+    submitted: list[SubmittedItem] = (
+        my_submitted(session, user.name, limit=QUEUE_PAGE * 2) if tab == "submitted" else []
+    )
+    pipelines = {i.pipeline for i in source} | {i.pipeline for i in claims}
+    pipelines |= {s.workflow_id.split("/", 1)[0] for s in submitted}
+    titles = _titles(session, pipelines)
+    for item in source:
+        rows.append(
+            QueueRow(
+                workflow_id=item.workflow_id,
+                task_key=_key(item.workflow_id, item.pipeline),
+                pipeline=item.pipeline,
+                node=item.node,
+                node_title=titles.get((item.pipeline, item.node), item.node),
+                status=item.status,
+                since=item.available_since,
+                rework_reason=item.rework_reason,
+            )
+        )
+    for sub in submitted:
+        name = sub.workflow_id.split("/", 1)[0]
+        rows.append(
+            QueueRow(
+                workflow_id=sub.workflow_id,
+                task_key=_key(sub.workflow_id, name),
+                pipeline=name,
+                node=sub.node,
+                node_title=titles.get((name, sub.node), sub.node),
+                status="Submitted",
+                since=sub.at,
+                kind=sub.kind,
+                attempt=sub.attempt,
+            )
+        )
+    limits = {
+        p: Limit(p, held_count(session, user.name, p), claim_limit(session, p, roles))
+        for p in sorted(pipelines)
+    }
+    return {
+        "rows": rows,
+        "limits": limits,
+        "claimed_count": len(claims),
+        "next_after": next_after,
+    }
+
+
+@router.get("/work", response_class=HTMLResponse)
+async def work_queue(
+    request: Request,
+    user: PageUser,
+    tab: Annotated[str, Query()] = "available",
+    pipeline: Annotated[str | None, Query()] = None,
+    after: Annotated[str | None, Query()] = None,
+) -> Response:
+    require_worker(user)
+    if tab not in TABS:
+        tab = "available"
+    data = await in_store(request, lambda s: _queue(s, user, tab, pipeline or None, after))
+    return render(
+        request,
+        "work.html",
+        {"tab": tab, "pipeline": pipeline or "", "after": after, **data},
+        user=user,
+        nav="work",
+    )
+
+
+def _form_url(workflow_id: str, node: str) -> str:
+    return "/work/task?" + urlencode({"id": workflow_id, "node": node})
+
+
+@router.post("/work/claim")
+async def claim(request: Request, user: PageUser) -> Response:
+    """Claim one node from the Available tab, within the contributor's claim limit."""
+    require_worker(user)
+    form = await request.form()
+    workflow_id, node = str(form.get("id", "")), str(form.get("node", ""))
+    back = "/work?tab=available"
+    if not workflow_id or not node:
+        return redirect(back, error="choose a task to claim")
+    sessions = deps(request).sessions
+    roles = _roles(user)
+    pipeline = workflow_id.split("/", 1)[0]
+    item = WorkItem(workflow_id, node, pipeline, NodeStatus.AVAILABLE.value, None)
+    outcome = await asyncio.to_thread(_reserve, sessions, user.name, roles, item)
+    if outcome == _AT_LIMIT:
+        return redirect(
+            back,
+            error=f"you hold as many claims as allowed in {pipeline}; submit or release one first",
+        )
+    if outcome == _TAKEN:
+        return redirect(back, error="you are already claiming that task")
+    result: CommandResult | None = None
+    try:
+        result = (
+            await deps(request)
+            .conveyor.task(workflow_id)
+            .send(Claim(request_id=uuid.uuid4().hex, contributor=user.name, roles=roles, node=node))
+        )
+    except Exception as err:
+        page_error = failure(err)
+        if page_error is None:
+            raise
+        return redirect(back, error=f"could not claim: {page_error.message}")
+    finally:
+        await asyncio.to_thread(_release, sessions, user.name, item, result)
+    return redirect(_form_url(workflow_id, node), notice=result.message)
+
+
+@router.post("/work/next")
+async def claim_next(request: Request, user: PageUser) -> Response:
+    """Claim the oldest work this contributor may take (spread over tasks, limits kept)."""
+    require_worker(user)
+    form = await request.form()
+    pipeline = str(form.get("pipeline", "")) or None
+    try:
+        claimed = await next_work(
+            deps(request).conveyor,
+            deps(request).sessions,
+            user.name,
+            _roles(user),
+            pipeline=pipeline,
+        )
+    except NoWorkAvailable as err:
+        return redirect("/work?tab=available", error=str(err))
+    except NoWorkerResponded as err:
+        return redirect("/work?tab=available", error=str(err))
+    return redirect(
+        _form_url(claimed.item.workflow_id, claimed.item.node), notice=claimed.result.message
+    )
+
+
+# --------------------------------------------------------------------------- the form
+
+
+async def _task_view(request: Request, workflow_id: str) -> TaskView:
+    try:
+        return await deps(request).conveyor.task(workflow_id).state()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            raise not_found(f"no task {workflow_id!r}") from None
+        raise
+
+
+async def _pipeline_of(request: Request, view: TaskView) -> Pipeline:
+    pipeline = await in_store(request, lambda s: get_pipeline_version(s, view.pipeline_hash))
+    if pipeline is None:
+        raise PageError(
+            503,
+            "Not ready yet",
+            f"the store has not recorded version {view.pipeline_hash[:12]} of pipeline "
+            f"{view.pipeline} yet; reload in a moment",
+        )
+    return pipeline
+
+
+def _held_node(view: TaskView, node: str, user: User) -> NodeState:
+    found = next((n for n in view.nodes if n.name == node), None)
+    if found is None:
+        raise not_found(f"task {view.workflow_id} has no node {node!r}")
+    if found.claim is None or found.claim.holder != user.name:
+        holder = "nobody" if found.claim is None else "someone else"
+        raise forbidden(
+            f"you do not hold a claim on {node} of {view.workflow_id} ({holder} does); "
+            "claim it from the work queue first"
+        )
+    return found
+
+
+def _form_context(
+    pipeline: Pipeline,
+    spec: NodeSpec,
+    view: TaskView,
+    state: NodeState,
+    values: dict[str, Any],
+    errors: dict[str, str],
+) -> dict[str, Any]:
+    node_values = {n.name: n.values for n in view.nodes}
+    reviewed: NodeSpec | None = None
+    reviewed_state: NodeState | None = None
+    skip: list[str] = []
+    if spec.kind == NodeKind.REVIEW:
+        reviewed = pipeline.node(pipeline.reviewed_node(spec))
+        reviewed_state = next((n for n in view.nodes if n.name == reviewed.name), None)
+        skip = [reviewed.name]
+    context = context_blocks(pipeline, spec, view.data, node_values, skip=skip)
+    reviewed_items: list[Any] = []
+    if reviewed is not None and reviewed_state is not None:
+        context = context_blocks(pipeline, reviewed, view.data, node_values) + [
+            b for b in context if b.node is not None and b.node != reviewed.name
+        ]
+        # De-duplicate: the reviewed node's own context already holds the upstream nodes.
+        seen: set[str | None] = set()
+        unique = []
+        for block in context:
+            if block.node in seen:
+                continue
+            seen.add(block.node)
+            unique.append(block)
+        context = unique
+        reviewed_items = [
+            (f, f.title, reviewed_state.values.get(f.name))
+            for f in editable(reviewed.fields)
+            if f.name in reviewed_state.values
+        ]
+    return {
+        "view": view,
+        "pipeline": pipeline,
+        "spec": spec,
+        "state": state,
+        "fields": field_views(spec.fields, values, errors),
+        "static": static_fields(spec),
+        "context": context,
+        "reviewed": reviewed,
+        "reviewed_state": reviewed_state,
+        "reviewed_items": reviewed_items,
+        "errors": errors,
+        "mixed": bool(spec.llm_fields()) and bool(spec.input_fields()),
+    }
+
+
+@router.get("/work/task", response_class=HTMLResponse)
+async def task_form(
+    request: Request,
+    user: PageUser,
+    id: Annotated[str, Query()],
+    node: Annotated[str, Query()],
+) -> Response:
+    """The form of a claimed subtask, or the review screen of a claimed review."""
+    require_worker(user)
+    view = await _task_view(request, id)
+    state = _held_node(view, node, user)
+    pipeline = await _pipeline_of(request, view)
+    spec = pipeline.node(node)
+    # A review starts blank (the last review's values would prejudge this one); a subtask
+    # shows its draft over what was last submitted (rework starts from the submission).
+    values = dict(state.draft) if spec.kind == NodeKind.REVIEW else {**state.values, **state.draft}
+    ctx = _form_context(pipeline, spec, view, state, values, {})
+    template = "review.html" if spec.kind == NodeKind.REVIEW else "task_form.html"
+    return render(request, template, ctx, user=user, nav="work")
+
+
+def _evaluation_text(evaluations: list[EvaluationRecord]) -> str:
+    parts = []
+    for e in evaluations:
+        verdict = "passed" if e.passed else "failed" if e.passed is not None else "scored"
+        parts.append(f"{e.criterion}: {verdict}")
+    return "; ".join(parts)
+
+
+@router.post("/work/task")
+async def task_action(request: Request, user: PageUser) -> Response:
+    """Save a draft, submit, release, ask for a new LLM suggestion, or decide a review."""
+    require_worker(user)
+    form = await request.form()
+    workflow_id, node = str(form.get("id", "")), str(form.get("node", ""))
+    token, action = str(form.get("token", "")), str(form.get("action", ""))
+    view = await _task_view(request, workflow_id)
+    state = _held_node(view, node, user)
+    pipeline = await _pipeline_of(request, view)
+    spec = pipeline.node(node)
+    task = deps(request).conveyor.task(workflow_id)
+    rid = uuid.uuid4().hex
+    here = _form_url(workflow_id, node)
+    values: dict[str, Any] = {}
+    try:
+        if action == "release":
+            result = await task.send(
+                Release(request_id=rid, contributor=user.name, node=node, token=token)
+            )
+            await wait_projected(request, workflow_id, result.seq)
+            return redirect("/work?tab=claimed", notice=f"released {node}; your draft is kept")
+        if action == "regenerate":
+            await task.send(
+                Regenerate(request_id=rid, contributor=user.name, node=node, token=token)
+            )
+            return redirect(here, notice="asked the model for a new suggestion; reload shortly")
+        if spec.kind == NodeKind.REVIEW:
+            values = read_form(spec.fields, form)
+            verdict = Verdict.FAIL if action == "fail" else Verdict.PASS
+            reason = str(form.get("reason", "")).strip() or None
+            result = await task.send(
+                Review(
+                    request_id=rid,
+                    contributor=user.name,
+                    node=node,
+                    token=token,
+                    verdict=verdict,
+                    reason=reason,
+                    values=values,
+                )
+            )
+            await wait_projected(request, workflow_id, result.seq)
+            return redirect(
+                "/work?tab=submitted",
+                notice=f"review {verdict.value}ed: {view.workflow_id} ({node})",
+            )
+        if action == "save":
+            values = read_form(spec.fields, form, draft=True)
+            result = await task.send(
+                SaveDraft(
+                    request_id=rid, contributor=user.name, node=node, token=token, values=values
+                )
+            )
+            extra = _evaluation_text(result.evaluations)
+            return redirect(here, notice="draft saved" + (f" — {extra}" if extra else ""))
+        values = read_form(spec.fields, form)
+        result = await task.send(
+            Submit(request_id=rid, contributor=user.name, node=node, token=token, values=values)
+        )
+        extra = _evaluation_text(result.evaluations)
+        await wait_projected(request, workflow_id, result.seq)
+        return redirect(
+            "/work?tab=submitted",
+            notice=f"submitted {node} of {workflow_id}" + (f" — {extra}" if extra else ""),
+        )
+    except CommandRejected as err:
+        errors = dict(err.result.field_errors)
+        before = state.draft if spec.kind == NodeKind.REVIEW else {**state.values, **state.draft}
+        shown = {**before, **read_form(spec.fields, form, draft=True)}
+        ctx = _form_context(pipeline, spec, view, state, shown, errors)
+        ctx["rejection"] = err.result.message
+        ctx["reason_text"] = str(form.get("reason", ""))
+        template = "review.html" if spec.kind == NodeKind.REVIEW else "task_form.html"
+        return render(request, template, ctx, user=user, nav="work", status=422)
+    except NoWorkerResponded as err:
+        return redirect(here, error=str(err))
+
+
+def role_home(user: User) -> str:
+    """Where a user lands after signing in."""
+    return "/work" if user.role is Role.CONTRIBUTOR else "/explorer"
