@@ -24,7 +24,7 @@ from activities.llm import LlmSettings
 from conveyor.api import ApiDeps, create_app
 from conveyor.client import ConveyorClient
 from conveyor.web.server import free_port, start_server
-from store.db import transaction
+from store.db import make_engine, migrate, session_factory, transaction
 from store.users import create_key, upsert_user
 from tests.support.fake_openai import FakeOpenAI
 from worker import build_worker
@@ -44,12 +44,22 @@ class WebApp:
 
 
 @pytest.fixture(scope="module")
+def web_store(tmp_path_factory: pytest.TempPathFactory) -> sessionmaker[Session]:
+    """A store of the browser tests' own: the pages list every task a user may work on, so
+    tasks other tests left in the session's store would crowd them."""
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('web-store') / 'conveyor.db'}")
+    migrate(engine)
+    return session_factory(engine)
+
+
+@pytest.fixture(scope="module")
 async def web(
     client: Client,
     fake_llm: FakeOpenAI,
-    store_sessions: sessionmaker[Session],
+    web_store: sessionmaker[Session],
 ) -> AsyncIterator[WebApp]:
     """The whole app on a free port, with a worker on a fresh task queue behind it."""
+    store_sessions = web_store
     task_queue = f"web-{uuid.uuid4().hex[:8]}"
     worker = build_worker(
         client,
