@@ -322,6 +322,7 @@ async def cmd_dev(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir),
         demo=not args.no_demo,
         ephemeral=args.ephemeral,
+        web_port=args.web_port,
     )
 
 
@@ -339,6 +340,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="run the whole local system: Temporal + UI, worker, demo")
     dev.add_argument("--port", type=int, default=7233, help="Temporal frontend port (7233)")
     dev.add_argument("--ui-port", type=int, default=8233, help="Temporal UI port (8233)")
+    dev.add_argument(
+        "--web-port",
+        type=int,
+        default=None,
+        help="web app and HTTP API port (CONVEYOR_WEB_PORT, else 8000; a free one if taken)",
+    )
     dev.add_argument("--data-dir", default=os.environ.get("CONVEYOR_DATA_DIR", "data"))
     dev.add_argument("--no-demo", action="store_true", help="do not create demo tasks")
     dev.add_argument(

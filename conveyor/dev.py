@@ -148,7 +148,7 @@ async def run_dev(
         conveyor = ConveyorClient(client, DEFAULT_TASK_QUEUE)
         sessions = session_factory(store)
         keys = ensure_dev_users(sessions, data_dir)
-        app = create_app(ApiDeps(conveyor=conveyor, sessions=sessions))
+        app = create_app(ApiDeps(conveyor=conveyor, sessions=sessions, data_dir=data_dir))
         chosen = web_port_to_use(web_port)
         web, serving = await start_server(app, port=chosen)
         try:

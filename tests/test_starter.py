@@ -8,7 +8,9 @@ import os
 import signal
 import socket
 import sys
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -149,6 +151,12 @@ async def test_a_whole_round_through_the_cli(
     assert code == 3 and "cannot reach Temporal" in err
 
 
+def _get_json(url: str, key: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -156,7 +164,7 @@ def free_port() -> int:
 
 
 async def test_dev_brings_up_server_worker_and_demo(tmp_path: Path) -> None:
-    port, ui_port = free_port(), free_port()
+    port, ui_port, web_port = free_port(), free_port(), free_port()
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(ROOT / "starter.py"),
@@ -166,6 +174,8 @@ async def test_dev_brings_up_server_worker_and_demo(tmp_path: Path) -> None:
         str(port),
         "--ui-port",
         str(ui_port),
+        "--web-port",
+        str(web_port),
         "--data-dir",
         str(tmp_path),
         cwd=ROOT,
@@ -184,6 +194,10 @@ async def test_dev_brings_up_server_worker_and_demo(tmp_path: Path) -> None:
         assert "Press Ctrl-C to stop." in banner, banner
         assert f"http://127.0.0.1:{ui_port}" in banner
         assert "llm-draft-edit/demo-1" in banner
+        assert f"Web app            http://127.0.0.1:{web_port}/" in banner
+        admin_key = banner.split("sign in with the local admin key:")[1].split()[0]
+        me = await asyncio.to_thread(_get_json, f"http://127.0.0.1:{web_port}/api/v1/me", admin_key)
+        assert me["name"] == "admin" and me["role"] == "admin", me
 
         from conveyor.devserver import wait_until_ready
 
