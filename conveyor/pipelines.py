@@ -15,7 +15,7 @@ import yaml
 
 from workflows.graph import Pipeline, PipelineInvalid, Problem, validate_pipeline
 
-__all__ = ["SUFFIXES", "load_pipeline_file", "load_raw"]
+__all__ = ["MAX_EXPANDED_NODES", "SUFFIXES", "load_pipeline_file", "load_raw", "parse_text"]
 
 SUFFIXES = (".yaml", ".yml", ".json")
 """File name endings a pipeline definition may have."""
@@ -80,24 +80,79 @@ def load_raw(path: str | Path) -> Any:
         raise _invalid(f"{file}: cannot be read: {exc}") from None
     if not text.strip():
         raise _invalid(f"{file}: the file is empty; write a pipeline with name and nodes")
-    if suffix == ".json":
+    return parse_text(text, json_only=suffix == ".json", where="file", source=f"{file}: ")
+
+
+def parse_text(text: str, *, json_only: bool = False, where: str = "file", source: str = "") -> Any:
+    """Parse a definition's text (YAML, of which JSON is a subset) into plain data.
+
+    Duplicate keys are refused, only plain data is built (a safe loader), and a document whose
+    anchors and aliases expand to more than :data:`MAX_EXPANDED_NODES` values is refused before
+    it is built (a few aliases can stand for billions of values).
+
+    Args:
+        json_only: parse as JSON (for ``.json`` files and JSON request bodies).
+        where: the ``where`` of the problem raised (``file``, ``body``).
+        source: put before each message (a file's ``path: ``).
+
+    Raises:
+        PipelineInvalid: not valid JSON / YAML, with the line and column.
+    """
+    if json_only:
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
-            raise _invalid(
-                f"{file}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            raise _problem(
+                where, f"{source}invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
             ) from None
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: no arbitrary objects
+        root = yaml.compose(text, Loader=_StrictLoader)  # a SafeLoader subclass: plain data only
+        if root is not None and _expanded_size(root) > MAX_EXPANDED_NODES:
+            raise _problem(
+                where,
+                f"{source}the YAML expands to too many values (anchors and aliases referring to "
+                "each other); write the definition out",
+            )
+        return yaml.load(text, Loader=_StrictLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         what = exc.problem or "syntax error"
         if exc.context:
             what += f" ({exc.context})"
-        raise _invalid(f"{file}: invalid YAML{at}: {what}") from None
-    except yaml.YAMLError as exc:
-        raise _invalid(f"{file}: invalid YAML: {exc}") from None
+        raise _problem(where, f"{source}invalid YAML{at}: {what}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise _problem(where, f"{source}invalid YAML: {exc}") from None
+
+
+def _problem(where: str, message: str) -> PipelineInvalid:
+    return PipelineInvalid([Problem(where=where, message=message)])
+
+
+MAX_EXPANDED_NODES = 200_000
+"""The most values a YAML definition may expand to (a pipeline has hundreds)."""
+
+
+def _expanded_size(root: yaml.Node) -> int:
+    """How many values the document has once its aliases are expanded (each alias counts its
+    target's whole size), computed once per node."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        known = sizes.get(id(node))
+        if known is not None:
+            return known
+        sizes[id(node)] = 1  # a node that contains itself (a recursive alias) counts once
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            total = 1
+        sizes[id(node)] = total = min(total, MAX_EXPANDED_NODES + 1)
+        return total
+
+    return size(root)
 
 
 def load_pipeline_file(path: str | Path) -> Pipeline:

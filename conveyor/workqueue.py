@@ -28,7 +28,7 @@ from store.workqueue import (
     reserve,
     unreserve,
 )
-from workflows.messages import Claim, CommandResult
+from workflows.messages import Claim, CommandResult, NodeStatus
 
 SPREAD = 8
 """How many of the oldest candidates a contributor picks from at random."""
@@ -36,6 +36,22 @@ SPREAD = 8
 
 class NoWorkAvailable(LookupError):
     """Nothing the contributor may claim right now (the reason says why)."""
+
+
+class ClaimLimitReached(NoWorkAvailable):
+    """The contributor holds as many claims as the pipeline allows them."""
+
+    def __init__(self, contributor: str, pipeline: str) -> None:
+        super().__init__(
+            f"{contributor} holds as many claims as allowed in {pipeline}; "
+            "submit or release one first"
+        )
+        self.contributor = contributor
+        self.pipeline = pipeline
+
+
+class AlreadyClaiming(RuntimeError):
+    """Another call of the same contributor is claiming this node right now."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,47 @@ async def next_work(
         f"no work for {contributor} (roles: {', '.join(roles) or 'none'})"
         + (f" in pipeline {pipeline}" if pipeline else "")
     )
+
+
+async def claim_node(
+    conveyor: ConveyorClient,
+    sessions: sessionmaker[Session],
+    contributor: str,
+    roles: list[str],
+    workflow_id: str,
+    node: str,
+    *,
+    request_id: str | None = None,
+) -> CommandResult:
+    """Claim one chosen node with the claim limit
+    kept as ``next`` keeps it: checked, and a reservation made, under the contributor's lock in
+    the store before the workflow is asked, so concurrent claims cannot pass the limit together.
+
+    Raises:
+        ClaimLimitReached: the contributor is at the pipeline's claim limit.
+        AlreadyClaiming: another call of this contributor is claiming the node.
+        CommandRejected: the workflow refused (taken, not allowed, not available).
+    """
+    pipeline = workflow_id.split("/", 1)[0]
+    item = WorkItem(workflow_id, node, pipeline, NodeStatus.AVAILABLE.value, None)
+    outcome = await asyncio.to_thread(_reserve, sessions, contributor, roles, item)
+    if outcome == _AT_LIMIT:
+        raise ClaimLimitReached(contributor, pipeline)
+    if outcome == _TAKEN:
+        raise AlreadyClaiming(f"{contributor} is claiming {node} of {workflow_id} elsewhere")
+    result: CommandResult | None = None
+    try:
+        result = await conveyor.task(workflow_id).send(
+            Claim(
+                request_id=request_id or uuid.uuid4().hex,
+                contributor=contributor,
+                roles=roles,
+                node=node,
+            )
+        )
+    finally:
+        await asyncio.to_thread(_release, sessions, contributor, item, result)
+    return result
 
 
 def _candidates(

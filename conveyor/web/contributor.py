@@ -8,7 +8,6 @@ answers (accepted, or why not, per field) are shown on the page.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +42,13 @@ from conveyor.web.fields import (
     read_form,
     static_fields,
 )
-from conveyor.workqueue import _AT_LIMIT, _TAKEN, NoWorkAvailable, _release, _reserve, next_work
+from conveyor.workqueue import (
+    AlreadyClaiming,
+    ClaimLimitReached,
+    NoWorkAvailable,
+    claim_node,
+    next_work,
+)
 from store.explorer import pipeline_versions
 from store.models import NodeRow
 from store.repositories import get_pipeline_version
@@ -59,11 +64,8 @@ from store.workqueue import (
 )
 from workflows.graph import NodeKind, NodeSpec, Pipeline
 from workflows.messages import (
-    Claim,
-    CommandResult,
     EvaluationRecord,
     NodeState,
-    NodeStatus,
     Regenerate,
     Release,
     Review,
@@ -251,32 +253,22 @@ async def claim(request: Request, user: PageUser) -> Response:
     back = "/work?tab=available"
     if not workflow_id or not node:
         return redirect(back, error="choose a task to claim")
-    sessions = deps(request).sessions
-    roles = _roles(user)
-    pipeline = workflow_id.split("/", 1)[0]
-    item = WorkItem(workflow_id, node, pipeline, NodeStatus.AVAILABLE.value, None)
-    outcome = await asyncio.to_thread(_reserve, sessions, user.name, roles, item)
-    if outcome == _AT_LIMIT:
-        return redirect(
-            back,
-            error=f"you hold as many claims as allowed in {pipeline}; submit or release one first",
-        )
-    if outcome == _TAKEN:
-        return redirect(back, error="you are already claiming that task")
-    result: CommandResult | None = None
     try:
-        result = (
-            await deps(request)
-            .conveyor.task(workflow_id)
-            .send(Claim(request_id=uuid.uuid4().hex, contributor=user.name, roles=roles, node=node))
+        result = await claim_node(
+            deps(request).conveyor,
+            deps(request).sessions,
+            user.name,
+            _roles(user),
+            workflow_id,
+            node,
         )
+    except (ClaimLimitReached, AlreadyClaiming) as err:
+        return redirect(back, error=str(err))
     except Exception as err:
         page_error = failure(err)
         if page_error is None:
             raise
         return redirect(back, error=f"could not claim: {page_error.message}")
-    finally:
-        await asyncio.to_thread(_release, sessions, user.name, item, result)
     return redirect(_form_url(workflow_id, node), notice=result.message)
 
 

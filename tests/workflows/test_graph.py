@@ -807,6 +807,20 @@ def test_yaml_errors_give_the_line(tmp_path: Path) -> None:
     )
 
 
+def test_a_yaml_alias_bomb_is_refused_before_it_is_built(tmp_path: Path) -> None:
+    # six levels of ten aliases stand for a million values in a few hundred bytes
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for previous, name in zip("abcde", "bcdef", strict=True):
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 10)}]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines))
+    with pytest.raises(PipelineInvalid) as info:
+        load_raw(path)
+    problem = info.value.problems[0]
+    assert problem.where == "file" and str(path) in problem.message
+    assert "expands to too many values" in problem.message
+
+
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(PipelineInvalid) as info:
         load_pipeline_file(tmp_path / "nope.yaml")

@@ -3,18 +3,16 @@ archive) — the same client calls as ``starter.py pipeline …``."""
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from typing import Annotated, Any
 
-import yaml
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field
 
 from conveyor.api.auth import Admin, Reader
 from conveyor.api.errors import ApiError, conflict
 from conveyor.api.routes.common import ERRORS, Deps, PipelineName, in_store
-from conveyor.pipelines import _StrictLoader
+from conveyor.pipelines import parse_text
 from store.repositories import list_pipelines
 from store.schemas import PipelineInfo
 from workflows.graph import Pipeline, PipelineInvalid, Problem, validate_pipeline
@@ -23,8 +21,6 @@ from workflows.messages import PipelineCommandResult, PipelineStatus, PipelineVi
 router = APIRouter(prefix="/pipelines", tags=["pipelines"], responses=ERRORS)
 
 MAX_DEFINITION_BYTES = 2 * 1024 * 1024
-MAX_EXPANDED_NODES = 200_000
-"""The most values a YAML definition may expand to (a pipeline has hundreds)."""
 
 _DEFINITION_BODY: dict[str, Any] = {
     "requestBody": {
@@ -100,49 +96,8 @@ async def _raw_definition(request: Request) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise _invalid_body("the body is not UTF-8 text") from None
-    if "json" in request.headers.get("content-type", "").lower():
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as err:
-            raise _invalid_body(
-                f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}"
-            ) from None
-    try:
-        root = yaml.compose(text, Loader=_StrictLoader)  # a SafeLoader: no arbitrary objects
-        if root is not None and _expanded_size(root) > MAX_EXPANDED_NODES:
-            raise _invalid_body(
-                "the YAML expands to too many values (anchors and aliases referring to each "
-                "other); write the definition out"
-            )
-        return yaml.load(text, Loader=_StrictLoader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise _invalid_body(f"invalid YAML{at}: {err.problem or 'syntax error'}") from None
-    except (yaml.YAMLError, RecursionError) as err:
-        raise _invalid_body(f"invalid YAML: {err}") from None
-
-
-def _expanded_size(root: yaml.Node) -> int:
-    """How many values the document has once its aliases are expanded (each alias counts its
-    target's whole size), computed once per node: a few aliases can stand for billions."""
-    sizes: dict[int, int] = {}
-
-    def size(node: yaml.Node) -> int:
-        known = sizes.get(id(node))
-        if known is not None:
-            return known
-        sizes[id(node)] = 1  # a node that contains itself (a recursive alias) counts once
-        if isinstance(node, yaml.SequenceNode):
-            total = 1 + sum(size(item) for item in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            total = 1 + sum(size(k) + size(v) for k, v in node.value)
-        else:
-            total = 1
-        sizes[id(node)] = total = min(total, MAX_EXPANDED_NODES + 1)
-        return total
-
-    return size(root)
+    json_only = "json" in request.headers.get("content-type", "").lower()
+    return parse_text(text, json_only=json_only, where="body")
 
 
 async def _definition(request: Request) -> Pipeline:

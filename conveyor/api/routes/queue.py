@@ -9,7 +9,6 @@ with. Nobody sees another person's claims here.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -28,13 +27,18 @@ from conveyor.api.routes.common import (
     WorkflowId,
     in_store,
 )
-from conveyor.workqueue import _AT_LIMIT, _TAKEN, NoWorkAvailable, _release, _reserve, next_work
+from conveyor.workqueue import (
+    AlreadyClaiming,
+    ClaimLimitReached,
+    NoWorkAvailable,
+    claim_node,
+    next_work,
+)
 from store.repositories import get_pipeline_version
 from store.users import Role, User
 from store.workqueue import WorkItem, claim_limit, claimable, held_count, my_claims, my_submitted
 from workflows.graph import FieldSpec, NodeKind
 from workflows.messages import (
-    Claim,
     CommandResult,
     NodeStatus,
     Regenerate,
@@ -435,24 +439,21 @@ async def claim_next(body: NextBody, deps: Deps, user: Worker) -> ClaimedWork:
 async def claim(workflow_id: WorkflowId, body: ClaimBody, deps: Deps, user: Worker) -> ClaimedWork:
     acting = work_roles(user, body.roles)
     pipeline = pipeline_of(workflow_id)
-    item = WorkItem(workflow_id, body.node, pipeline, NodeStatus.AVAILABLE.value, None)
-    # The claim limit is checked and a reservation made under the contributor's lock in the
-    # store, as the queue's `next` does, so concurrent claims cannot pass the limit together.
-    outcome = await asyncio.to_thread(_reserve, deps.sessions, user.name, acting, item)
-    if outcome == _AT_LIMIT:
-        count = await in_store(deps, lambda s: _count(s, user.name, acting, pipeline))
-        raise _limit_error(count, user.name)
-    if outcome == _TAKEN:
-        raise conflict(f"{user.name} is claiming {body.node} of {workflow_id} in another request")
-    command = Claim(
-        request_id=_rid(body.request_id), contributor=user.name, roles=acting, node=body.node
-    )
     try:
-        result = await deps.conveyor.task(workflow_id).send(command)
-    except BaseException:
-        await asyncio.to_thread(_release, deps.sessions, user.name, item, None)
-        raise
-    await asyncio.to_thread(_release, deps.sessions, user.name, item, result)
+        result = await claim_node(
+            deps.conveyor,
+            deps.sessions,
+            user.name,
+            acting,
+            workflow_id,
+            body.node,
+            request_id=_rid(body.request_id),
+        )
+    except ClaimLimitReached:
+        count = await in_store(deps, lambda s: _count(s, user.name, acting, pipeline))
+        raise _limit_error(count, user.name) from None
+    except AlreadyClaiming as err:
+        raise conflict(str(err)) from None
     count = await in_store(deps, lambda s: _count(s, user.name, acting, pipeline))
     assert result.token is not None
     return ClaimedWork(
