@@ -44,6 +44,7 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
     """The API (under ``/api/v1``) and the web app; ``deps=None`` connects from ``CONVEYOR_*``
     settings when the server starts."""
     from conveyor.api.exports import ExportJobs
+    from conveyor.api.origin import SameOriginWrites
     from conveyor.api.routes import routers
 
     @asynccontextmanager
@@ -72,6 +73,7 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
     )
     app.state.deps = deps
     app.state.export_jobs = ExportJobs()
+    app.add_middleware(SameOriginWrites)
     errors.install(app)
     for router in routers():
         app.include_router(router, prefix=API_PREFIX)

@@ -39,6 +39,32 @@ async def test_a_live_key_is_required(api: Api) -> None:
     api.http.cookies.clear()
 
 
+async def test_cookie_writes_started_by_another_site_are_refused(api: Api) -> None:
+    pipeline = await api.label_pipeline()
+    pause = f"/api/v1/pipelines/{pipeline}/pause"
+    evil = {"Origin": "http://evil.example"}
+    cookie = {"Cookie": f"conveyor_key={api.keys['root']}"}
+    try:
+        # the web app's cookie alone, from another site: refused before any route runs
+        for foreign in (evil, {"Sec-Fetch-Site": "cross-site"}, {"Origin": "null"}):
+            r = await api.http.post(pause, headers={**cookie, **foreign})
+            error = error_of(r, 403, "cross_site")
+            assert "Authorization header" in error["message"]
+        r = await api.http.post("/work/claim", headers={**cookie, **evil}, data={"id": "x"})
+        assert r.status_code == 403 and "another site" in r.text
+        assert (await api.get(f"/api/v1/pipelines/{pipeline}")).json()["status"] == "Active"
+        # reading is never refused, nor a write from this server's own pages
+        r = await api.http.get(f"/api/v1/pipelines/{pipeline}", headers={**cookie, **evil})
+        assert r.status_code == 200, r.text
+        r = await api.http.post(pause, headers={**cookie, "Origin": "http://test"})
+        assert r.status_code == 200, r.text
+        # a key in a header cannot come from another site's form: not the guard's business
+        r = await api.post(f"/api/v1/pipelines/{pipeline}/resume", headers=evil)
+        assert r.status_code == 200, r.text
+    finally:
+        api.http.cookies.clear()
+
+
 async def test_me_says_who_and_what(api: Api) -> None:
     expected = {
         "root": ("admin", [], True, True, True, True),
