@@ -1,14 +1,19 @@
 """Export jobs: ``conveyor.bulk.export`` run in a worker thread, with progress to poll.
 
 A job writes ``<data_dir>/exports/<job id>.<format>`` (through the export's own ``.part`` files,
-so a file under its final name is always complete). Jobs live in the API process: their
-records are lost when it restarts (the finished files stay in the directory until deleted),
-and a job running at that moment stops. At most :data:`MAX_RUNNING` exports run at once per
-process; later ones wait their turn in state ``queued``.
+so a file under its final name is always complete) and keeps its record beside it, in
+``<job id>.job.json``, rewritten (atomically) whenever its state changes. A restarted API process
+reads the records back: finished jobs stay listed and downloadable until deleted; a job that was
+queued or running when the process stopped shows ``failed`` with the reason (start it again).
+At most :data:`MAX_RUNNING` exports run at once per process; later ones wait their turn in state
+``queued``.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -23,7 +28,11 @@ from conveyor.bulk import ExportFormat, export
 from store.db import transaction
 from store.explorer import TaskFilter, count_tasks
 
+log = logging.getLogger("conveyor.api")
+
 MAX_RUNNING = 2
+RECORD_SUFFIX = ".job.json"
+INTERRUPTED = "the API process stopped while this export ran; start it again"
 
 MEDIA_TYPES: dict[str, str] = {
     "csv": "text/csv; charset=utf-8",
@@ -108,6 +117,57 @@ class ExportJob:
         )
 
     @property
+    def record_path(self) -> Path:
+        return self.path.with_name(self.id + RECORD_SUFFIX)
+
+    def save(self) -> None:
+        """Write the job's record beside its file (atomically: a reader never sees half)."""
+        record = {
+            "id": self.id,
+            "owner": self.owner,
+            "pipeline": self.pipeline,
+            "format": self.format,
+            "filter": self.filter.model_dump(mode="json"),
+            "state": self.state.value,
+            "rows_done": self.rows_done,
+            "rows_total": self.rows_total,
+            "error": self.error,
+            "created_at": self.created_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+        }
+        scratch = self.record_path.with_name(self.record_path.name + ".tmp")
+        scratch.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(scratch, self.record_path)
+
+    @classmethod
+    def load(cls, record_path: Path) -> ExportJob:
+        """A job from its record; one that was queued or running is marked failed."""
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+        job = cls(
+            id=record["id"],
+            owner=record["owner"],
+            pipeline=record["pipeline"],
+            format=record["format"],
+            filter=TaskFilter.model_validate(record["filter"]),
+            path=record_path.with_name(f"{record['id']}.{record['format']}"),
+            state=ExportState(record["state"]),
+            rows_done=int(record["rows_done"]),
+            rows_total=record["rows_total"],
+            error=record["error"],
+            created_at=datetime.fromisoformat(record["created_at"]),
+            finished_at=(
+                datetime.fromisoformat(record["finished_at"]) if record["finished_at"] else None
+            ),
+        )
+        if job.state in (ExportState.QUEUED, ExportState.RUNNING):
+            job.state, job.error = ExportState.FAILED, INTERRUPTED
+            job.finished_at = job.finished_at or datetime.now(UTC)
+            for part in job.path.parent.glob(f"{job.path.name}.part*"):
+                part.unlink(missing_ok=True)
+            job.save()
+        return job
+
+    @property
     def filename(self) -> str:
         """What a download is called: ``<pipeline>-<job id>.<format>``."""
         return f"{self.pipeline}-{self.id}.{self.format}"
@@ -120,6 +180,23 @@ class ExportJobs:
         self._jobs: dict[str, ExportJob] = {}
         self._lock = threading.Lock()
         self._slots = threading.BoundedSemaphore(max_running)
+        self._read: set[Path] = set()
+
+    def read_records(self, directory: Path) -> None:
+        """Take in the jobs recorded in ``directory`` by earlier processes (once per directory).
+
+        A record that cannot be read is logged and left alone."""
+        with self._lock:
+            if directory in self._read:
+                return
+            self._read.add(directory)
+            for record_path in sorted(directory.glob(f"*{RECORD_SUFFIX}")):
+                try:
+                    job = ExportJob.load(record_path)
+                except (OSError, ValueError, KeyError, TypeError) as err:
+                    log.warning("cannot read export job record %s: %s", record_path, err)
+                    continue
+                self._jobs.setdefault(job.id, job)
 
     def start(
         self,
@@ -141,6 +218,7 @@ class ExportJobs:
             filter=criteria,
             path=directory / f"{job_id}.{fmt}",
         )
+        job.save()
         with self._lock:
             self._jobs[job_id] = job
         threading.Thread(
@@ -165,11 +243,13 @@ class ExportJobs:
                 return
             self._jobs.pop(job.id, None)
         job.path.unlink(missing_ok=True)
+        job.record_path.unlink(missing_ok=True)
 
     def _run(self, sessions: sessionmaker[Session], job: ExportJob) -> None:
         with self._slots:
             if not job.cancel.is_set():
                 job.state = ExportState.RUNNING
+                job.save()
                 self._export(sessions, job)
             else:
                 job.state = ExportState.CANCELLED
@@ -181,6 +261,9 @@ class ExportJobs:
             with self._lock:
                 self._jobs.pop(job.id, None)
             job.path.unlink(missing_ok=True)
+            job.record_path.unlink(missing_ok=True)
+        else:
+            job.save()
 
     def _export(self, sessions: sessionmaker[Session], job: ExportJob) -> None:
         def progress(done: int, total: int) -> None:

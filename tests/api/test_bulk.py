@@ -8,6 +8,9 @@ import json
 import zipfile
 from typing import Any
 
+import httpx
+
+from conveyor.api import ApiDeps, create_app
 from tests.api.conftest import Api, error_of, label_definition, until
 
 
@@ -87,6 +90,43 @@ async def test_export_job_then_download(api: Api) -> None:
         404,
         "unknown_pipeline",
     )
+
+
+async def test_export_jobs_outlive_the_api_process(api: Api) -> None:
+    name = await seeded(api, 2)
+    job = (await api.post("/api/v1/bulk/exports", json={"pipeline": name}, as_="vera")).json()
+    job = await finished_job(api, job["id"], "vera")
+    # a job another process was running when it stopped: its record says running
+    exports = api.data_dir / "exports"
+    stopped = json.loads((exports / f"{job['id']}.job.json").read_text())
+    stopped.update(id="0" * 32, state="running", rows_done=1, finished_at=None)
+    (exports / f"{'0' * 32}.job.json").write_text(json.dumps(stopped))
+    (exports / f"{'0' * 32}.csv.part").write_text("half a file")
+    (exports / "garbled.job.json").write_text("{not json")
+
+    deps = ApiDeps(conveyor=api.conveyor, sessions=api.sessions, data_dir=api.data_dir)
+    transport = httpx.ASGITransport(app=create_app(deps))
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as restarted:
+        vera = {"Authorization": f"Bearer {api.keys['vera']}"}
+        r = await restarted.get(f"/api/v1/bulk/exports/{job['id']}", headers=vera)
+        assert r.status_code == 200, r.text
+        assert {k: r.json()[k] for k in ("state", "rows_done", "size_bytes")} == {
+            k: job[k] for k in ("state", "rows_done", "size_bytes")
+        }
+        r = await restarted.get(job["download"], headers=vera)
+        assert r.status_code == 200
+        assert sorted(row["task_key"] for row in csv.DictReader(io.StringIO(r.text))) == [
+            "r0",
+            "r1",
+        ]
+        r = await restarted.get(f"/api/v1/bulk/exports/{'0' * 32}", headers=vera)
+        assert (r.json()["state"], r.json()["download"]) == ("failed", None)
+        assert "start it again" in r.json()["error"]
+        assert not (exports / f"{'0' * 32}.csv.part").exists()
+        r = await restarted.delete(f"/api/v1/bulk/exports/{'0' * 32}", headers=vera)
+        assert r.status_code == 204
+    assert not list(exports.glob(f"{'0' * 32}*"))
+    (exports / "garbled.job.json").unlink()
 
 
 async def test_delete_needs_confirmation(api: Api) -> None:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 from temporalio.client import WorkflowHandle
 
+from conveyor.api.app import deps_of
 from conveyor.api.auth import Admin, Reader
 from conveyor.api.errors import ApiError, conflict, invalid, not_found
 from conveyor.api.exports import MEDIA_TYPES, ExportJob, ExportJobs, ExportJobView, ExportState
@@ -57,7 +58,9 @@ EvaluationId = Annotated[
 
 
 def _jobs(request: Request) -> ExportJobs:
+    """The process's export jobs, with those an earlier process recorded read in."""
     jobs: ExportJobs = request.app.state.export_jobs
+    jobs.read_records(deps_of(request).data_dir / "exports")
     return jobs
 
 
@@ -65,7 +68,7 @@ def _job(request: Request, job_id: str, user: User) -> ExportJob:
     """The job, if the caller may see it: their own, or any for an admin."""
     job = _jobs(request).get(job_id)
     if job is None or (job.owner != user.name and user.role is not Role.ADMIN):
-        raise not_found(f"no export job {job_id!r}; jobs live in the API process", "no_job")
+        raise not_found(f"no export job {job_id!r} (deleted, or never yours)", "no_job")
     return job
 
 
