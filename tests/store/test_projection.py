@@ -14,7 +14,7 @@ from store.models import NodeRow, ReviewRow, SubmissionRow, TaskRow, TaskTagRow,
 from store.projection import apply_batch
 from tests.support.pipelines import label_review
 from workflows import engine
-from workflows.graph import Pipeline
+from workflows.graph import Pipeline, validate_pipeline
 from workflows.messages import (
     Claim,
     Command,
@@ -180,3 +180,35 @@ def test_reconcile_repairs_lost_batches_and_a_corrupt_seq(
         repair(session, last)
     with transaction(sessions) as session:
         assert diff_task(session, last) == []
+
+
+def test_a_task_with_more_nodes_than_one_statement_takes(
+    sessions: sessionmaker[Session],
+) -> None:
+    # start -> step0 .. step449 -> end: the node rows go in several multi-row upserts
+    steps = [f"step{i}" for i in range(450)]
+    nodes: list[dict[str, object]] = [{"name": "start", "kind": "start", "next": [steps[0]]}]
+    for i, step in enumerate(steps):
+        nodes.append(
+            {
+                "name": step,
+                "kind": "subtask",
+                "fields": [{"name": f"answer{i}", "type": "short_text"}],
+                "next": [steps[i + 1] if i + 1 < len(steps) else "end"],
+            }
+        )
+    nodes.append({"name": "end", "kind": "end"})
+    pipeline = validate_pipeline({"name": "long", "nodes": nodes})
+    created = engine.start_task(pipeline, "long/1", {}, engine.Context(T0))
+    batch = ProjectionBatch(
+        view=view_of(created.state, "long/1"), events=created.events, pipeline=pipeline
+    )
+    apply_all(sessions, [batch])
+    with transaction(sessions) as session:
+        stored = dict(
+            session.execute(
+                select(NodeRow.node, NodeRow.status).where(NodeRow.workflow_id == "long/1")
+            ).all()
+        )
+    assert len(stored) == len(pipeline.nodes) == 452
+    assert stored == {name: node.status.value for name, node in created.state.nodes.items()}
