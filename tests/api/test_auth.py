@@ -101,6 +101,9 @@ VIEWER_MAY_NOT: list[tuple[str, str, Any]] = [
     ("POST", "/api/v1/bulk/delete", {"pipeline": "x", "confirm": True}),
     ("POST", "/api/v1/bulk/evaluations", {"pipeline": "x", "evaluators": ["a.b"]}),
     ("POST", "/api/v1/bulk/evaluations/some-id/cancel", None),
+    ("GET", "/api/v1/users", None),
+    ("POST", "/api/v1/users", {"name": "x", "role": "viewer"}),
+    ("POST", "/api/v1/users/vera/keys", {}),
 ]
 
 CONTRIBUTOR_MAY_NOT: list[tuple[str, str, Any]] = [
@@ -123,6 +126,9 @@ CONTRIBUTOR_MAY_NOT: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/analytics/llm", None),
     ("GET", "/api/v1/analytics/eval?pipeline=x", None),
     ("GET", "/api/v1/analytics/agreement?pipeline=x", None),
+    ("GET", "/api/v1/users/ana", None),
+    ("POST", "/api/v1/users/bo/disable", None),
+    ("POST", "/api/v1/users/bo/keys/revoke", {}),
 ]
 
 
