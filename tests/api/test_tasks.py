@@ -127,6 +127,18 @@ async def test_explorer_filters_sorts_pages_and_shows_detail(api: Api) -> None:
     assert [e["kind"] for e in detail["timeline"]][:1] == ["created"]
     error_of(await api.get(f"/api/v1/tasks/{name}/missing"), 404, "task_not_found")
 
+    # the live state comes from the workflow itself; it holds claim tokens, so admins only
+    wid = f"{name}/t0"
+    r = await api.post(f"/api/v1/tasks/{wid}/claim", json={"node": "label"}, as_="ana")
+    assert r.status_code == 200, r.text
+    live = await api.get(f"/api/v1/tasks/{wid}/state")
+    assert live.status_code == 200, live.text
+    claimed = {n["name"]: n for n in live.json()["nodes"]}["label"]
+    assert (claimed["status"], claimed["claim"]["holder"]) == ("Claimed", "ana")
+    assert claimed["claim"]["token"] == r.json()["token"]
+    error_of(await api.get(f"/api/v1/tasks/{wid}/state", as_="vera"), 403, "forbidden")
+    error_of(await api.get(f"/api/v1/tasks/{name}/missing/state"), 404)
+
 
 async def _claim_and_submit(api: Api, workflow_id: str, who: str = "ana") -> None:
     r = await api.post(f"/api/v1/tasks/{workflow_id}/claim", json={"node": "label"}, as_=who)

@@ -55,6 +55,7 @@ from workflows.messages import (
     RetryFailed,
     Tag,
     TaskStatus,
+    TaskView,
     Untag,
 )
 
@@ -414,6 +415,17 @@ for _op, _body, _build, _summary in _ADMIN_OPS:
         summary=f"Admin: {_summary}",
         tags=["admin"],
     )
+
+
+@router.get(
+    "/tasks/{workflow_id:path}/state",
+    response_model=TaskView,
+    summary="One task's live state from its workflow's state query (admins: it holds tokens)",
+)
+async def live_state(workflow_id: WorkflowId, deps: Deps, _: Admin) -> TaskView:
+    """What the workflow holds this moment, where ``GET /tasks/{id}`` shows the store's
+    projection of it (the same within a moment, unless the projection is behind)."""
+    return await deps.conveyor.task(workflow_id).state()
 
 
 # Registered last: its path would also match the operations' paths (the id may contain '/').
