@@ -7,6 +7,7 @@ retried, replayed and reordered writes can never move the store backwards. Neith
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
@@ -26,8 +27,10 @@ def dialect_insert(session: Session, table: FromClause | type[Any]) -> Any:
     ``table`` is a :class:`~sqlalchemy.Table` or a mapped class (its table is used, so the
     statement is plain Core: column names, no ORM bulk semantics).
     """
-    target = _table(table)
-    name = session.get_bind().dialect.name
+    return _insert_for(session.get_bind().dialect.name, _table(table))
+
+
+def _insert_for(name: str, target: Table) -> Any:
     if name == "postgresql":
         return postgresql.insert(target)
     if name == "sqlite":
@@ -50,8 +53,8 @@ def upsert_ignore(session: Session, table: FromClause | type[Any], values: Value
     rows = _rows(values)
     if not rows:
         return 0
-    stmt = dialect_insert(session, table).values(rows).on_conflict_do_nothing()
-    return _execute_counting(session, stmt)
+    stmt = _ignore_statement(session.get_bind().dialect.name, _table(table))
+    return _execute_counting(session, stmt, rows)
 
 
 def upsert_newer(
@@ -72,8 +75,8 @@ def upsert_newer(
     out-of-order deliveries are harmless.
 
     Args:
-        values: one row, or several rows (with distinct keys: PostgreSQL refuses to update the
-            same row twice in one statement).
+        values: one row, or several rows with the same keys (written one after another, in
+            order, by the same statement).
         key_cols: the columns of a primary key or unique constraint (the conflict target).
         seq_col: the monotonically increasing version column.
         insert_only: non-key columns written on insert and never updated.
@@ -92,14 +95,44 @@ def upsert_newer(
     unknown = [c for c in columns if c not in target.c]
     if unknown:
         raise ValueError(f"upsert_newer into {target.name}: no such columns {', '.join(unknown)}")
-    stmt = dialect_insert(session, target).values(rows)
+    stmt = _newer_statement(
+        session.get_bind().dialect.name,
+        target,
+        tuple(columns),
+        tuple(key_cols),
+        seq_col,
+        frozenset(insert_only),
+    )
+    return _execute_counting(session, stmt, rows)
+
+
+# The statements are built once per shape and executed with each row as its parameters: the
+# SQL is then compiled once and found in SQLAlchemy's cache afterwards. (Building a new
+# ``insert().values(row)`` per row made SQLAlchemy compile every statement again: most of a
+# projection batch's time on SQLite.) Statements are immutable, so threads share them.
+
+
+@functools.lru_cache(maxsize=512)
+def _ignore_statement(dialect: str, target: Table) -> Any:
+    return _insert_for(dialect, target).on_conflict_do_nothing()
+
+
+@functools.lru_cache(maxsize=512)
+def _newer_statement(
+    dialect: str,
+    target: Table,
+    columns: tuple[str, ...],
+    key_cols: tuple[str, ...],
+    seq_col: str,
+    insert_only: frozenset[str],
+) -> Any:
+    stmt = _insert_for(dialect, target)
     skip = {*key_cols, *insert_only}
-    stmt = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=list(key_cols),
         set_={c: stmt.excluded[c] for c in columns if c not in skip},
         where=target.c[seq_col] < stmt.excluded[seq_col],
     )
-    return _execute_counting(session, stmt)
 
 
 def _table(table: FromClause | type[Any]) -> Table:
@@ -113,11 +146,16 @@ def _rows(values: Values) -> list[Mapping[str, Any]]:
     return [values] if isinstance(values, Mapping) else list(values)
 
 
-def _execute_counting(session: Session, stmt: Any) -> int:
-    # SQLAlchemy keeps an INSERT's rowcount only when asked. Both drivers then report the rows
-    # actually written: ignored conflicts and stale (WHERE-refused) updates count 0.
-    result = session.execute(stmt, execution_options={"preserve_rowcount": True})
-    count = cast(CursorResult[Any], result).rowcount
-    if count < 0:
-        raise RuntimeError(f"the {session.get_bind().dialect.name} driver gave no row count")
-    return count
+def _execute_counting(session: Session, stmt: Any, rows: list[Mapping[str, Any]]) -> int:
+    # One execution per row: each row's own rowcount is reliable on both drivers, where an
+    # executemany's is not. SQLAlchemy keeps an INSERT's rowcount only when asked; the drivers
+    # then report the rows actually written: ignored conflicts and stale (WHERE-refused)
+    # updates count 0.
+    total = 0
+    for row in rows:
+        result = session.execute(stmt, row, execution_options={"preserve_rowcount": True})
+        count = cast(CursorResult[Any], result).rowcount
+        if count < 0:
+            raise RuntimeError(f"the {session.get_bind().dialect.name} driver gave no row count")
+        total += count
+    return total

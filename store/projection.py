@@ -36,9 +36,6 @@ from workflows.messages import (
     TimelineEvent,
 )
 
-NODES_PER_STATEMENT = 200
-"""Node rows per upsert: 200 rows of 26 columns stay under SQLite's 32,766 bound parameters."""
-
 # Timeline event kinds that carry a form's values, and the submission kind each records.
 _SUBMISSION_KINDS = {
     "draft_saved": "draft",
@@ -55,16 +52,8 @@ def apply_batch(session: Session, batch: ProjectionBatch) -> None:
     if batch.pipeline is not None:
         ensure_pipeline_version(session, batch.pipeline)
     upsert_newer(session, TaskRow.__table__, task_values(view), ["workflow_id"])
-    # The nodes in as few statements as SQLite's bound-parameter limit allows (their keys
-    # differ, as PostgreSQL needs within one statement).
     rows = [node_values(view, node, batch.blocked.get(node.name)) for node in view.nodes]
-    for start in range(0, len(rows), NODES_PER_STATEMENT):
-        upsert_newer(
-            session,
-            NodeRow.__table__,
-            rows[start : start + NODES_PER_STATEMENT],
-            ["workflow_id", "node"],
-        )
+    upsert_newer(session, NodeRow.__table__, rows, ["workflow_id", "node"])
     stored_seq = session.execute(
         select(TaskRow.seq).where(TaskRow.workflow_id == view.workflow_id)
     ).scalar_one()

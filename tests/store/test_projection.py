@@ -182,10 +182,10 @@ def test_reconcile_repairs_lost_batches_and_a_corrupt_seq(
         assert diff_task(session, last) == []
 
 
-def test_a_task_with_more_nodes_than_one_statement_takes(
+def test_a_task_with_hundreds_of_nodes(
     sessions: sessionmaker[Session],
 ) -> None:
-    # start -> step0 .. step449 -> end: the node rows go in several multi-row upserts
+    # start -> step0 .. step449 -> end
     steps = [f"step{i}" for i in range(450)]
     nodes: list[dict[str, object]] = [{"name": "start", "kind": "start", "next": [steps[0]]}]
     for i, step in enumerate(steps):
