@@ -15,6 +15,8 @@ with "database is locked" when a read-then-write transaction tries to upgrade it
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -97,6 +99,21 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+    _SQLITE_WRITE_LOCKS[engine] = threading.RLock()
+
+
+_SQLITE_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = (
+    weakref.WeakKeyDictionary()
+)
+"""One lock per SQLite engine, taken by :func:`transaction` around each transaction.
+
+SQLite has one write lock per database and every transaction here takes it (``BEGIN
+IMMEDIATE``). Threads of one process that wait for it inside SQLite sleep in its busy handler,
+which backs off up to 100 ms between tries and lets a newcomer overtake a waiter: with six
+projection threads, some waited past the 5 s ``busy_timeout`` and failed with "database is
+locked". Queueing on a lock in Python first hands the database over the moment it is free.
+Other processes on the same file still meet each other in the busy handler."""
+
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions bound to ``engine``; loaded values stay readable after commit."""
@@ -112,7 +129,12 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         with transaction(sessions) as session:
             upsert_contributor(session, "ada", ["annotator"])
     """
-    with factory() as session, session.begin():
+    lock = _SQLITE_WRITE_LOCKS.get(factory.kw.get("bind"))  # type: ignore[arg-type]
+    if lock is None:
+        with factory() as session, session.begin():
+            yield session
+        return
+    with lock, factory() as session, session.begin():
         yield session
 
 

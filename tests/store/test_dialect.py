@@ -131,8 +131,9 @@ def test_concurrent_writers_leave_the_newest(probe_sessions: sessionmaker[Sessio
 
     def write(seq: int) -> None:
         try:
+            # released together; then SQLite takes them one at a time, PostgreSQL at once
+            start.wait(timeout=10)
             with transaction(probe_sessions) as session:
-                start.wait(timeout=10)
                 upsert_newer(session, probe, _snapshot(seq), ["k1", "k2"])
         except BaseException as exc:
             errors.append(exc)
