@@ -286,6 +286,11 @@ def decode_cursor(cursor: str, sort: Sort) -> tuple[Any, str]:
             f"the cursor was made for sort {made_for!r}, not {str(sort)!r}; keep the sort "
             "unchanged while paging, or start from the first page"
         )
+    if (value is None and sort.field not in _NULLABLE) or not isinstance(value, str | None):
+        raise InvalidCursor(
+            f"the cursor's {sort.field.value} value is not one the explorer made; start from "
+            "the first page"
+        )
     if value is not None and sort.field in (
         SortField.CREATED_AT,
         SortField.UPDATED_AT,

@@ -4,7 +4,9 @@ Task Data columns and the task detail views."""
 from __future__ import annotations
 
 import argparse
+import base64
 import csv
+import json
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -237,6 +239,19 @@ def test_cursors_are_checked(
             page(session, name, sort=Sort.parse("updated_at"), after=first.next_cursor)
         with pytest.raises(InvalidCursor, match="omit --after"):
             page(session, name, after="not-a-cursor!")
+        # well-formed, but with values of the wrong type for the sort: refused, not sent to SQL
+        forgeries: list[tuple[str, object]] = [
+            ("task_key", 7),
+            ("task_key", None),
+            ("created_at", [1]),
+            ("status", {}),
+        ]
+        for sort, value in forgeries:
+            forged = base64.urlsafe_b64encode(
+                json.dumps({"s": sort, "v": value, "w": f"{name}/x"}).encode()
+            ).decode()
+            with pytest.raises(InvalidCursor, match=f"cursor's {sort} value"):
+                page(session, name, sort=Sort.parse(sort), after=forged)
     with pytest.raises(ValueError, match="cannot sort by 'colour'"):
         Sort.parse("colour")
     assert str(Sort.parse("-finished_at")) == "-finished_at"
