@@ -42,6 +42,22 @@ def test_workers_wait_for_search_attributes_and_the_store_schema() -> None:
     assert worker["environment"]["CONVEYOR_DATABASE_URL"].startswith("postgresql+psycopg://")
 
 
+def test_the_api_serves_on_its_published_port_with_a_volume_for_exports() -> None:
+    spec = compose()
+    api = spec["services"]["api"]
+    assert api["depends_on"]["store-migrate"]["condition"] == "service_completed_successfully"
+    command = api["command"]
+    assert command[:3] == ["python", "starter.py", "api"]
+    port = command[command.index("--port") + 1]
+    assert api["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"  # reachable from outside
+    volume, target = api["volumes"][0].split(":")
+    assert volume in spec["volumes"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"CONVEYOR_DATA_DIR={target}" in dockerfile  # exports go to the volume
+    assert api["environment"]["CONVEYOR_DATABASE_URL"].startswith("postgresql+psycopg://")
+
+
 def test_metrics_ports_agree_across_settings_compose_dockerfile_and_readme() -> None:
     sdk, app = Settings().metrics_port, Settings().app_metrics_port
     assert (sdk, app) == (9464, 9465)
