@@ -201,6 +201,10 @@ class ExportStateMismatch(ValueError):
     """An unfinished export to this path was started with other options, or cannot go on."""
 
 
+class ExportBusy(ExportStateMismatch):
+    """Another export (another process, or another thread) is writing to this path now."""
+
+
 @dataclass(frozen=True)
 class ExportReport:
     format: ExportFormat
@@ -417,6 +421,64 @@ def _export_to_path(
     """Write the export to ``target``, or continue the unfinished one."""
     files = _ExportFiles(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    with _writing(files):
+        return _export_locked(
+            sessions, pipeline, criteria, fmt, files, progress, page_size, restart, on_resume
+        )
+
+
+@contextmanager
+def _writing(files: _ExportFiles) -> Iterator[None]:
+    """Hold ``<out>.part.lock`` (an advisory ``flock``) while an export writes ``out``.
+
+    Two exports to the same path would interleave their rows and checkpoints. The lock is the
+    operating system's, so it goes with a process that dies; the file is removed by the holder
+    when it is done, and a lock taken on a file that was removed meanwhile is taken again.
+
+    Raises:
+        ExportBusy: another export holds the lock.
+    """
+    try:
+        import fcntl
+    except ImportError:  # no flock (Windows): exports to one path must not overlap there
+        yield
+        return
+    path = files.part(".lock")
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ExportBusy(
+                f"another export is writing {files.out} right now ({path} is locked); wait "
+                "for it to finish, or export to another path"
+            ) from None
+        try:
+            if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except OSError:
+            pass
+        os.close(fd)  # the holder before us removed the file after we opened it: again
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
+
+def _export_locked(
+    sessions: sessionmaker[Session],
+    pipeline: str,
+    criteria: TaskFilter,
+    fmt: ExportFormat,
+    files: _ExportFiles,
+    progress: Progress | None,
+    page_size: int,
+    restart: bool,
+    on_resume: Callable[[int], None] | None,
+) -> ExportReport:
+    target = files.out
     if restart:
         files.discard()
     state = _load_state(files)

@@ -31,6 +31,7 @@ from conveyor.bulk import (
     EXPORT_FORMATS,
     ConfirmationRequired,
     DeleteOutcome,
+    ExportBusy,
     ExportFormat,
     ExportStateMismatch,
     Progress,
@@ -452,6 +453,30 @@ def test_an_interrupted_export_continues_where_it_stopped(
     export(sessions, name, TaskFilter(workflow_ids=ids), fmt, buffer, page_size=PAGE)
     assert set(files_in(folder)) == {f"fresh.{fmt}", out.name, late.name}
     assert sorted(exported_ids(fmt, buffer.getvalue())) == sorted(ids)
+
+
+def test_two_exports_to_one_path_never_write_at_once(
+    sessions: sessionmaker[Session], folder: Path
+) -> None:
+    name, ids = stored_tasks(sessions, 120)
+    out = folder / "tasks.csv"
+    seen: list[str] = []
+
+    def meanwhile(done: int, total: int) -> None:
+        # a second export to the same path, while the first is between two pages
+        with pytest.raises(ExportBusy, match="another export is writing"):
+            export(sessions, name, None, "csv", out, page_size=50)
+        seen.append(f"{done}/{total}")
+
+    report = export(sessions, name, None, "csv", out, meanwhile, page_size=50)
+    assert seen == ["50/120", "100/120", "120/120"] and report.rows == 120
+    assert sorted(r["workflow_id"] for r in csv.DictReader(io.StringIO(out.read_text()))) == sorted(
+        ids
+    )
+    assert list(files_in(folder)) == ["tasks.csv"], "the lock file goes with the export"
+    # a lock left by a process that died is no lock: the operating system released it
+    (folder / "tasks.csv.part.lock").write_text("")
+    assert export(sessions, name, None, "csv", out, restart=True).rows == 120
 
 
 def test_an_unfinished_export_continues_only_with_the_same_options(
