@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from store.dialect import upsert_ignore, upsert_newer
@@ -51,13 +51,12 @@ def apply_batch(session: Session, batch: ProjectionBatch) -> None:
     view = batch.view
     if batch.pipeline is not None:
         ensure_pipeline_version(session, batch.pipeline)
-    upsert_newer(session, TaskRow.__table__, task_values(view), ["workflow_id"])
+    newest = upsert_newer(session, TaskRow.__table__, task_values(view), ["workflow_id"]) == 1
     rows = [node_values(view, node, batch.blocked.get(node.name)) for node in view.nodes]
     upsert_newer(session, NodeRow.__table__, rows, ["workflow_id", "node"])
-    stored_seq = session.execute(
-        select(TaskRow.seq).where(TaskRow.workflow_id == view.workflow_id)
-    ).scalar_one()
-    if stored_seq == view.seq:
+    # Tags follow the newest snapshot only. A batch that wrote nothing is older than the stored
+    # one, or the same one delivered again (whose tags went in with it, in its transaction).
+    if newest:
         replace_tags(session, view.workflow_id, view.tags)
     insert_events(session, view.workflow_id, batch.events, view.pipeline)
 
