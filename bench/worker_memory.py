@@ -6,9 +6,9 @@ Each configuration runs its worker in a subprocess on a task queue of its own, a
 run's dev server and store:
 
 * ``conveyor, python worker.py``: the real entry point, unchanged (``max_cached_workflows``
-  at the SDK default, 1000);
-* ``conveyor, cache N``: the same worker with ``max_cached_workflows`` raised to ``-n``, so
-  every task stays cached;
+  at its default, 1000);
+* ``conveyor, worker.py, cache N``: the same entry point with ``CONVEYOR_MAX_CACHED_WORKFLOWS``
+  set to ``-n``, so every task stays cached;
 * ``bare, ...``: a bare workflow defined here (waits for a claim, answers a query), with the
   default cache and with cache ``-n``: the baseline in the same run.
 
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import os
 import signal
 import subprocess
@@ -87,18 +86,6 @@ class BareWaitWorkflow:
 
 def run_child(kind: str, max_cached: int | None) -> None:
     """The worker process of one configuration (``--child``)."""
-    if kind == "conveyor":
-        import worker as conveyor_worker
-
-        if max_cached is not None:
-            # worker.py has no setting for the cache size; raise it for this process only.
-            setattr(  # noqa: B010 - a module global, patched for this process only
-                conveyor_worker,
-                "Worker",
-                functools.partial(Worker, max_cached_workflows=max_cached),
-            )
-        asyncio.run(conveyor_worker.main())
-        common.hard_exit(0)
     asyncio.run(_bare_child(max_cached))
     common.hard_exit(0)
 
@@ -133,7 +120,7 @@ class Config:
     max_cached: int | None
 
     def command(self) -> list[str]:
-        if self.kind == "conveyor" and self.max_cached is None:
+        if self.kind == "conveyor":  # the cache size comes from CONVEYOR_MAX_CACHED_WORKFLOWS
             return [sys.executable, str(common.ROOT / "worker.py")]
         cmd = [sys.executable, "-m", "bench.worker_memory", "--child", self.kind]
         if self.max_cached is not None:
@@ -206,6 +193,9 @@ async def measure(
         "CONVEYOR_SHUTDOWN_GRACE": "5",
         "PYTHONPATH": str(common.ROOT),
     }
+    env.pop("CONVEYOR_MAX_CACHED_WORKFLOWS", None)
+    if config.kind == "conveyor" and config.max_cached is not None:
+        env["CONVEYOR_MAX_CACHED_WORKFLOWS"] = str(config.max_cached)
     common.note(f"--- {config.name}: {' '.join(config.command()[1:])}")
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -312,7 +302,7 @@ async def main_async(args: Any) -> None:
     n = args.n
     configs = [
         Config("conveyor, python worker.py (cache 1000)", "conveyor", None),
-        Config(f"conveyor, cache {n}", "conveyor", n),
+        Config(f"conveyor, worker.py, cache {n}", "conveyor", n),
     ]
     if not args.no_bare:
         configs += [
@@ -406,7 +396,7 @@ def main() -> None:
         default=12.0,
         help="seconds between stopping one worker and starting the next",
     )
-    p.add_argument("--child", choices=["conveyor", "bare"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["bare"], help=argparse.SUPPRESS)
     p.add_argument("--max-cached", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
