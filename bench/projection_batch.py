@@ -23,8 +23,8 @@ from typing import Any
 import bench._common as common
 from store.db import transaction
 from store.projection import apply_batch
-from tests.store.test_projection import run_task
 from tests.support.pipelines import label_review
+from tests.support.projection import run_task
 from workflows.messages import ProjectionBatch
 
 COLUMNS = 12

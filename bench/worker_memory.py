@@ -84,8 +84,9 @@ class BareWaitWorkflow:
 # --------------------------------------------------------------------------- child processes
 
 
-def run_child(kind: str, max_cached: int | None) -> None:
-    """The worker process of one configuration (``--child``)."""
+def run_child(max_cached: int | None) -> None:
+    """The bare worker process of one configuration (``--child bare``); Conveyor's
+    configurations run ``worker.py`` itself."""
     asyncio.run(_bare_child(max_cached))
     common.hard_exit(0)
 
@@ -400,7 +401,7 @@ def main() -> None:
     p.add_argument("--max-cached", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        run_child(args.child, args.max_cached)
+        run_child(args.max_cached)
         return
     asyncio.run(main_async(args))
     common.hard_exit(0)

@@ -91,28 +91,13 @@ async def next_work(
             break
         item = random.choice(fresh[:SPREAD])
         tried.add((item.workflow_id, item.node))
-        outcome = await asyncio.to_thread(_reserve, sessions, contributor, roles, item)
-        if outcome == _AT_LIMIT:
+        try:
+            result = await _claim_item(conveyor, sessions, contributor, roles, item)
+        except ClaimLimitReached:
             at_limit.add(item.pipeline)
             continue
-        if outcome == _TAKEN:
-            continue  # another of this contributor's calls is claiming it right now
-        try:
-            result = await conveyor.task(item.workflow_id).send(
-                Claim(
-                    request_id=uuid.uuid4().hex,
-                    contributor=contributor,
-                    roles=roles,
-                    node=item.node,
-                )
-            )
-        except CommandRejected:
-            await asyncio.to_thread(_release, sessions, contributor, item, None)
-            continue
-        except BaseException:
-            await asyncio.to_thread(_release, sessions, contributor, item, None)
-            raise
-        await asyncio.to_thread(_release, sessions, contributor, item, result)
+        except (AlreadyClaiming, CommandRejected):
+            continue  # another of this contributor's calls has it, or someone was faster
         return Claimed(item, result)
     if at_limit:
         raise NoWorkAvailable(
@@ -135,9 +120,9 @@ async def claim_node(
     *,
     request_id: str | None = None,
 ) -> CommandResult:
-    """Claim one chosen node with the claim limit
-    kept as ``next`` keeps it: checked, and a reservation made, under the contributor's lock in
-    the store before the workflow is asked, so concurrent claims cannot pass the limit together.
+    """Claim one chosen node, with the claim limit kept as ``next`` keeps it: checked, and a
+    reservation made, under the contributor's lock in the store before the workflow is asked,
+    so concurrent claims cannot pass the limit together.
 
     Raises:
         ClaimLimitReached: the contributor is at the pipeline's claim limit.
@@ -146,19 +131,34 @@ async def claim_node(
     """
     pipeline = workflow_id.split("/", 1)[0]
     item = WorkItem(workflow_id, node, pipeline, NodeStatus.AVAILABLE.value, None)
+    return await _claim_item(conveyor, sessions, contributor, roles, item, request_id)
+
+
+async def _claim_item(
+    conveyor: ConveyorClient,
+    sessions: sessionmaker[Session],
+    contributor: str,
+    roles: list[str],
+    item: WorkItem,
+    request_id: str | None = None,
+) -> CommandResult:
+    """Reserve ``item`` within the limit, ask the workflow, then record the claim (if there is
+    one) and drop the reservation, whatever the answer."""
     outcome = await asyncio.to_thread(_reserve, sessions, contributor, roles, item)
     if outcome == _AT_LIMIT:
-        raise ClaimLimitReached(contributor, pipeline)
+        raise ClaimLimitReached(contributor, item.pipeline)
     if outcome == _TAKEN:
-        raise AlreadyClaiming(f"{contributor} is claiming {node} of {workflow_id} elsewhere")
+        raise AlreadyClaiming(
+            f"{contributor} is claiming {item.node} of {item.workflow_id} elsewhere"
+        )
     result: CommandResult | None = None
     try:
-        result = await conveyor.task(workflow_id).send(
+        result = await conveyor.task(item.workflow_id).send(
             Claim(
                 request_id=request_id or uuid.uuid4().hex,
                 contributor=contributor,
                 roles=roles,
-                node=node,
+                node=item.node,
             )
         )
     finally:

@@ -18,7 +18,7 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -130,11 +130,7 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             upsert_contributor(session, "ada", ["annotator"])
     """
     lock = _SQLITE_WRITE_LOCKS.get(factory.kw.get("bind"))  # type: ignore[arg-type]
-    if lock is None:
-        with factory() as session, session.begin():
-            yield session
-        return
-    with lock, factory() as session, session.begin():
+    with lock or nullcontext(), factory() as session, session.begin():
         yield session
 
 

@@ -162,10 +162,14 @@ class ExportJob:
         if job.state in (ExportState.QUEUED, ExportState.RUNNING):
             job.state, job.error = ExportState.FAILED, INTERRUPTED
             job.finished_at = job.finished_at or datetime.now(UTC)
-            for part in job.path.parent.glob(f"{job.path.name}.part*"):
-                part.unlink(missing_ok=True)
+            job.discard_parts()
             job.save()
         return job
+
+    def discard_parts(self) -> None:
+        """Remove what an export that did not finish left behind (its ``.part`` files)."""
+        for part in self.path.parent.glob(f"{self.path.name}.part*"):
+            part.unlink(missing_ok=True)
 
     @property
     def filename(self) -> str:
@@ -255,8 +259,7 @@ class ExportJobs:
                 job.state = ExportState.CANCELLED
         job.finished_at = datetime.now(UTC)
         if job.state is not ExportState.DONE:
-            for part in job.path.parent.glob(f"{job.path.name}.part*"):
-                part.unlink(missing_ok=True)
+            job.discard_parts()
         if job.forget:
             with self._lock:
                 self._jobs.pop(job.id, None)
