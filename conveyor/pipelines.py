@@ -106,14 +106,21 @@ def parse_text(text: str, *, json_only: bool = False, where: str = "file", sourc
                 where, f"{source}invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
             ) from None
     try:
-        root = yaml.compose(text, Loader=_StrictLoader)  # a SafeLoader subclass: plain data only
-        if root is not None and _expanded_size(root) > MAX_EXPANDED_NODES:
-            raise _problem(
-                where,
-                f"{source}the YAML expands to too many values (anchors and aliases referring to "
-                "each other); write the definition out",
-            )
-        return yaml.load(text, Loader=_StrictLoader)
+        loader = _StrictLoader(text)  # a SafeLoader subclass: plain data only
+        try:
+            # Parsed once into nodes; their expanded size is checked before any value is built.
+            root = loader.get_single_node()
+            if root is None:
+                return None
+            if _expanded_size(root) > MAX_EXPANDED_NODES:
+                raise _problem(
+                    where,
+                    f"{source}the YAML expands to too many values (anchors and aliases referring "
+                    "to each other); write the definition out",
+                )
+            return loader.construct_document(root)
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
