@@ -242,10 +242,14 @@ class Workers:
         path = self.logs.get(proc.pid)
         return proc.poll() is None and path is not None and b"polling" in path.read_bytes()
 
+    def all_ready(self) -> bool:
+        """Every worker polls (a kill before that would only test start-up)."""
+        return all(self.ready(p) for p in self.procs)
+
     async def wait_ready(self, timeout: float = 120.0) -> None:
-        """Until every worker polls (a kill before that would only test start-up)."""
+        """Until every worker polls."""
         deadline = time.monotonic() + timeout
-        while not all(self.ready(p) for p in self.procs) and time.monotonic() < deadline:
+        while not self.all_ready() and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
 
     def kill_one(self) -> bool:
@@ -678,6 +682,7 @@ async def run_faults(config: FaultConfig) -> FaultReport:
             server_due = config.restart_server
             pg_due = config.restart_postgres
             next_kill = time.monotonic() + config.kill_every
+            settling = False  # replacements are starting: the next kill waits for them
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), 0.5)
@@ -700,6 +705,11 @@ async def run_faults(config: FaultConfig) -> FaultReport:
                     else:
                         pg_skipped = why
                         note(f"PostgreSQL restart not possible: {why}")
+                elif settling:
+                    # Not awaited in one go: a restart that falls due meanwhile goes first.
+                    if workers.all_ready():
+                        settling = False
+                        next_kill = time.monotonic() + config.kill_every
                 elif time.monotonic() >= next_kill and (
                     config.max_kills is None or workers.kills < config.max_kills
                 ):
@@ -708,8 +718,7 @@ async def run_faults(config: FaultConfig) -> FaultReport:
                     else:
                         note("no worker polling to kill (all starting up); waiting for them")
                     workers.revive(config.workers)
-                    await workers.wait_ready()
-                    next_kill = time.monotonic() + config.kill_every
+                    settling = True
 
         gate = asyncio.Semaphore(config.concurrency)
         views: dict[int, TaskView] = {}
