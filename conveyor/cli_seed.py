@@ -255,7 +255,7 @@ async def stop_seeder(
     async with asyncio.timeout(timeout):
         for attempt in range(_RACE_RETRIES):
             try:
-                return await handle.execute_update(SeederWorkflow.stop, request)
+                return await handle.execute_update("stop", request, result_type=SeederProgress)
             except RPCError as err:
                 if err.status == RPCStatusCode.NOT_FOUND:
                     return await handle.result()  # it ended meanwhile

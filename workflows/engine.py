@@ -181,6 +181,7 @@ def apply(pipeline: Pipeline, state: TaskState, command: Command, ctx: Context) 
 
     A command whose ``request_id`` was seen before gets its first answer back, unchanged.
     """
+    actor = _actor_of(command)
     previous = state.responses.get(command.request_id)
     if previous is not None:
         if previous.command != command.type:
@@ -190,8 +191,16 @@ def apply(pipeline: Pipeline, state: TaskState, command: Command, ctx: Context) 
                 f"request_id '{command.request_id}' was already used for a "
                 f"'{previous.command}' command; send a new request_id",
             )
+        # Answers recorded before actors were kept (None) are given back as they always were.
+        if previous.actor is not None and previous.actor != actor:
+            return _rejection(
+                state,
+                command,
+                f"request_id '{command.request_id}' was already used by someone else; "
+                "send a new request_id",
+            )
         return Outcome(state, previous)
-    run = _Run(pipeline, _working_copy(state), ctx, actor=_actor_of(command))
+    run = _Run(pipeline, _working_copy(state), ctx, actor=actor)
     handler = _HANDLERS[type(command)]
     try:
         message, extra = handler(run, command)
@@ -204,6 +213,7 @@ def apply(pipeline: Pipeline, state: TaskState, command: Command, ctx: Context) 
         message=message,
         status=run.state.status,
         seq=run.state.seq,
+        actor=actor,
         **extra,
     )
     run.state.updated_at = ctx.now
@@ -228,8 +238,41 @@ def record_rejection(
         f"{command.type} rejected: {outcome.result.message}",
         {"request_id": command.request_id, "field_errors": outcome.result.field_errors},
     )
-    _remember(new, outcome.result)
+    # A request_id refused for belonging to an earlier command keeps that command's answer.
+    if command.request_id not in new.responses:
+        _remember(new, outcome.result)
     return Outcome(new, outcome.result, run.events)
+
+
+def record_undecodable(
+    pipeline: Pipeline,
+    state: TaskState,
+    result: CommandResult,
+    ctx: Context,
+    *,
+    actor: str | None = None,
+) -> Outcome:
+    """Keep a signal whose payload could not be read as its command in the timeline.
+
+    ``result`` names the command, the problems and the request_id when one could be read. Its
+    answer is not remembered: the request never became a command, so the sender may resend
+    the same request_id with a payload that fits.
+    """
+    new = _working_copy(state)
+    who = actor or SYSTEM
+    run = _Run(pipeline, new, ctx, actor=who)
+    run.emit(
+        "rejected",
+        who,
+        None,
+        f"{result.command} rejected: {result.message}",
+        {
+            "request_id": result.request_id or None,
+            "field_errors": result.field_errors,
+            "problems": [p.model_dump() for p in result.problems],
+        },
+    )
+    return Outcome(new, result, run.events)
 
 
 def task_view(state: TaskState, workflow_id: str, *, timeline: bool = True) -> TaskView:
@@ -397,6 +440,7 @@ def _rejection(
         node=getattr(command, "node", None),
         field_errors=dict(field_errors or {}),
         status=state.status,
+        actor=_actor_of(command),
     )
     return Outcome(state, result)
 

@@ -361,6 +361,38 @@ Command = Annotated[
     Field(discriminator="type"),
 ]
 
+TASK_COMMANDS: dict[str, type[_Msg]] = {
+    model.model_fields["type"].default: model
+    for model in (
+        Claim,
+        Release,
+        SaveDraft,
+        Submit,
+        Regenerate,
+        Review,
+        Pause,
+        Resume,
+        Activate,
+        EditSubmission,
+        ReleaseClaim,
+        Escalate,
+        Deescalate,
+        ResolveQuarantine,
+        Tag,
+        Untag,
+        RetryFailed,
+    )
+}
+"""The commands a task takes from outside, by name: each is an update and a signal of that name
+on ``TaskWorkflow``. The others in :data:`Command` come from the workflow itself."""
+
+
+class Problem(_Msg):
+    """One thing wrong with a command's payload: where (``at``, a dotted path) and what."""
+
+    at: str
+    problem: str
+
 
 class CommandResult(_Msg):
     """The answer to a command. Rejections carry a reason and, for forms, per-field errors."""
@@ -379,6 +411,10 @@ class CommandResult(_Msg):
     """The task's event sequence number after the command (0 for a rejection)."""
     evaluations: list[EvaluationRecord] = Field(default_factory=list)
     """save_draft and submit: the node's inline evaluators' verdicts, for the contributor."""
+    problems: list[Problem] = Field(default_factory=list)
+    """A payload that could not be read as the command: each problem, where and what."""
+    actor: str | None = None
+    """Who sent the command first; a repeat of its request_id from anyone else is refused."""
 
 
 # --------------------------------------------------------------------------- state

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import NoReturn, TypeVar
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -61,8 +63,11 @@ with workflow.unsafe.imports_passed_through():
         SWEEP_HEARTBEAT,
         SWEEP_START_TO_CLOSE,
     )
+    from workflows.payloads import Undecodable, decode
 
 REJECTED = "PipelineCommandRejected"
+C = TypeVar("C", ApplyVersion, ChangeStatus)
+
 EVENTS_KEPT = 200
 RESPONSES_KEPT = 500
 BLOCKING = (TaskStatus.FAILED, TaskStatus.ESCALATED, TaskStatus.QUARANTINED)
@@ -228,8 +233,12 @@ class PipelineWorkflow:
 
     # ------------------------------------------------------------------ updates
 
+    # Handlers take the raw payload and decode it themselves, so that no payload can reach the
+    # workflow task as an exception (workflows.payloads).
+
     @workflow.update
-    def apply(self, command: ApplyVersion) -> PipelineCommandResult:
+    def apply(self, raw: RawValue) -> PipelineCommandResult:
+        command = self._read("apply", raw, ApplyVersion)
         previous = self._state.responses.get(command.request_id)
         if previous is not None:
             return previous
@@ -264,7 +273,8 @@ class PipelineWorkflow:
         )
 
     @apply.validator
-    def _apply_ok(self, command: ApplyVersion) -> None:
+    def _apply_ok(self, raw: RawValue) -> None:
+        command = self._read("apply", raw, ApplyVersion)
         if command.request_id in self._state.responses:
             return
         if command.pipeline.name != self._state.name:
@@ -275,7 +285,8 @@ class PipelineWorkflow:
             self._reject(f"pipeline '{self._state.name}' is Archived; it takes no new versions")
 
     @workflow.update
-    def change_status(self, command: ChangeStatus) -> PipelineCommandResult:
+    def change_status(self, raw: RawValue) -> PipelineCommandResult:
+        command = self._read("change_status", raw, ChangeStatus)
         previous = self._state.responses.get(command.request_id)
         if previous is not None:
             return previous
@@ -302,7 +313,8 @@ class PipelineWorkflow:
         return self._answer(command.request_id, f"pipeline is {command.to} (was {before})")
 
     @change_status.validator
-    def _change_status_ok(self, command: ChangeStatus) -> None:
+    def _change_status_ok(self, raw: RawValue) -> None:
+        command = self._read("change_status", raw, ChangeStatus)
         if command.request_id in self._state.responses:
             return
         before = self._state.status
@@ -365,8 +377,14 @@ class PipelineWorkflow:
             responses.pop(next(iter(responses)))
         return result
 
-    def _reject(self, message: str) -> None:
+    def _reject(self, message: str) -> NoReturn:
         raise ApplicationError(message, type=REJECTED, non_retryable=True)
+
+    def _read(self, name: str, raw: RawValue, model: type[C]) -> C:
+        try:
+            return decode(name, raw, model)
+        except Undecodable as bad:
+            self._reject(bad.result.message)
 
     def _event(self, actor: str, message: str) -> None:
         events = self._state.events

@@ -46,11 +46,13 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+    from workflows.payloads import Undecodable, decode
 
 SEEDER_WORKFLOW = "Seeder"
 """Workflow type of :class:`SeederWorkflow`."""
@@ -439,12 +441,21 @@ class SeederWorkflow:
         return self._progress
 
     @workflow.update
-    async def stop(self, request: StopSeeding) -> SeederProgress:
-        """End the seeder after the batch in progress; answers with the final progress."""
+    async def stop(self, raw: RawValue) -> SeederProgress:
+        """End the seeder after the batch in progress; answers with the final progress.
+
+        Takes the raw payload (a :class:`StopSeeding`) and decodes it itself, so that no payload
+        can reach the workflow task as an exception.
+        """
+        request = _read_stop(raw)
         if self._stop is None:
             self._stop = request
         await workflow.wait_condition(lambda: self._finished)
         return self._progress
+
+    @stop.validator
+    def _stop_ok(self, raw: RawValue) -> None:
+        _read_stop(raw)
 
     @workflow.run
     async def run(self, input: SeederInput) -> SeederProgress:
@@ -696,3 +707,15 @@ def _final(err: ActivityError) -> bool:
     if not isinstance(cause, ApplicationError):
         return False
     return cause.non_retryable or cause.type in (BATCH_RETRY.non_retryable_error_types or ())
+
+
+def _read_stop(raw: RawValue) -> StopSeeding:
+    try:
+        return decode("stop", raw, StopSeeding)
+    except Undecodable as bad:
+        raise ApplicationError(
+            bad.result.message,
+            bad.result.model_dump(mode="json"),
+            type="Rejected",
+            non_retryable=True,
+        ) from None

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -87,12 +88,35 @@ with workflow.unsafe.imports_passed_through():
         SA_STATUS,
         SA_TAGS,
     )
+    from workflows.payloads import Undecodable, decode
 
 TASK_CHAINS_PATCH = "task-completion-chains"
 """``workflow.patched`` id of firing ``on_task_completion`` chains as a task finishes."""
 
+RAW_PAYLOADS_PATCH = "raw-command-payloads"
+"""``workflow.patched`` id of recording signals whose payload is not their command as rejected."""
+
 REJECTED = "CommandRejected"
 """``ApplicationError.type`` of a refused update; its first detail is the CommandResult."""
+
+
+def _command(name: str, model: type[Command]) -> tuple[Any, Any]:
+    """The update (with its validator) and the signal named ``name`` for ``model``."""
+
+    def update(self, raw: RawValue) -> CommandResult:
+        return self._update(name, model, raw)
+
+    def validate(self, raw: RawValue) -> None:
+        self._validate(name, model, raw)
+
+    def signal(self, raw: RawValue) -> None:
+        self._signal(name, model, raw)
+
+    update.__name__ = update.__qualname__ = name
+    signal.__name__ = signal.__qualname__ = f"{name}_signal"
+    handler = workflow.update(name=name)(update)
+    handler.validator(validate)
+    return handler, workflow.signal(name=name)(signal)
 
 
 @workflow.defn
@@ -434,35 +458,47 @@ class TaskWorkflow:
             self._commit(outcome)
         return outcome.result
 
-    def _validate(self, command: Command) -> None:
+    def _validate(self, name: str, model: type[Command], raw: RawValue) -> None:
+        command = self._decode_for_update(name, model, raw)
         # No token and no uuid4() here: validators do not run on replay, so they must not
         # consume workflow randomness.
         outcome = engine.apply(
             self._pipeline, self._state, command, engine.Context(now=workflow.now())
         )
         if not outcome.accepted:
-            raise ApplicationError(
-                outcome.result.message,
-                outcome.result.model_dump(mode="json"),
-                type=REJECTED,
-                non_retryable=True,
-            )
+            raise _rejected(outcome.result)
 
-    def _update(self, command: Command) -> CommandResult:
+    def _update(self, name: str, model: type[Command], raw: RawValue) -> CommandResult:
+        command = self._decode_for_update(name, model, raw)
         outcome = engine.apply(self._pipeline, self._state, command, self._context())
         if not outcome.accepted:
             # State moved between validation and handling (e.g. two claims in one batch).
-            raise ApplicationError(
-                outcome.result.message,
-                outcome.result.model_dump(mode="json"),
-                type=REJECTED,
-                non_retryable=True,
-            )
+            raise _rejected(outcome.result)
         self._commit(outcome)
         return outcome.result
 
-    def _signal(self, command: Command) -> None:
+    @staticmethod
+    def _decode_for_update(name: str, model: type[Command], raw: RawValue) -> Command:
+        try:
+            return decode(name, raw, model)
+        except Undecodable as bad:
+            raise _rejected(bad.result) from None
+
+    def _signal(self, name: str, model: type[Command], raw: RawValue) -> None:
         context = self._context()
+        try:
+            command = decode(name, raw, model)
+        except Undecodable as bad:
+            # Before this patch such a signal was dropped by the SDK (or wedged the task);
+            # histories from then replay as they ran.
+            if workflow.patched(RAW_PAYLOADS_PATCH):
+                self._commit(
+                    engine.record_undecodable(
+                        self._pipeline, self._state, bad.result, context, actor=bad.actor
+                    )
+                )
+            workflow.logger.info("signal %s refused: %s", name, bad.result.message)
+            return
         outcome = engine.apply(self._pipeline, self._state, command, context)
         if not outcome.accepted:
             outcome = engine.record_rejection(
@@ -500,214 +536,37 @@ class TaskWorkflow:
         """The task view: status, every node's status, assignee, values, review data, counters."""
         return self._view()
 
-    # ------------------------------------------------------------------ updates
-    # Each command is an update (with a validator) and a signal of the same name.
+    # ------------------------------------------------------------------ commands
+    # Each command is an update (with a validator) and a signal of the same name. Handlers take
+    # the raw payload and decode it themselves (workflows.payloads), so no payload can reach the
+    # workflow task as an exception: see :func:`_command`.
 
-    @workflow.update
-    def claim(self, command: Claim) -> CommandResult:
-        return self._update(command)
-
-    @claim.validator
-    def _claim_ok(self, command: Claim) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="claim")
-    def claim_signal(self, command: Claim) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def release(self, command: Release) -> CommandResult:
-        return self._update(command)
-
-    @release.validator
-    def _release_ok(self, command: Release) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="release")
-    def release_signal(self, command: Release) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def save_draft(self, command: SaveDraft) -> CommandResult:
-        return self._update(command)
-
-    @save_draft.validator
-    def _save_draft_ok(self, command: SaveDraft) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="save_draft")
-    def save_draft_signal(self, command: SaveDraft) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def submit(self, command: Submit) -> CommandResult:
-        return self._update(command)
-
-    @submit.validator
-    def _submit_ok(self, command: Submit) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="submit")
-    def submit_signal(self, command: Submit) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def regenerate(self, command: Regenerate) -> CommandResult:
-        return self._update(command)
-
-    @regenerate.validator
-    def _regenerate_ok(self, command: Regenerate) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="regenerate")
-    def regenerate_signal(self, command: Regenerate) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def review(self, command: Review) -> CommandResult:
-        return self._update(command)
-
-    @review.validator
-    def _review_ok(self, command: Review) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="review")
-    def review_signal(self, command: Review) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def pause(self, command: Pause) -> CommandResult:
-        return self._update(command)
-
-    @pause.validator
-    def _pause_ok(self, command: Pause) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="pause")
-    def pause_signal(self, command: Pause) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def resume(self, command: Resume) -> CommandResult:
-        return self._update(command)
-
-    @resume.validator
-    def _resume_ok(self, command: Resume) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="resume")
-    def resume_signal(self, command: Resume) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def activate(self, command: Activate) -> CommandResult:
-        return self._update(command)
-
-    @activate.validator
-    def _activate_ok(self, command: Activate) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="activate")
-    def activate_signal(self, command: Activate) -> None:
-        self._signal(command)
-
+    claim, claim_signal = _command("claim", Claim)
+    release, release_signal = _command("release", Release)
+    save_draft, save_draft_signal = _command("save_draft", SaveDraft)
+    submit, submit_signal = _command("submit", Submit)
+    regenerate, regenerate_signal = _command("regenerate", Regenerate)
+    review, review_signal = _command("review", Review)
+    pause, pause_signal = _command("pause", Pause)
+    resume, resume_signal = _command("resume", Resume)
+    activate, activate_signal = _command("activate", Activate)
     # -- admin
+    edit_submission, edit_submission_signal = _command("edit_submission", EditSubmission)
+    release_claim, release_claim_signal = _command("release_claim", ReleaseClaim)
+    escalate, escalate_signal = _command("escalate", Escalate)
+    deescalate, deescalate_signal = _command("deescalate", Deescalate)
+    resolve_quarantine, resolve_quarantine_signal = _command(
+        "resolve_quarantine", ResolveQuarantine
+    )
+    tag, tag_signal = _command("tag", Tag)
+    untag, untag_signal = _command("untag", Untag)
+    retry, retry_signal = _command("retry", RetryFailed)
 
-    @workflow.update
-    def edit_submission(self, command: EditSubmission) -> CommandResult:
-        return self._update(command)
 
-    @edit_submission.validator
-    def _edit_submission_ok(self, command: EditSubmission) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="edit_submission")
-    def edit_submission_signal(self, command: EditSubmission) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def release_claim(self, command: ReleaseClaim) -> CommandResult:
-        return self._update(command)
-
-    @release_claim.validator
-    def _release_claim_ok(self, command: ReleaseClaim) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="release_claim")
-    def release_claim_signal(self, command: ReleaseClaim) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def escalate(self, command: Escalate) -> CommandResult:
-        return self._update(command)
-
-    @escalate.validator
-    def _escalate_ok(self, command: Escalate) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="escalate")
-    def escalate_signal(self, command: Escalate) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def deescalate(self, command: Deescalate) -> CommandResult:
-        return self._update(command)
-
-    @deescalate.validator
-    def _deescalate_ok(self, command: Deescalate) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="deescalate")
-    def deescalate_signal(self, command: Deescalate) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def resolve_quarantine(self, command: ResolveQuarantine) -> CommandResult:
-        return self._update(command)
-
-    @resolve_quarantine.validator
-    def _resolve_quarantine_ok(self, command: ResolveQuarantine) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="resolve_quarantine")
-    def resolve_quarantine_signal(self, command: ResolveQuarantine) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def tag(self, command: Tag) -> CommandResult:
-        return self._update(command)
-
-    @tag.validator
-    def _tag_ok(self, command: Tag) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="tag")
-    def tag_signal(self, command: Tag) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def untag(self, command: Untag) -> CommandResult:
-        return self._update(command)
-
-    @untag.validator
-    def _untag_ok(self, command: Untag) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="untag")
-    def untag_signal(self, command: Untag) -> None:
-        self._signal(command)
-
-    @workflow.update
-    def retry(self, command: RetryFailed) -> CommandResult:
-        return self._update(command)
-
-    @retry.validator
-    def _retry_ok(self, command: RetryFailed) -> None:
-        self._validate(command)
-
-    @workflow.signal(name="retry")
-    def retry_signal(self, command: RetryFailed) -> None:
-        self._signal(command)
+def _rejected(result: CommandResult) -> ApplicationError:
+    return ApplicationError(
+        result.message, result.model_dump(mode="json"), type=REJECTED, non_retryable=True
+    )
 
 
 def _reason(err: ActivityError) -> str:

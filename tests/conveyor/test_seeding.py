@@ -202,7 +202,9 @@ async def test_file_source_keeps_n_in_flight_and_cycles(
     assert rows["seed-c1-r0"][1] == "row 0" and rows["seed-c0-r6"][1] == "row 6"
     assert sum(1 for status, _ in rows.values() if status != TaskStatus.FINISHED) == 5
 
-    final = await handle.execute_update(SeederWorkflow.stop, StopSeeding(by="ops", reason="done"))
+    final = await handle.execute_update(
+        "stop", StopSeeding(by="ops", reason="done"), result_type=SeederProgress
+    )
     assert final.state == SeederState.STOPPED and final.note == "stopped by ops: done"
     assert (final.created, final.existed, final.invalid) == (8, 0, 0)
     assert final.cursor == SeedCursor(cycle=1, row=1)
@@ -288,7 +290,7 @@ async def test_llm_source_with_the_offline_model(
     await finish(conveyor, name, "seed-l0-1")
     topped = first | {"seed-l1-1", "seed-l1-2"}
     await until(lambda: set(stored(store_sessions, name)) == topped, "the leftovers used")
-    final = await handle.execute_update(SeederWorkflow.stop, StopSeeding())
+    final = await handle.execute_update("stop", StopSeeding(), result_type=SeederProgress)
     assert final.llm.calls == 2 and final.cursor.pending == []
     assert (final.created, final.invalid) == (6, 0)
 

@@ -460,9 +460,29 @@ def test_a_repeated_request_id_returns_the_first_answer() -> None:
     assert again.result.token == "t1"
     assert again.events == []
     assert again.state is task.state
-    # Same id, same command type, different content: still the first answer.
-    other = Claim(request_id="same", contributor="bo", roles=REVIEWER, node="check")
+    # Same id, same command type and sender, different content: still the first answer.
+    other = Claim(request_id="same", contributor="ana", roles=REVIEWER, node="check")
     assert apply(task.pipeline, task.state, other, CTX).result == first.result
+
+
+def test_a_request_id_answers_only_the_one_who_sent_it_first() -> None:
+    task = Task(label_review())
+    ok(task.send(Claim(request_id="same", contributor="ana", roles=LABELER), token="t1"))
+    out = apply(
+        task.pipeline,
+        task.state,
+        Claim(request_id="same", contributor="bo", roles=LABELER),
+        Context(now=NOW, token="t2"),
+    )
+    no(out, "request_id 'same' was already used by someone else", "new request_id")
+    assert out.result.token is None  # ana's claim token is not handed to bo
+    assert out.state is task.state
+    # Recorded as a refused signal, the id still answers ana with her claim.
+    rejected = record_rejection(
+        task.pipeline, task.state, out, Claim(request_id="same", contributor="bo"), CTX
+    )
+    assert rejected.state.responses["same"].token == "t1"
+    assert rejected.events[-1].kind == "rejected"
 
 
 def test_a_request_id_reused_for_another_command_type_is_rejected() -> None:
