@@ -39,7 +39,6 @@ from workflows.options import (
     PIPELINE_PROJECT_ACTIVITY,
     SWEEP_ACTIVITY,
 )
-from workflows.task import TaskWorkflow
 
 PAGE_SIZE = 1000
 SETTLE_SECONDS = 20.0
@@ -84,7 +83,7 @@ class PipelineActivities:
                 async with gate:
                     if request.action == "pause":
                         await handle.signal(
-                            TaskWorkflow.pause_signal,
+                            "pause",
                             Pause(
                                 request_id=f"pipeline-pause:{request.epoch}:{request.round}",
                                 by=PIPELINE_ACTOR,
@@ -93,7 +92,7 @@ class PipelineActivities:
                         )
                     else:
                         await handle.signal(
-                            TaskWorkflow.resume_signal,
+                            "resume",
                             Resume(
                                 request_id=f"pipeline-resume:{request.epoch}",
                                 by=PIPELINE_ACTOR,

@@ -38,34 +38,18 @@ from workflows.chains import unknown_target_fields
 from workflows.graph import Pipeline
 from workflows.graph_checks import chain_problems
 from workflows.messages import (
-    Activate,
+    TASK_COMMANDS,
     ApplyVersion,
     ChangeStatus,
-    Claim,
     Command,
     CommandResult,
-    Deescalate,
-    EditSubmission,
-    Escalate,
-    Pause,
     PipelineCommandResult,
     PipelineInput,
     PipelineStatus,
     PipelineView,
-    Regenerate,
-    Release,
-    ReleaseClaim,
-    ResolveQuarantine,
-    Resume,
-    RetryFailed,
-    Review,
-    SaveDraft,
-    Submit,
-    Tag,
     TaskInput,
     TaskStatus,
     TaskView,
-    Untag,
 )
 from workflows.options import (
     DEFAULT_TASK_QUEUE,
@@ -106,45 +90,11 @@ class NoWorkerResponded(TimeoutError):
     """An update got no answer in time: usually no worker polls the task queue."""
 
 
-_UPDATES: dict[type, Any] = {
-    Claim: TaskWorkflow.claim,
-    Release: TaskWorkflow.release,
-    SaveDraft: TaskWorkflow.save_draft,
-    Submit: TaskWorkflow.submit,
-    Review: TaskWorkflow.review,
-    Pause: TaskWorkflow.pause,
-    Resume: TaskWorkflow.resume,
-    Activate: TaskWorkflow.activate,
-    EditSubmission: TaskWorkflow.edit_submission,
-    ReleaseClaim: TaskWorkflow.release_claim,
-    Escalate: TaskWorkflow.escalate,
-    Deescalate: TaskWorkflow.deescalate,
-    ResolveQuarantine: TaskWorkflow.resolve_quarantine,
-    Tag: TaskWorkflow.tag,
-    Untag: TaskWorkflow.untag,
-    RetryFailed: TaskWorkflow.retry,
-    Regenerate: TaskWorkflow.regenerate,
-}
-
-_SIGNALS: dict[type, Any] = {
-    Claim: TaskWorkflow.claim_signal,
-    Release: TaskWorkflow.release_signal,
-    SaveDraft: TaskWorkflow.save_draft_signal,
-    Submit: TaskWorkflow.submit_signal,
-    Review: TaskWorkflow.review_signal,
-    Pause: TaskWorkflow.pause_signal,
-    Resume: TaskWorkflow.resume_signal,
-    Activate: TaskWorkflow.activate_signal,
-    EditSubmission: TaskWorkflow.edit_submission_signal,
-    ReleaseClaim: TaskWorkflow.release_claim_signal,
-    Escalate: TaskWorkflow.escalate_signal,
-    Deescalate: TaskWorkflow.deescalate_signal,
-    ResolveQuarantine: TaskWorkflow.resolve_quarantine_signal,
-    Tag: TaskWorkflow.tag_signal,
-    Untag: TaskWorkflow.untag_signal,
-    RetryFailed: TaskWorkflow.retry_signal,
-    Regenerate: TaskWorkflow.regenerate_signal,
-}
+def _command_name(command: Command) -> str:
+    """The update and signal name of ``command`` (its ``type``), if callers may send it."""
+    if TASK_COMMANDS.get(command.type) is not type(command):
+        raise TypeError(f"{type(command).__name__} is not a command callers may send")
+    return command.type
 
 
 class UnknownPipeline(LookupError):
@@ -197,15 +147,13 @@ class TaskClient:
             CommandRejected: the task refused it (the reason is in ``.result``).
             NoWorkerResponded: no answer within the update timeout.
         """
-        update = _UPDATES.get(type(command))
-        if update is None:
-            raise TypeError(f"{type(command).__name__} is not a command callers may send")
+        name = _command_name(command)
         try:
             async with asyncio.timeout(self.update_timeout):
                 for attempt in range(_RACE_RETRIES):
                     try:
                         return await self.handle.execute_update(
-                            update, command, id=command.request_id
+                            name, command, id=command.request_id, result_type=CommandResult
                         )
                     except RPCError as err:
                         # The update met the task while it was continuing as new; the new
@@ -227,10 +175,7 @@ class TaskClient:
 
     async def signal(self, command: Command) -> None:
         """Send a command as a fire-and-forget signal (rejections land in the timeline)."""
-        signal = _SIGNALS.get(type(command))
-        if signal is None:
-            raise TypeError(f"{type(command).__name__} is not a command callers may send")
-        await self.handle.signal(signal, command)
+        await self.handle.signal(_command_name(command), command)
 
     async def result(self) -> TaskView:
         """Wait until the task's workflow completes (the task is Finished)."""

@@ -9,6 +9,7 @@ signals into a ``rejected`` timeline event.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -39,6 +40,31 @@ class Undecodable(Exception):
         super().__init__(result.message)
         self.result = result
         self.actor = actor
+
+
+def decode_command(name: str, args: Sequence[RawValue], commands: Mapping[str, type[M]]) -> M:
+    """Read the arguments of a handler call named ``name`` as one of ``commands``.
+
+    Raises:
+        Undecodable: an unknown name, not exactly one payload, or a payload that is not the
+            command; nothing else is raised.
+    """
+    model = commands.get(name)
+    if model is None:
+        known = ", ".join(commands)
+        _refuse(name, [Problem(at="(name)", problem=f"no command '{name}'; the commands: {known}")])
+    if len(args) != 1:
+        _refuse(
+            name,
+            [
+                Problem(
+                    at=_WHOLE,
+                    problem=f"expected exactly one payload (the command as a JSON object), "
+                    f"got {len(args)}",
+                )
+            ],
+        )
+    return decode(name, args[0], model)
 
 
 def decode(name: str, raw: Any, model: type[M]) -> M:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -328,8 +328,11 @@ class PipelineWorkflow:
             self._reject(f"a {before} pipeline cannot become {command.to}; it can become {options}")
 
     @workflow.signal
-    def task_finished(self) -> None:
-        """A task of this pipeline finished: re-check completion chains now, not at the timer."""
+    def task_finished(self, *_: Any) -> None:
+        """A task of this pipeline finished: re-check completion chains now, not at the timer.
+
+        Takes any arguments and ignores them, so that no payload sent with it can break the
+        workflow task."""
         self._wake = True
 
     # ------------------------------------------------------------------ queries

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -31,15 +32,11 @@ with workflow.unsafe.imports_passed_through():
     import workflows.engine as engine
     from workflows.graph import ChainTrigger, FieldSpec, LlmSpec, Pipeline
     from workflows.messages import (
-        Activate,
+        TASK_COMMANDS,
         ChainsFired,
-        Claim,
         ClaimTimeout,
         Command,
         CommandResult,
-        Deescalate,
-        EditSubmission,
-        Escalate,
         EvaluationKind,
         EvaluationRecord,
         FireTaskChains,
@@ -51,24 +48,12 @@ with workflow.unsafe.imports_passed_through():
         LlmResponse,
         LlmResult,
         LlmStarted,
-        Pause,
         ProjectionBatch,
-        Regenerate,
-        Release,
-        ReleaseClaim,
-        ResolveQuarantine,
-        Resume,
-        RetryFailed,
-        Review,
-        SaveDraft,
-        Submit,
-        Tag,
         TaskInput,
         TaskState,
         TaskStatus,
         TaskView,
         TimelineEvent,
-        Untag,
     )
     from workflows.options import (
         CHAIN_RETRY,
@@ -88,7 +73,7 @@ with workflow.unsafe.imports_passed_through():
         SA_STATUS,
         SA_TAGS,
     )
-    from workflows.payloads import Undecodable, decode
+    from workflows.payloads import Undecodable, decode_command
 
 TASK_CHAINS_PATCH = "task-completion-chains"
 """``workflow.patched`` id of firing ``on_task_completion`` chains as a task finishes."""
@@ -97,26 +82,9 @@ RAW_PAYLOADS_PATCH = "raw-command-payloads"
 """``workflow.patched`` id of recording signals whose payload is not their command as rejected."""
 
 REJECTED = "CommandRejected"
+
+_COMMANDS_HELP = "Task commands, each as an update and a signal: " + ", ".join(TASK_COMMANDS)
 """``ApplicationError.type`` of a refused update; its first detail is the CommandResult."""
-
-
-def _command(name: str, model: type[Command]) -> tuple[Any, Any]:
-    """The update (with its validator) and the signal named ``name`` for ``model``."""
-
-    def update(self, raw: RawValue) -> CommandResult:
-        return self._update(name, model, raw)
-
-    def validate(self, raw: RawValue) -> None:
-        self._validate(name, model, raw)
-
-    def signal(self, raw: RawValue) -> None:
-        self._signal(name, model, raw)
-
-    update.__name__ = update.__qualname__ = name
-    signal.__name__ = signal.__qualname__ = f"{name}_signal"
-    handler = workflow.update(name=name)(update)
-    handler.validator(validate)
-    return handler, workflow.signal(name=name)(signal)
 
 
 @workflow.defn
@@ -458,8 +426,8 @@ class TaskWorkflow:
             self._commit(outcome)
         return outcome.result
 
-    def _validate(self, name: str, model: type[Command], raw: RawValue) -> None:
-        command = self._decode_for_update(name, model, raw)
+    def _validate(self, name: str, args: Sequence[RawValue]) -> None:
+        command = self._decode_for_update(name, args)
         # No token and no uuid4() here: validators do not run on replay, so they must not
         # consume workflow randomness.
         outcome = engine.apply(
@@ -468,8 +436,8 @@ class TaskWorkflow:
         if not outcome.accepted:
             raise _rejected(outcome.result)
 
-    def _update(self, name: str, model: type[Command], raw: RawValue) -> CommandResult:
-        command = self._decode_for_update(name, model, raw)
+    def _update(self, name: str, args: Sequence[RawValue]) -> CommandResult:
+        command = self._decode_for_update(name, args)
         outcome = engine.apply(self._pipeline, self._state, command, self._context())
         if not outcome.accepted:
             # State moved between validation and handling (e.g. two claims in one batch).
@@ -478,16 +446,16 @@ class TaskWorkflow:
         return outcome.result
 
     @staticmethod
-    def _decode_for_update(name: str, model: type[Command], raw: RawValue) -> Command:
+    def _decode_for_update(name: str, args: Sequence[RawValue]) -> Command:
         try:
-            return decode(name, raw, model)
+            return cast(Command, decode_command(name, args, TASK_COMMANDS))
         except Undecodable as bad:
             raise _rejected(bad.result) from None
 
-    def _signal(self, name: str, model: type[Command], raw: RawValue) -> None:
+    def _signal(self, name: str, args: Sequence[RawValue]) -> None:
         context = self._context()
         try:
-            command = decode(name, raw, model)
+            command = cast(Command, decode_command(name, args, TASK_COMMANDS))
         except Undecodable as bad:
             # Before this patch such a signal was dropped by the SDK (or wedged the task);
             # histories from then replay as they ran.
@@ -537,30 +505,22 @@ class TaskWorkflow:
         return self._view()
 
     # ------------------------------------------------------------------ commands
-    # Each command is an update (with a validator) and a signal of the same name. Handlers take
-    # the raw payload and decode it themselves (workflows.payloads), so no payload can reach the
-    # workflow task as an exception: see :func:`_command`.
+    # Each command of TASK_COMMANDS is an update (with a validator) and a signal of the same
+    # name. One dynamic handler of each kind takes them all as raw payloads and decodes them
+    # itself (workflows.payloads), so that no payload — of any encoding, shape or count, under
+    # any name — can reach the workflow task as an exception.
 
-    claim, claim_signal = _command("claim", Claim)
-    release, release_signal = _command("release", Release)
-    save_draft, save_draft_signal = _command("save_draft", SaveDraft)
-    submit, submit_signal = _command("submit", Submit)
-    regenerate, regenerate_signal = _command("regenerate", Regenerate)
-    review, review_signal = _command("review", Review)
-    pause, pause_signal = _command("pause", Pause)
-    resume, resume_signal = _command("resume", Resume)
-    activate, activate_signal = _command("activate", Activate)
-    # -- admin
-    edit_submission, edit_submission_signal = _command("edit_submission", EditSubmission)
-    release_claim, release_claim_signal = _command("release_claim", ReleaseClaim)
-    escalate, escalate_signal = _command("escalate", Escalate)
-    deescalate, deescalate_signal = _command("deescalate", Deescalate)
-    resolve_quarantine, resolve_quarantine_signal = _command(
-        "resolve_quarantine", ResolveQuarantine
-    )
-    tag, tag_signal = _command("tag", Tag)
-    untag, untag_signal = _command("untag", Untag)
-    retry, retry_signal = _command("retry", RetryFailed)
+    @workflow.update(dynamic=True, description=_COMMANDS_HELP)
+    def command(self, name: str, args: Sequence[RawValue]) -> CommandResult:
+        return self._update(name, args)
+
+    @command.validator
+    def _command_ok(self, name: str, args: Sequence[RawValue]) -> None:
+        self._validate(name, args)
+
+    @workflow.signal(dynamic=True, description=_COMMANDS_HELP)
+    def command_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        self._signal(name, args)
 
 
 def _rejected(result: CommandResult) -> ApplicationError:
