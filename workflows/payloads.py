@@ -52,7 +52,11 @@ def decode_command(name: str, args: Sequence[RawValue], commands: Mapping[str, t
     model = commands.get(name)
     if model is None:
         known = ", ".join(commands)
-        _refuse(name, [Problem(at="(name)", problem=f"no command '{name}'; the commands: {known}")])
+        _refuse(
+            name,
+            [Problem(at="(name)", problem=f"no command '{name}'; the commands: {known}")],
+            _peek(args),
+        )
     if len(args) != 1:
         _refuse(
             name,
@@ -63,8 +67,18 @@ def decode_command(name: str, args: Sequence[RawValue], commands: Mapping[str, t
                     f"got {len(args)}",
                 )
             ],
+            _peek(args),
         )
     return decode(name, args[0], model)
+
+
+def _peek(args: Sequence[RawValue]) -> dict[str, Any] | None:
+    """The first payload as a JSON object, if it is one (to name the request and sender)."""
+    try:
+        value = workflow.payload_converter().from_payload(args[0].payload)
+    except Exception:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def decode(name: str, raw: Any, model: type[M]) -> M:

@@ -1,6 +1,7 @@
 """Record TaskWorkflow histories for the replay test: ``python -m tests.histories.record``.
 
-Run it when a release is cut (and commit the JSON files it writes): the replay test then proves
+``python -m tests.histories.record NAME…`` records only the named scenarios. Run it when a
+release is cut (and commit the JSON files it writes): the replay test then proves
 that later workflow code still replays what running tasks of that release recorded. Each
 scenario leaves its task in a different place: finished, waiting for a person, quarantined,
 paused, failed, or through an LLM node.
@@ -9,12 +10,17 @@ paused, failed, or through an LLM node.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
+from temporalio.api.common.v1 import Payload
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -169,6 +175,28 @@ async def _pipeline(conveyor: ConveyorClient) -> Any:
     return _PipelineRecording(conveyor.pipeline_handle(pipeline.name))
 
 
+def _raw(encoding: bytes, data: bytes) -> RawValue:
+    return RawValue(Payload(metadata={"encoding": encoding}, data=data))
+
+
+async def _bad_payloads(conveyor: ConveyorClient) -> TaskClient:
+    """Signals and updates no command can be read from, refused; then valid work goes on."""
+    created = await conveyor.create_task(label_review(), "bad-payloads", {"text": "x"})
+    task = conveyor.task(created.workflow_id)
+    handle = task.handle
+    await handle.signal("claim", _raw(b"binary/plain", b"garbage"))
+    await handle.signal("submit", _raw(b"json/plain", b"null"))
+    await handle.signal("review", {"request_id": "r-maybe", "verdict": "maybe"})
+    await handle.signal("no_such_command", {"request_id": "r-unknown"})
+    await handle.signal("claim")
+    with contextlib.suppress(WorkflowUpdateFailedError):
+        await handle.execute_update("claim", _raw(b"binary/plain", b"garbage"))
+    token = await claim(task, "ana", ["labeler"], "label")
+    await submit(task, "ana", "label", token, {"label": "positive"})
+    await asyncio.sleep(0.5)
+    return task
+
+
 SCENARIOS = {
     "finished": _finished,
     "quarantined-reworked": _quarantined_then_reworked,
@@ -177,10 +205,12 @@ SCENARIOS = {
     "llm-offline": _llm,
     "evaluated": _evaluated,
     "pipeline-paused-resumed": _pipeline,
+    "bad-payloads": _bad_payloads,
 }
 
 
-async def main() -> None:
+async def main(only: list[str]) -> None:
+    """Record every scenario, or those named in ``only`` (earlier recordings stay as they are)."""
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=temporal_binary(),
         search_attributes=SEARCH_ATTRIBUTES,
@@ -195,6 +225,8 @@ async def main() -> None:
         ):
             conveyor = ConveyorClient(env.client, queue)
             for name, scenario in SCENARIOS.items():
+                if only and name not in only:
+                    continue
                 task = await scenario(conveyor)
                 history = await task.handle.fetch_history()
                 path = HERE / f"{name}.json"
@@ -205,4 +237,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(sys.argv[1:]))
