@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict, Field
 
     from workflows.graph import EvaluatorSpec
+    from workflows.markdown import md
     from workflows.options import BULK_EVALUATE_ACTIVITY, BULK_EVALUATE_WORKFLOW
 
 BULK_SELECT_ACTIVITY = "select_tasks_to_evaluate"
@@ -409,16 +410,16 @@ class BulkEvaluateWorkflow:
     def _publish(self) -> None:
         p = self.progress()
         lines = [
-            f"**Bulk evaluation** of `{p.pipeline}` — {p.state.value}",
+            f"**Bulk evaluation** of {md(p.pipeline)} — {p.state.value}",
             "",
             p.text(),
             "",
             f"chunks done {p.chunks_done:,}, running {p.chunks_running}, run {p.runs}",
             "",
-            "evaluators: " + ", ".join(f"`{e}`" for e in p.evaluators),
+            "evaluators: " + ", ".join(md(e) for e in p.evaluators),
         ]
         if p.last_errors:
-            lines += ["", f"last error: {p.last_errors[-1]}"]
+            lines += ["", f"last error: {md(p.last_errors[-1])}"]
         workflow.set_current_details("\n".join(lines))
 
 

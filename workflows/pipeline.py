@@ -29,6 +29,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows.graph import ChainTrigger, Pipeline
+    from workflows.markdown import md
     from workflows.messages import (
         ACCEPTS_TASKS,
         PIPELINE_TRANSITIONS,
@@ -396,11 +397,13 @@ class PipelineWorkflow:
 
     def _details(self) -> str:
         state = self._state
-        lines = [f"**{state.status}** · pipeline `{state.name}` · {len(state.versions)} version(s)"]
+        lines = [
+            f"**{state.status}** · pipeline {md(state.name)} · {len(state.versions)} version(s)"
+        ]
         if state.sweep is not None and not state.sweep.done:
             s = state.sweep
             lines.append(f"{s.action} fan-out: round {s.round}, {s.signalled} signalled")
         if state.blocked_by:
-            blocked = ", ".join(f"{n} {k}" for k, n in state.blocked_by.items())
+            blocked = ", ".join(f"{n} {md(k)}" for k, n in state.blocked_by.items())
             lines.append(f"completion chains blocked by {blocked}")
         return "\n".join(lines)

@@ -52,6 +52,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_
 with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+    from workflows.markdown import md
     from workflows.payloads import Undecodable, decode
 
 SEEDER_WORKFLOW = "Seeder"
@@ -678,7 +679,7 @@ class SeederWorkflow:
     def _publish(self) -> None:
         p = self._progress
         lines = [
-            f"**Seeder** of `{p.pipeline}` — {p.state.value}",
+            f"**Seeder** of {md(p.pipeline)} — {p.state.value}",
             "",
             p.text(),
             "",
@@ -688,9 +689,9 @@ class SeederWorkflow:
             cost = f"${p.llm.cost_usd:.4f}" if p.llm.cost_usd is not None else "unknown cost"
             lines.append(f"model calls {p.llm.calls:,} ({cost})")
         if p.last_invalid:
-            lines += ["", f"last invalid row: {p.last_invalid[-1]}"]
+            lines += ["", f"last invalid row: {md(p.last_invalid[-1])}"]
         if p.last_error:
-            lines += ["", f"last error: {p.last_error}"]
+            lines += ["", f"last error: {md(p.last_error)}"]
         workflow.set_current_details("\n".join(lines))
 
 

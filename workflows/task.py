@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     # engine inside the sandbox on every workflow run.
     import workflows.engine as engine
     from workflows.graph import ChainTrigger, FieldSpec, LlmSpec, Pipeline
+    from workflows.markdown import md
     from workflows.messages import (
         TASK_COMMANDS,
         ChainsFired,
@@ -537,12 +538,12 @@ def _reason(err: ActivityError) -> str:
 
 
 def _details(state: TaskState) -> str:
-    lines = [f"**{state.status}** · pipeline `{state.pipeline_name}` · task `{state.task_key}`"]
+    lines = [f"**{state.status}** · pipeline {md(state.pipeline_name)} · task {md(state.task_key)}"]
     if state.hold_reason:
-        lines.append(f"> {state.hold_reason}")
+        lines.append(f"> {md(state.hold_reason)}")
     for node in state.nodes.values():
-        holder = f" by {node.claim.holder}" if node.claim else ""
-        lines.append(f"- {node.name}: {node.status}{holder}")
+        holder = f" by {md(node.claim.holder)}" if node.claim else ""
+        lines.append(f"- {md(node.name)}: {node.status}{holder}")
     if state.tags:
-        lines.append("tags: " + ", ".join(state.tags))
+        lines.append("tags: " + ", ".join(md(t) for t in state.tags))
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowHandle,
@@ -27,7 +28,7 @@ from temporalio.exceptions import ApplicationError
 from conveyor.client import ConveyorClient, TaskClient
 from tests.support.actors import claim, eventually, rid, submit
 from tests.support.pipelines import label_review
-from workflows.messages import TASK_COMMANDS, CommandResult, TaskStatus
+from workflows.messages import TASK_COMMANDS, CommandResult, Tag, TaskStatus
 from workflows.task import REJECTED
 
 
@@ -266,3 +267,15 @@ async def test_generated_payloads_never_break_a_task(
     await handle.signal(name, payload)
     await asyncio.sleep(0)
     await _history_is_clean(handle)
+
+
+async def test_user_text_in_the_ui_summary_is_escaped(conveyor: ConveyorClient) -> None:
+    """A tag like ``<i>tricky</i>`` shows as typed in the Temporal UI, not in italics."""
+    created = await conveyor.create_task(label_review(), "key-*[x](y)*", {"text": "x"})
+    task = conveyor.task(created.workflow_id)
+    await task.send(Tag(request_id=rid(), by="ops", tags=["<i>tricky</i>", "**b**"]))
+    metadata = await task.handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+    details = metadata.current_details
+    assert "<i>" not in details and "&lt;i\\>tricky&lt;/i\\>" in details
+    assert "\\*\\*b\\*\\*" in details
+    assert "key\\-\\*\\[x\\]\\(y\\)\\*" in details
