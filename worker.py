@@ -19,6 +19,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.chains import ChainActivities
+from activities.claims import ClaimActivities
 from activities.evaluate import EvaluateActivities
 from activities.llm import LlmActivities, LlmSettings
 from activities.pipeline import PipelineActivities
@@ -63,6 +64,7 @@ def build_worker(
     pipeline_activities = PipelineActivities(sessions, client)
     seeding_activities = SeedingActivities(sessions, llm_settings)
     chain_activities = ChainActivities(sessions, client)
+    claim_activities = ClaimActivities(sessions)
     return Worker(
         client,
         task_queue=task_queue,
@@ -80,6 +82,8 @@ def build_worker(
             seeding_activities.in_flight_count,
             chain_activities.fire_task_chains,
             chain_activities.fire_completion_chains,
+            claim_activities.reserve_claim,
+            claim_activities.drop_reservation,
         ],
         graceful_shutdown_timeout=shutdown_grace,
         max_cached_workflows=max_cached_workflows,

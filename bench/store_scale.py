@@ -48,13 +48,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import bench._common as common
 from conveyor.pipelines import load_raw
-from conveyor.workqueue import SPREAD, _candidates, _release, _reserve
+from conveyor.workqueue import SPREAD, _candidates
 from store.db import make_engine, migrate, session_factory, transaction
 from store.explorer import Sort, TaskFilter, header_counts, page
 from store.models import TaskRow
 from store.repositories import ensure_pipeline_version, upsert_contributor
+from store.workqueue import drop_reservation, reserve_claim
 from workflows.graph import Pipeline, validate_pipeline
-from workflows.messages import CommandResult, NodeStatus, TaskStatus
+from workflows.messages import ClaimReservation, NodeStatus, TaskStatus
 
 DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/"
 DEFAULT_DATABASE = "conveyor_bench_scale"
@@ -432,7 +433,8 @@ def reset_bench_claims(engine: Engine) -> int:
 
 
 def measure_next(sessions: sessionmaker[Session], n: int) -> tuple[list[float], dict[str, int]]:
-    """The store side of ``next_work``: candidates, reservation, release recording the claim.
+    """The store side of ``next_work``: candidates, then the claim's reservation within the
+    claim limit (the claim activity's transaction), then dropping it (as a refused claim does).
 
     Contributors take turns (most labelers, some reviewers, a few leads with both roles), so
     each holds at most a couple of claims and no claim limit is reached.
@@ -450,18 +452,20 @@ def measure_next(sessions: sessionmaker[Session], n: int) -> tuple[list[float], 
         outcome = "no work"
         if candidates:
             item = rng.choice(candidates[:SPREAD])
-            outcome = _reserve(sessions, contributor, roles, item)
-            if outcome == "reserved":
-                result = CommandResult(
-                    request_id=uuid.uuid4().hex,
-                    command="claim",
-                    accepted=True,
-                    message="claimed",
-                    node=item.node,
-                    token=f"{BENCH_TOKEN}{uuid.uuid4().hex[:12]}",
-                    seq=BENCH_SEQ,
-                )
-                _release(sessions, contributor, item, result)
+            request = ClaimReservation(
+                contributor=contributor,
+                roles=roles,
+                pipeline=item.pipeline,
+                workflow_id=item.workflow_id,
+                node=item.node,
+                seq=BENCH_SEQ,
+                limit=1_000,
+            )
+            with transaction(sessions) as session:
+                held = reserve_claim(session, request)
+            outcome = "reserved" if held is None else "at limit"
+            with transaction(sessions) as session:
+                drop_reservation(session, request)
         out.append(time.perf_counter() - started)
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         progress.tick()

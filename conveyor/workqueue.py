@@ -3,8 +3,8 @@
 Candidates come from the store (oldest first); contributors asking at the same moment are spread
 over different tasks (each takes a random one of the oldest few) so they do not all contend for
 one task. A lost race (the workflow says someone else was faster) moves on to the next
-candidate. Claim limits hold across tasks: the check and a reservation happen under a per-
-contributor lock in the store, before the workflow is asked.
+candidate. Claim limits hold across tasks: the task's claim itself reserves within the limit,
+under a per-contributor lock in the store (``activities/claims.py``), whoever sends it.
 """
 
 from __future__ import annotations
@@ -18,20 +18,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.client import CommandRejected, ConveyorClient
 from store.db import transaction
-from store.workqueue import (
-    WorkItem,
-    claim_limit,
-    claimable,
-    held_count,
-    lock_contributor,
-    record_claim,
-    reserve,
-    unreserve,
-)
+from store.workqueue import WorkItem, claimable, projected_seq
 from workflows.messages import Claim, CommandResult, NodeStatus
 
 SPREAD = 8
 """How many of the oldest candidates a contributor picks from at random."""
+
+PROJECTION_WAIT = 3.0
+"""How long a claim waits for the store to show it before answering anyway (seconds)."""
 
 
 class NoWorkAvailable(LookupError):
@@ -41,9 +35,10 @@ class NoWorkAvailable(LookupError):
 class ClaimLimitReached(NoWorkAvailable):
     """The contributor holds as many claims as the pipeline allows them."""
 
-    def __init__(self, contributor: str, pipeline: str) -> None:
+    def __init__(self, contributor: str, pipeline: str, message: str | None = None) -> None:
         super().__init__(
-            f"{contributor} holds as many claims as allowed in {pipeline}; "
+            message
+            or f"{contributor} holds as many claims as allowed in {pipeline}; "
             "submit or release one first"
         )
         self.contributor = contributor
@@ -120,13 +115,10 @@ async def claim_node(
     *,
     request_id: str | None = None,
 ) -> CommandResult:
-    """Claim one chosen node, with the claim limit kept as ``next`` keeps it: checked, and a
-    reservation made, under the contributor's lock in the store before the workflow is asked,
-    so concurrent claims cannot pass the limit together.
+    """Claim one chosen node. The claim limit is kept by the claim itself, in the workflow.
 
     Raises:
         ClaimLimitReached: the contributor is at the pipeline's claim limit.
-        AlreadyClaiming: another call of this contributor is claiming the node.
         CommandRejected: the workflow refused (taken, not allowed, not available).
     """
     pipeline = workflow_id.split("/", 1)[0]
@@ -142,16 +134,11 @@ async def _claim_item(
     item: WorkItem,
     request_id: str | None = None,
 ) -> CommandResult:
-    """Reserve ``item`` within the limit, ask the workflow, then record the claim (if there is
-    one) and drop the reservation, whatever the answer."""
-    outcome = await asyncio.to_thread(_reserve, sessions, contributor, roles, item)
-    if outcome == _AT_LIMIT:
-        raise ClaimLimitReached(contributor, item.pipeline)
-    if outcome == _TAKEN:
-        raise AlreadyClaiming(
-            f"{contributor} is claiming {item.node} of {item.workflow_id} elsewhere"
-        )
-    result: CommandResult | None = None
+    """Ask the workflow for ``item``; a refusal at the claim limit is ClaimLimitReached.
+
+    Returns once the store shows the claim (or after ``PROJECTION_WAIT``), so the pages and
+    answers that follow — my claims, the claim count, the form — already include it.
+    """
     try:
         result = await conveyor.task(item.workflow_id).send(
             Claim(
@@ -161,9 +148,37 @@ async def _claim_item(
                 node=item.node,
             )
         )
-    finally:
-        await asyncio.to_thread(_release, sessions, contributor, item, result)
+    except CommandRejected as rejected:
+        if rejected.result.code == "claim_limit":
+            raise ClaimLimitReached(contributor, item.pipeline, rejected.result.message) from None
+        raise
+    await wait_for_projection(sessions, item.workflow_id, result.seq)
     return result
+
+
+async def wait_for_projection(
+    sessions: sessionmaker[Session], workflow_id: str, seq: int, timeout: float | None = None
+) -> bool:
+    """Wait until the store has task ``workflow_id`` at ``seq`` or later; False on timeout.
+
+    The task's own workflow writes the store moments after each command; this lets a caller
+    read its own write.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + (PROJECTION_WAIT if timeout is None else timeout)
+    delay = 0.005
+    while True:
+        if await asyncio.to_thread(_projected_seq, sessions, workflow_id) >= seq:
+            return True
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def _projected_seq(sessions: sessionmaker[Session], workflow_id: str) -> int:
+    with transaction(sessions) as session:
+        return projected_seq(session, workflow_id)
 
 
 def _candidates(
@@ -175,38 +190,3 @@ def _candidates(
 ) -> list[WorkItem]:
     with transaction(sessions) as session:
         return claimable(session, contributor, roles, pipeline=pipeline, limit=limit)
-
-
-_RESERVED, _AT_LIMIT, _TAKEN = "reserved", "at limit", "taken"
-
-
-def _reserve(
-    sessions: sessionmaker[Session], contributor: str, roles: list[str], item: WorkItem
-) -> str:
-    """Reserve ``item`` under the contributor's lock.
-
-    Each reservation belongs to exactly one ``next`` call: if another call of the same person
-    already reserved this node, this one moves on (sharing it would let the loser delete the
-    winner's reservation and open a gap in the limit count).
-    """
-    with transaction(sessions) as session:
-        lock_contributor(session, contributor, roles)
-        limit = claim_limit(session, item.pipeline, roles)
-        if limit is not None and held_count(session, contributor, item.pipeline) >= limit:
-            return _AT_LIMIT
-        return _RESERVED if reserve(session, contributor, item) else _TAKEN
-
-
-def _release(
-    sessions: sessionmaker[Session],
-    contributor: str,
-    item: WorkItem,
-    result: CommandResult | None,
-) -> None:
-    with transaction(sessions) as session:
-        # Under the same lock as the limit check: that check reads claims and reservations in
-        # two statements, and must not see this swap half done.
-        lock_contributor(session, contributor, [])
-        if result is not None and result.token is not None:
-            record_claim(session, item, contributor, result.token, result.seq)
-        unreserve(session, contributor, item)

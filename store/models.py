@@ -375,8 +375,10 @@ class ContributorRow(Base):
 
 
 class ClaimReservationRow(Base):
-    """A claim the work queue is about to make: counted against the contributor's claim limit
-    until the workflow answers, so concurrent ``next`` calls cannot overshoot it."""
+    """A claim a task is making under a claim limit: counted against the contributor's limit
+    until the projection shows the node newer than ``seq`` (the task's seq before the claim),
+    so concurrent claims on different tasks cannot overshoot it. Written only by the claim
+    activities (``activities/claims.py``)."""
 
     __tablename__ = "claim_reservations"
 
@@ -385,6 +387,7 @@ class ClaimReservationRow(Base):
     node: Mapped[str] = mapped_column(String(200), primary_key=True)
     pipeline_name: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime]
+    seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class UserRow(Base):

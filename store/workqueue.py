@@ -10,10 +10,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Select, and_, delete, false, func, or_, select, tuple_, update
+from sqlalchemy import ColumnElement, Select, and_, delete, false, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from store.dialect import dialect_insert, upsert_ignore
+from store.dialect import dialect_insert
 from store.explorer import parsed_version
 from store.models import (
     ClaimReservationRow,
@@ -25,7 +25,7 @@ from store.models import (
     TaskRow,
 )
 from workflows.graph import NodeKind, Pipeline
-from workflows.messages import NodeStatus, TaskStatus
+from workflows.messages import ClaimReservation, NodeStatus, TaskStatus
 
 RESERVATION_TTL = timedelta(seconds=60)
 """A reservation older than this (its ``next`` call died) no longer counts."""
@@ -238,8 +238,17 @@ def lock_contributor(session: Session, contributor: str, roles: list[str]) -> No
     )
 
 
-def held_count(session: Session, contributor: str, pipeline: str) -> int:
-    """Claims held in ``pipeline`` plus live reservations (claims being made right now)."""
+def held_count(
+    session: Session,
+    contributor: str,
+    pipeline: str,
+    *,
+    excluding: tuple[str, str] | None = None,
+) -> int:
+    """Claims held in ``pipeline`` plus live reservations (claims being made right now).
+
+    ``excluding`` (workflow id, node) leaves one node out of both counts: the one being claimed.
+    """
     claims = (
         select(func.count())
         .select_from(NodeRow)
@@ -248,7 +257,6 @@ def held_count(session: Session, contributor: str, pipeline: str) -> int:
             NodeRow.status == NodeStatus.CLAIMED.value,
             NodeRow.pipeline_name == pipeline,
         )
-        .scalar_subquery()
     )
     cutoff = datetime.now(UTC) - RESERVATION_TTL
     reserved = (
@@ -258,59 +266,95 @@ def held_count(session: Session, contributor: str, pipeline: str) -> int:
             ClaimReservationRow.contributor == contributor,
             ClaimReservationRow.pipeline_name == pipeline,
             ClaimReservationRow.created_at > cutoff,
+            ~_caught_up(),
         )
-        .scalar_subquery()
     )
+    if excluding is not None:
+        workflow_id, node = excluding
+        claims = claims.where(~((NodeRow.workflow_id == workflow_id) & (NodeRow.node == node)))
+        reserved = reserved.where(
+            ~((ClaimReservationRow.workflow_id == workflow_id) & (ClaimReservationRow.node == node))
+        )
     # One round trip; both counts in the same statement (the same snapshot).
-    return int(session.execute(select(claims + reserved)).scalar_one())
+    total = select(claims.scalar_subquery() + reserved.scalar_subquery())
+    return int(session.execute(total).scalar_one())
 
 
-def reserve(session: Session, contributor: str, item: WorkItem) -> bool:
-    """Reserve ``item``; False if this contributor is already claiming it in another call."""
-    inserted = upsert_ignore(
-        session,
-        ClaimReservationRow.__table__,
-        {
-            "contributor": contributor,
-            "workflow_id": item.workflow_id,
-            "node": item.node,
-            "pipeline_name": item.pipeline,
-            "created_at": datetime.now(UTC),
-        },
+def _caught_up() -> ColumnElement[bool]:
+    """A reservation the projection has caught up with: its node row is newer than it, so the
+    row itself shows the claim (or its end)."""
+    return (
+        select(NodeRow.seq)
+        .where(
+            NodeRow.workflow_id == ClaimReservationRow.workflow_id,
+            NodeRow.node == ClaimReservationRow.node,
+            NodeRow.seq > ClaimReservationRow.seq,
+        )
+        .exists()
     )
-    return inserted == 1
 
 
-def unreserve(session: Session, contributor: str, item: WorkItem) -> None:
+def reserve_claim(session: Session, request: ClaimReservation) -> int | None:
+    """Reserve a claim within its limit, under the contributor's lock.
+
+    First drops the contributor's reservations the projection has caught up with (their node
+    row is newer than the reservation) or that outlived ``RESERVATION_TTL``; then counts what
+    they hold and reserve in the pipeline, leaving out the node being claimed.
+
+    Returns:
+        None if reserved; otherwise how many claims the contributor holds (at or over the limit).
+    """
+    lock_contributor(session, request.contributor, request.roles)
+    session.execute(
+        delete(ClaimReservationRow)
+        .where(
+            ClaimReservationRow.contributor == request.contributor,
+            _caught_up() | (ClaimReservationRow.created_at <= datetime.now(UTC) - RESERVATION_TTL),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    held = held_count(
+        session,
+        request.contributor,
+        request.pipeline,
+        excluding=(request.workflow_id, request.node),
+    )
+    if held >= request.limit:
+        return held
+    row = {
+        "contributor": request.contributor,
+        "workflow_id": request.workflow_id,
+        "node": request.node,
+        "pipeline_name": request.pipeline,
+        "created_at": datetime.now(UTC),
+        "seq": request.seq,
+    }
+    stmt = dialect_insert(session, ClaimReservationRow).values(**row)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["contributor", "workflow_id", "node"],
+            set_={"created_at": stmt.excluded.created_at, "seq": stmt.excluded.seq},
+        )
+    )
+    return None
+
+
+def projected_seq(session: Session, workflow_id: str) -> int:
+    """The seq the store has of a task (0 before its first projection)."""
+    seq = session.execute(
+        select(TaskRow.seq).where(TaskRow.workflow_id == workflow_id)
+    ).scalar_one_or_none()
+    return int(seq or 0)
+
+
+def drop_reservation(session: Session, request: ClaimReservation) -> None:
+    """Drop the reservation ``request`` made (its claim was refused after all)."""
     session.execute(
         delete(ClaimReservationRow).where(
-            ClaimReservationRow.contributor == contributor,
-            ClaimReservationRow.workflow_id == item.workflow_id,
-            ClaimReservationRow.node == item.node,
-        )
-    )
-
-
-def record_claim(session: Session, item: WorkItem, contributor: str, token: str, seq: int) -> None:
-    """Show the claim in the store at once (the projection confirms it moments later).
-
-    The row is stamped ``seq - 1``: older batches (which predate the claim) can no longer
-    overwrite it, while the batch that carries the claim (``seq`` or later) still replaces it
-    with every detail.
-    """
-    session.execute(
-        update(NodeRow)
-        .where(
-            NodeRow.workflow_id == item.workflow_id,
-            NodeRow.node == item.node,
-            NodeRow.seq < seq - 1,
-        )
-        .values(
-            status=NodeStatus.CLAIMED.value,
-            assignee=contributor,
-            claim_token=token,
-            claimed_at=datetime.now(UTC),
-            seq=seq - 1,
+            ClaimReservationRow.contributor == request.contributor,
+            ClaimReservationRow.workflow_id == request.workflow_id,
+            ClaimReservationRow.node == request.node,
+            ClaimReservationRow.seq == request.seq,
         )
     )
 

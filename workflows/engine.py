@@ -275,6 +275,13 @@ def record_undecodable(
     return Outcome(new, result, run.events)
 
 
+def claim_limit(pipeline: Pipeline, roles: Iterable[str]) -> int | None:
+    """The most claims a person with ``roles`` may hold in ``pipeline`` at once (None: no
+    limit). With several limited roles, the most generous applies."""
+    applicable = [pipeline.claim_limits[r] for r in roles if r in pipeline.claim_limits]
+    return max(applicable) if applicable else None
+
+
 def task_view(state: TaskState, workflow_id: str, *, timeline: bool = True) -> TaskView:
     """The task as callers see it (the ``state`` query; projection snapshots)."""
     return TaskView(

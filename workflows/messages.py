@@ -415,6 +415,8 @@ class CommandResult(_Msg):
     """A payload that could not be read as the command: each problem, where and what."""
     actor: str | None = None
     """Who sent the command first; a repeat of its request_id from anyone else is refused."""
+    code: str | None = None
+    """A rejection's kind where callers act on it: ``claim_limit``."""
 
 
 # --------------------------------------------------------------------------- state
@@ -605,6 +607,27 @@ class JudgeRequest(_Msg):
 
 
 # --------------------------------------------------------------------------- projection
+
+
+class ClaimReservation(_Msg):
+    """A claim about to be made under a claim limit (the claim activities' input)."""
+
+    contributor: str
+    roles: list[str] = Field(default_factory=list)
+    pipeline: str
+    workflow_id: str
+    node: str
+    seq: int
+    """The task's seq before the claim: the reservation counts until the store is newer."""
+    limit: int
+
+
+class ClaimGrant(_Msg):
+    """The answer to a :class:`ClaimReservation`."""
+
+    granted: bool
+    held: int = 0
+    """When refused: the claims the contributor holds (and is making) in the pipeline."""
 
 
 class ProjectionBatch(_Msg):

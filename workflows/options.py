@@ -98,3 +98,19 @@ def pipeline_workflow_id(pipeline: str) -> str:
 def task_workflow_id(pipeline: str, task_key: str) -> str:
     """The workflow id of a task: the same pipeline and key always give the same id."""
     return f"{pipeline}/{task_key}"
+
+
+RESERVE_CLAIM_ACTIVITY = "reserve_claim"
+"""Local activity of :class:`activities.claims.ClaimActivities`: reserve a claim within its claim
+limit under the contributor's lock in the store."""
+DROP_RESERVATION_ACTIVITY = "drop_claim_reservation"
+"""Local activity: drop a reservation whose claim the task refused after all."""
+RESERVATION_START_TO_CLOSE = timedelta(seconds=10)
+RESERVATION_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=50),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=2),
+    maximum_attempts=5,
+)
+"""A store that stays unreachable fails the claim (the contributor tries again), rather than
+holding the claim update open."""

@@ -35,6 +35,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.messages import (
         TASK_COMMANDS,
         ChainsFired,
+        Claim,
+        ClaimGrant,
+        ClaimReservation,
         ClaimTimeout,
         Command,
         CommandResult,
@@ -59,6 +62,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.options import (
         CHAIN_RETRY,
         CHAIN_START_TO_CLOSE,
+        DROP_RESERVATION_ACTIVITY,
         FIRE_TASK_CHAINS_ACTIVITY,
         JUDGE_ACTIVITY,
         LLM_ACTIVITY,
@@ -69,6 +73,9 @@ with workflow.unsafe.imports_passed_through():
         PROJECT_ACTIVITY,
         PROJECT_RETRY,
         PROJECT_START_TO_CLOSE,
+        RESERVATION_RETRY,
+        RESERVATION_START_TO_CLOSE,
+        RESERVE_CLAIM_ACTIVITY,
         SA_ASSIGNEES,
         SA_NODES,
         SA_STATUS,
@@ -78,6 +85,9 @@ with workflow.unsafe.imports_passed_through():
 
 TASK_CHAINS_PATCH = "task-completion-chains"
 """``workflow.patched`` id of firing ``on_task_completion`` chains as a task finishes."""
+
+CLAIM_LIMIT_PATCH = "claim-limit-in-claim"
+"""``workflow.patched`` id of reserving a claim within the pipeline's claim limit in the claim."""
 
 RAW_PAYLOADS_PATCH = "raw-command-payloads"
 """``workflow.patched`` id of recording signals whose payload is not their command as rejected."""
@@ -437,11 +447,17 @@ class TaskWorkflow:
         if not outcome.accepted:
             raise _rejected(outcome.result)
 
-    def _update(self, name: str, args: Sequence[RawValue]) -> CommandResult:
+    async def _update(self, name: str, args: Sequence[RawValue]) -> CommandResult:
         command = self._decode_for_update(name, args)
+        reservation = None
+        if isinstance(command, Claim):
+            reservation, refusal = await self._reserve(command)
+            if refusal is not None:
+                raise _rejected(refusal)
         outcome = engine.apply(self._pipeline, self._state, command, self._context())
         if not outcome.accepted:
             # State moved between validation and handling (e.g. two claims in one batch).
+            await self._drop(reservation)
             raise _rejected(outcome.result)
         self._commit(outcome)
         return outcome.result
@@ -453,7 +469,7 @@ class TaskWorkflow:
         except Undecodable as bad:
             raise _rejected(bad.result) from None
 
-    def _signal(self, name: str, args: Sequence[RawValue]) -> None:
+    async def _signal(self, name: str, args: Sequence[RawValue]) -> None:
         context = self._context()
         try:
             command = cast(Command, decode_command(name, args, TASK_COMMANDS))
@@ -468,13 +484,110 @@ class TaskWorkflow:
                 )
             workflow.logger.info("signal %s refused: %s", name, bad.result.message)
             return
+        reservation = None
+        if isinstance(command, Claim):
+            reservation, refusal = await self._reserve(command)
+            if refusal is not None:
+                self._commit(
+                    engine.record_rejection(
+                        self._pipeline,
+                        self._state,
+                        engine.Outcome(self._state, refusal),
+                        command,
+                        context,
+                    )
+                )
+                return
         outcome = engine.apply(self._pipeline, self._state, command, context)
         if not outcome.accepted:
+            await self._drop(reservation)
             outcome = engine.record_rejection(
                 self._pipeline, self._state, outcome, command, context
             )
             workflow.logger.info("signal %s rejected: %s", command.type, outcome.result.message)
         self._commit(outcome)
+
+    async def _reserve(
+        self, command: Claim
+    ) -> tuple[ClaimReservation | None, CommandResult | None]:
+        """Keep the pipeline's claim limit inside the claim: reserve it in the store.
+
+        Returns the reservation made (None when no limit applies or the engine will refuse or
+        repeat the claim anyway), or the refusal when the contributor is at the limit or the
+        limit cannot be checked.
+        """
+        limit = engine.claim_limit(self._pipeline, command.roles)
+        if limit is None or command.request_id in self._state.responses:
+            return None, None
+        # Tasks that claimed before the limit lived here replay without the reservation.
+        if not workflow.patched(CLAIM_LIMIT_PATCH):
+            return None, None
+        dry = engine.apply(self._pipeline, self._state, command, engine.Context(now=workflow.now()))
+        if not dry.accepted or dry.result.node is None:
+            return None, None
+        request = ClaimReservation(
+            contributor=command.contributor,
+            roles=command.roles,
+            pipeline=self._pipeline.name,
+            workflow_id=workflow.info().workflow_id,
+            node=dry.result.node,
+            seq=self._state.seq,
+            limit=limit,
+        )
+        try:
+            grant = await workflow.execute_local_activity(
+                RESERVE_CLAIM_ACTIVITY,
+                request,
+                result_type=ClaimGrant,
+                start_to_close_timeout=RESERVATION_START_TO_CLOSE,
+                retry_policy=RESERVATION_RETRY,
+                summary=f"claim limit of {command.contributor}"[:200],
+            )
+        except ActivityError as err:
+            return None, self._refusal(
+                command,
+                request.node,
+                f"the claim limit of pipeline '{self._pipeline.name}' could not be checked "
+                f"({_reason(err)}); try again",
+                "unavailable",
+            )
+        if not grant.granted:
+            return None, self._refusal(
+                command,
+                request.node,
+                f"{command.contributor} holds {grant.held} of the {limit} claims allowed in "
+                f"pipeline '{self._pipeline.name}'; submit or release one first",
+                "claim_limit",
+            )
+        return request, None
+
+    def _refusal(self, command: Claim, node: str, message: str, code: str) -> CommandResult:
+        return CommandResult(
+            request_id=command.request_id,
+            command=command.type,
+            accepted=False,
+            message=message,
+            node=node,
+            status=self._state.status,
+            actor=command.contributor,
+            code=code,
+        )
+
+    async def _drop(self, reservation: ClaimReservation | None) -> None:
+        """Drop a reservation whose claim was refused after all (best effort: a reservation
+        left behind stops counting once the store moves past it, or after a minute)."""
+        if reservation is None:
+            return
+        claim = self._state.nodes[reservation.node].claim
+        if claim is not None and claim.holder == reservation.contributor:
+            return  # another claim of theirs on this node won: the reservation counts it
+        with contextlib.suppress(ActivityError):
+            await workflow.execute_local_activity(
+                DROP_RESERVATION_ACTIVITY,
+                reservation,
+                start_to_close_timeout=RESERVATION_START_TO_CLOSE,
+                retry_policy=RESERVATION_RETRY,
+            )
 
     def _publish(self) -> None:
         """Refresh search attributes and the Temporal UI summary when they changed."""
@@ -512,16 +625,16 @@ class TaskWorkflow:
     # any name — can reach the workflow task as an exception.
 
     @workflow.update(dynamic=True, description=_COMMANDS_HELP)
-    def command(self, name: str, args: Sequence[RawValue]) -> CommandResult:
-        return self._update(name, args)
+    async def command(self, name: str, args: Sequence[RawValue]) -> CommandResult:
+        return await self._update(name, args)
 
     @command.validator
     def _command_ok(self, name: str, args: Sequence[RawValue]) -> None:
         self._validate(name, args)
 
     @workflow.signal(dynamic=True, description=_COMMANDS_HELP)
-    def command_signal(self, name: str, args: Sequence[RawValue]) -> None:
-        self._signal(name, args)
+    async def command_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        await self._signal(name, args)
 
 
 def _rejected(result: CommandResult) -> ApplicationError:

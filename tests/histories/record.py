@@ -25,7 +25,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.llm import LlmSettings
-from conveyor.client import ConveyorClient, TaskClient
+from conveyor.client import CommandRejected, ConveyorClient, TaskClient
 from conveyor.dev import EXAMPLES
 from conveyor.devserver import temporal_binary
 from conveyor.pipelines import load_pipeline_file
@@ -34,6 +34,7 @@ from tests.support.actors import claim, label_and_review, rid, submit
 from tests.support.pipelines import gate_and_join, label_review, llm_then_edit
 from worker import build_worker
 from workflows.messages import (
+    Claim,
     Pause,
     PipelineStatus,
     QuarantineAction,
@@ -197,6 +198,32 @@ async def _bad_payloads(conveyor: ConveyorClient) -> TaskClient:
     return task
 
 
+async def _claim_limit(conveyor: ConveyorClient) -> TaskClient:
+    """A claim refused at the pipeline's claim limit, then granted once the other is done."""
+    pipeline = label_review(name="recorded-limit").model_copy(
+        update={"claim_limits": {"labeler": 1}}
+    )
+    other = conveyor.task(
+        (await conveyor.create_task(pipeline, "other", {"text": "x"})).workflow_id
+    )
+    created = await conveyor.create_task(pipeline, "claim-limit", {"text": "x"})
+    task = conveyor.task(created.workflow_id)
+    token = await claim(other, "ana", ["labeler"], "label")
+    with contextlib.suppress(CommandRejected):
+        await claim(task, "ana", ["labeler"], "label")
+    await task.signal(Claim(request_id=rid(), contributor="ana", roles=["labeler"], node="label"))
+    await submit(other, "ana", "label", token, {"label": "positive"})
+    for _ in range(100):  # the store shows the submit: the limit has room again
+        try:
+            token = await claim(task, "ana", ["labeler"], "label")
+            break
+        except CommandRejected:
+            await asyncio.sleep(0.1)
+    await submit(task, "ana", "label", token, {"label": "negative"})
+    await asyncio.sleep(0.5)
+    return task
+
+
 SCENARIOS = {
     "finished": _finished,
     "quarantined-reworked": _quarantined_then_reworked,
@@ -206,6 +233,7 @@ SCENARIOS = {
     "evaluated": _evaluated,
     "pipeline-paused-resumed": _pipeline,
     "bad-payloads": _bad_payloads,
+    "claim-limit": _claim_limit,
 }
 
 
