@@ -420,8 +420,8 @@ def reset_bench_claims(engine: Engine) -> int:
     with engine.begin() as conn:
         result = conn.execute(
             text(
-                # seq too: record_claim stamps it, and a stamped node would refuse the next
-                # run's record_claim (an UPDATE of no row, cheaper than the real one).
+                # seq too: runs before the claim reservations moved into the claim stamped
+                # nodes this way; resetting it keeps an old bench store usable.
                 "UPDATE node_instances SET status = 'Available', assignee = NULL, "
                 "claim_token = NULL, claimed_at = NULL, seq = 1 WHERE claim_token LIKE :t "
                 "OR seq >= :stamped"

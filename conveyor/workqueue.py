@@ -45,10 +45,6 @@ class ClaimLimitReached(NoWorkAvailable):
         self.pipeline = pipeline
 
 
-class AlreadyClaiming(RuntimeError):
-    """Another call of the same contributor is claiming this node right now."""
-
-
 @dataclass(frozen=True)
 class Claimed:
     item: WorkItem
@@ -91,8 +87,8 @@ async def next_work(
         except ClaimLimitReached:
             at_limit.add(item.pipeline)
             continue
-        except (AlreadyClaiming, CommandRejected):
-            continue  # another of this contributor's calls has it, or someone was faster
+        except CommandRejected:
+            continue  # someone (or another call of this contributor) was faster
         return Claimed(item, result)
     if at_limit:
         raise NoWorkAvailable(

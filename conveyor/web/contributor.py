@@ -43,7 +43,6 @@ from conveyor.web.fields import (
     static_fields,
 )
 from conveyor.workqueue import (
-    AlreadyClaiming,
     ClaimLimitReached,
     NoWorkAvailable,
     claim_node,
@@ -262,7 +261,7 @@ async def claim(request: Request, user: PageUser) -> Response:
             workflow_id,
             node,
         )
-    except (ClaimLimitReached, AlreadyClaiming) as err:
+    except ClaimLimitReached as err:
         return redirect(back, error=str(err))
     except Exception as err:
         page_error = failure(err)

@@ -28,7 +28,6 @@ from conveyor.api.routes.common import (
     in_store,
 )
 from conveyor.workqueue import (
-    AlreadyClaiming,
     ClaimLimitReached,
     NoWorkAvailable,
     claim_node,
@@ -452,8 +451,6 @@ async def claim(workflow_id: WorkflowId, body: ClaimBody, deps: Deps, user: Work
     except ClaimLimitReached:
         count = await in_store(deps, lambda s: _count(s, user.name, acting, pipeline))
         raise _limit_error(count, user.name) from None
-    except AlreadyClaiming as err:
-        raise conflict(str(err)) from None
     count = await in_store(deps, lambda s: _count(s, user.name, acting, pipeline))
     assert result.token is not None
     return ClaimedWork(
