@@ -72,10 +72,12 @@ class BareClaimWorkflow:
             raise ValueError(f"{command.node} is not available")
 
 
-async def conveyor_claim(task: TaskClient) -> float:
+async def conveyor_claim(task: TaskClient, contributor: str) -> float:
+    """One claim of a limited role (label-review's ``claim_limits``), so the claim reserves
+    its place within the limit in the store as every such claim does."""
     started = time.perf_counter()
     result = await task.send(
-        Claim(request_id=new_request_id(), contributor="ana", roles=["labeler"], node="label")
+        Claim(request_id=new_request_id(), contributor=contributor, roles=["labeler"], node="label")
     )
     elapsed = time.perf_counter() - started
     assert result.token is not None
@@ -143,9 +145,9 @@ async def main_async(args: Any) -> None:
                     # Alternate who goes first so neither side always follows the other.
                     if i % 2 == 0:
                         b = await bare_claim(bares[i])
-                        c = await conveyor_claim(tasks[i])
+                        c = await conveyor_claim(tasks[i], f"labeler-{i % 100}")
                     else:
-                        c = await conveyor_claim(tasks[i])
+                        c = await conveyor_claim(tasks[i], f"labeler-{i % 100}")
                         b = await bare_claim(bares[i])
                     if i >= args.warmup:
                         bare.append(b)
