@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
@@ -202,6 +202,14 @@ async def test_file_source_keeps_n_in_flight_and_cycles(
     assert rows["seed-c1-r0"][1] == "row 0" and rows["seed-c0-r6"][1] == "row 6"
     assert sum(1 for status, _ in rows.values() if status != TaskStatus.FINISHED) == 5
 
+    # A stop the seeder cannot read is refused, and the seeder runs on.
+    for bad in ({"by": 5}, {"reason": "x", "surprise": 1}, [1], None):
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update("stop", bad, result_type=SeederProgress)
+        assert isinstance(refused.value.cause, ApplicationError)
+        assert "not a valid stop command" in refused.value.cause.message
+        assert refused.value.cause.non_retryable
+    assert not (await progress(handle)).done
     final = await handle.execute_update(
         "stop", StopSeeding(by="ops", reason="done"), result_type=SeederProgress
     )
