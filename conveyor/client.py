@@ -35,6 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import engine
 from workflows.chains import unknown_target_fields
+from workflows.engine import actor_of
 from workflows.graph import Pipeline
 from workflows.graph_checks import chain_problems
 from workflows.messages import (
@@ -88,6 +89,16 @@ class InvalidSeedData(ValueError):
 
 class NoWorkerResponded(TimeoutError):
     """An update got no answer in time: usually no worker polls the task queue."""
+
+
+def _update_id(command: Command) -> str:
+    """The Temporal update id of ``command``: its request_id, per sender.
+
+    The server answers a repeated update id with the first update's result without asking the
+    task, so the id names the sender too: a request_id reused by someone else reaches the task,
+    which refuses it, instead of being handed the first sender's answer.
+    """
+    return f"{actor_of(command)}:{command.request_id}"
 
 
 def _command_name(command: Command) -> str:
@@ -153,7 +164,7 @@ class TaskClient:
                 for attempt in range(_RACE_RETRIES):
                     try:
                         return await self.handle.execute_update(
-                            name, command, id=command.request_id, result_type=CommandResult
+                            name, command, id=_update_id(command), result_type=CommandResult
                         )
                     except RPCError as err:
                         # The update met the task while it was continuing as new; the new

@@ -181,7 +181,7 @@ def apply(pipeline: Pipeline, state: TaskState, command: Command, ctx: Context) 
 
     A command whose ``request_id`` was seen before gets its first answer back, unchanged.
     """
-    actor = _actor_of(command)
+    actor = actor_of(command)
     previous = state.responses.get(command.request_id)
     if previous is not None:
         if previous.command != command.type:
@@ -230,10 +230,10 @@ def record_rejection(
     cannot be told, so the task records what it refused and why.
     """
     new = _working_copy(state)
-    run = _Run(pipeline, new, ctx, actor=_actor_of(command))
+    run = _Run(pipeline, new, ctx, actor=actor_of(command))
     run.emit(
         "rejected",
-        _actor_of(command),
+        actor_of(command),
         getattr(command, "node", None),
         f"{command.type} rejected: {outcome.result.message}",
         {"request_id": command.request_id, "field_errors": outcome.result.field_errors},
@@ -425,7 +425,7 @@ def assignees(nodes: Iterable[NodeState]) -> list[str]:
 # --------------------------------------------------------------------------- internals
 
 
-def _actor_of(command: Command) -> str:
+def actor_of(command: Command) -> str:
     for attr in ("contributor", "admin", "by"):
         value = getattr(command, attr, None)
         if isinstance(value, str):
@@ -447,7 +447,7 @@ def _rejection(
         node=getattr(command, "node", None),
         field_errors=dict(field_errors or {}),
         status=state.status,
-        actor=_actor_of(command),
+        actor=actor_of(command),
     )
     return Outcome(state, result)
 
