@@ -44,6 +44,7 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
     """The API (under ``/api/v1``) and the web app; ``deps=None`` connects from ``CONVEYOR_*``
     settings when the server starts."""
     from conveyor.api.exports import ExportJobs
+    from conveyor.api.limits import BodyLimits
     from conveyor.api.origin import SameOriginWrites
     from conveyor.api.routes import routers
 
@@ -68,11 +69,14 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         responses={
             401: {"model": errors.ErrorResponse, "description": "no live API key"},
             403: {"model": errors.ErrorResponse, "description": "the role does not allow it"},
+            413: {"model": errors.ErrorResponse, "description": "the body is too large"},
             422: {"model": errors.ErrorResponse, "description": "invalid input"},
         },
     )
     app.state.deps = deps
     app.state.export_jobs = ExportJobs()
+    # The last added runs first: refuse a cross-site write before reading its body.
+    app.add_middleware(BodyLimits)
     app.add_middleware(SameOriginWrites)
     errors.install(app)
     for router in routers():
