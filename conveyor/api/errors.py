@@ -10,11 +10,15 @@ the same way for the same problem:
 =========================  ======  ==============================================================
 code                       status  raised when
 =========================  ======  ==============================================================
-``unauthenticated``        401     no key, an unknown or revoked key, a disabled user
+``unauthenticated``        401     no key, an unknown or revoked key, a disabled user; an
+                                   ``Authorization`` that is not ``Bearer <key>`` or an empty
+                                   ``X-API-Key`` (a header that is there is never passed over
+                                   for the cookie)
 ``forbidden``              403     the user's role does not allow the route (or the claim is
                                    someone else's)
-``cross_site``             403     a write authenticated by the web app's cookie that the browser
-                                   says another site started (see ``conveyor.api.origin``)
+``cross_site``             403     a write carrying the web app's cookie (whatever other headers
+                                   it carries), or a sign-in, that the browser says another site
+                                   started (see ``conveyor.api.origin``)
 ``not_found``              404     no such route; or a workflow that does not exist, or has
                                    ended (a Finished task takes no more commands)
 ``unknown_pipeline``       404     the pipeline was never applied (or the store never saw it)
