@@ -43,6 +43,7 @@ def deps_of(request: Request) -> ApiDeps:
 def create_app(deps: ApiDeps | None = None) -> FastAPI:
     """The API (under ``/api/v1``) and the web app; ``deps=None`` connects from ``CONVEYOR_*``
     settings when the server starts."""
+    from conveyor.api.docs import mount_docs
     from conveyor.api.exports import ExportJobs
     from conveyor.api.limits import BodyLimits
     from conveyor.api.origin import SameOriginWrites
@@ -66,6 +67,8 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
             '`{"error": {"code": "...", "message": "...", "details": ...}}`.'
         ),
         lifespan=lifespan,
+        docs_url=None,  # served from installed files, not a CDN: see conveyor.api.docs
+        redoc_url=None,
         responses={
             401: {"model": errors.ErrorResponse, "description": "no live API key"},
             403: {"model": errors.ErrorResponse, "description": "the role does not allow it"},
@@ -78,6 +81,7 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
     # The last added runs first: refuse a cross-site write before reading its body.
     app.add_middleware(BodyLimits)
     app.add_middleware(SameOriginWrites)
+    mount_docs(app)
     errors.install(app)
     for router in routers():
         app.include_router(router, prefix=API_PREFIX)
