@@ -70,6 +70,7 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
         docs_url=None,  # served from installed files, not a CDN: see conveyor.api.docs
         redoc_url=None,
         responses={
+            400: {"model": errors.ErrorResponse, "description": "the body cannot be read"},
             401: {"model": errors.ErrorResponse, "description": "no live API key"},
             403: {"model": errors.ErrorResponse, "description": "the role does not allow it"},
             413: {"model": errors.ErrorResponse, "description": "the body is too large"},
