@@ -34,8 +34,8 @@ code                       status  raised when
 ``not_ready``              409     an export's download before the export is done
 ``conflict``               409     other state conflicts
 ``bad_request``            400     a body that cannot be read at all, or a JSON body nested
-                                   deeper than 64 levels or with a number over 100 characters
-                                   (``conveyor.api.limits``)
+                                   deeper than 64 levels, with a number over 100 characters, or
+                                   with NaN / Infinity (``conveyor.api.limits``)
 ``too_large``              413     a body over its route's limit: 512 KiB for what Temporal
                                    carries, 8 MiB for batches and definitions (a definition
                                    itself at most 2 MiB); ``details``: ``limit_bytes``

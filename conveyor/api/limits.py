@@ -11,7 +11,8 @@ parser, nor Temporal) ever sees one that is too large or too deep:
   input) or a pipeline definition checked by its own rule (:data:`LARGE_BODY_ROUTES`) may send
   up to :data:`MAX_BODY_BYTES`.
 - **Shape** (400 ``bad_request``). A JSON body may nest at most :data:`MAX_JSON_DEPTH` arrays
-  and objects, and no number in it may be longer than :data:`MAX_NUMBER_CHARS` characters:
+  and objects, no number in it may be longer than :data:`MAX_NUMBER_CHARS` characters, and
+  ``NaN`` and ``Infinity`` (which Python reads, though they are not JSON) are refused:
   deeper or longer input is never meaningful here, and it costs the parser (Python's ``json``
   refuses integers over 4,300 digits; recursion fails near 1,000 levels) and every layer after
   it.
@@ -85,19 +86,26 @@ _STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
 # Only from the start of a run, so a body of many shorter runs costs no more than one pass.
 _NUMBER_CHAR = rb"[-+0-9.eE]"
 _LONG_NUMBER = re.compile(rb"(?<!%s)%s{%d,}" % (_NUMBER_CHAR, _NUMBER_CHAR, MAX_NUMBER_CHARS + 1))
+# Python's json reads these, but they are not JSON, and no store column or payload takes them.
+_NOT_A_NUMBER = re.compile(rb"NaN|Infinity")
 _BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 _STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 def check_json_shape(body: bytes) -> None:
-    """Refuse a JSON body nested deeper than :data:`MAX_JSON_DEPTH` or with a number longer than
-    :data:`MAX_NUMBER_CHARS` characters. Strings are skipped; the body need not be valid JSON
-    (the route's parser says what else is wrong with it).
+    """Refuse a JSON body nested deeper than :data:`MAX_JSON_DEPTH`, with a number longer than
+    :data:`MAX_NUMBER_CHARS` characters, or with ``NaN`` / ``Infinity`` (not JSON). Strings are
+    skipped; the body need not be valid JSON (the route's parser says what else is wrong).
 
     Raises:
         BadShape: with a message naming the limit.
     """
     outside = _STRING.sub(b'""', body)
+    special = _NOT_A_NUMBER.search(outside)
+    if special is not None:
+        raise BadShape(
+            f"{special.group().decode()} is not a JSON number; send a finite number (or null)"
+        )
     number = _LONG_NUMBER.search(outside)
     if number is not None:
         raise BadShape(

@@ -112,14 +112,17 @@ async def test_deep_json_and_huge_numbers_answer_400_never_500(api: Api) -> None
         (LONG_NUMBER, f"at most {MAX_NUMBER_CHARS} are accepted"),
         (LONG_FLOAT, f"at most {MAX_NUMBER_CHARS} are accepted"),
         ("-" + LONG_NUMBER + "e5", f"at most {MAX_NUMBER_CHARS} are accepted"),
+        ("NaN", "NaN is not a JSON number"),
+        ("-Infinity", "Infinity is not a JSON number"),
+        ("[1, Infinity]", "Infinity is not a JSON number"),
     ):
         for path, body in _bodies(value):
             for headers in (JSON, {}):  # FastAPI reads a body without a content type as JSON
                 r = await api.post(path.replace("PIPE", name), content=body, headers=headers)
                 error = error_of(r, 400, "bad_request")
                 assert says in error["message"], (path, error)
-    # inside strings, brackets and digits are just text
-    text = "[" * 1000 + "1" * 1000
+    # inside strings, brackets, digits and NaN are just text
+    text = "[" * 1000 + "1" * 1000 + " NaN Infinity"
     r = await api.post(f"/api/v1/pipelines/{name}/tasks", json={"key": "s", "data": {"text": text}})
     assert r.status_code == 201, r.text
 
