@@ -20,7 +20,7 @@ async def test_docs_and_their_assets_are_served_locally(api: Api) -> None:
             served = await api.http.get(asset)
             assert served.status_code == 200, asset
             assert len(served.content) > 1000, asset
-        assert "url: '/openapi.json'" in r.text or "spec-url=\"/openapi.json\"" in r.text
+        assert "url: '/openapi.json'" in r.text or 'spec-url="/openapi.json"' in r.text
     js = await api.http.get("/docs-assets/swagger-ui-bundle.js")
     assert "javascript" in js.headers["content-type"]
     assert "SwaggerUIBundle" in js.text
