@@ -8,6 +8,9 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+
+from conveyor.api import ApiDeps, create_app
 from conveyor.api.limits import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
@@ -15,6 +18,7 @@ from conveyor.api.limits import (
     MAX_PAYLOAD_BODY_BYTES,
     body_limit,
 )
+from conveyor.web.server import free_port, start_server
 from tests.api.conftest import Api, error_of
 
 JSON = {"content-type": "application/json"}
@@ -44,6 +48,26 @@ async def test_a_12_mb_create_answers_413_naming_the_limit(api: Api) -> None:
     assert r.status_code == 201, r.text
     r = await api.get(f"/api/v1/tasks/{name}/big")
     error_of(r, 404, "task_not_found")
+
+
+async def test_a_real_server_refuses_a_large_body_before_reading_it(api: Api) -> None:
+    """Over TCP (uvicorn, as served): the 413 comes at once, and the connection stays usable
+    for the client's next request."""
+    name = await api.label_pipeline()
+    app = create_app(ApiDeps(conveyor=api.conveyor, sessions=api.sessions, data_dir=api.data_dir))
+    port = free_port()
+    server, serving = await start_server(app, port=port)
+    try:
+        auth = {"Authorization": f"Bearer {api.keys['root']}", **JSON}
+        body = b'{"key": "big", "data": {"text": "' + b"x" * 12_000_000 + b'"}}'
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            r = await http.post(f"/api/v1/pipelines/{name}/tasks", content=body, headers=auth)
+            error_of(r, 413, "too_large")
+            r = await http.get("/api/v1/me", headers=auth)
+            assert r.status_code == 200, r.text
+    finally:
+        server.should_exit = True
+        await serving
 
 
 async def test_batches_and_definitions_may_be_larger_up_to_the_global_cap(api: Api) -> None:
