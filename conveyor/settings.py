@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -52,6 +54,22 @@ def _count(name: str, default: int | None, *, minimum: int) -> int | None:
     return value
 
 
+def _proxies(name: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks (``10.0.0.0/8``), or ``*`` for any."""
+    found = tuple(p.strip() for p in (_env(name) or "").split(",") if p.strip())
+    for proxy in found:
+        if proxy == "*":
+            continue
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ValueError(
+                f"CONVEYOR_{name}: {proxy!r} is not an IP address or network; list the "
+                "proxies' addresses, e.g. 127.0.0.1,10.0.0.0/8"
+            ) from None
+    return found
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Temporal is and how to reach it. Secrets are read here and nowhere else."""
@@ -77,6 +95,11 @@ class Settings:
     """Workflow tasks a worker runs at once (the SDK's default when ``None``). On a small
     machine 10-20 keeps a burst of new tasks waiting on the server instead of timing out inside
     the worker."""
+    trusted_proxies: tuple[str, ...] = ()
+    """The reverse proxies in front of the web app and API (IP addresses or networks, ``*`` for
+    any) whose ``X-Forwarded-Proto`` and ``X-Forwarded-For`` are believed. Empty (the default):
+    nobody's, not even 127.0.0.1's, so a local client cannot pose as HTTPS (the sign-in cookie
+    is ``Secure`` only over HTTPS)."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -96,7 +119,15 @@ class Settings:
             app_metrics_port=_port("APP_METRICS_PORT", 9465),
             max_cached_workflows=_count("MAX_CACHED_WORKFLOWS", 1000, minimum=0) or 0,
             max_concurrent_workflow_tasks=_count("MAX_CONCURRENT_WORKFLOW_TASKS", None, minimum=2),
+            trusted_proxies=_proxies("TRUSTED_PROXIES"),
         )
+
+    def uvicorn_proxy_options(self) -> dict[str, Any]:
+        """``uvicorn.Config`` arguments: proxy headers only from :attr:`trusted_proxies`
+        (uvicorn on its own believes 127.0.0.1)."""
+        if not self.trusted_proxies:
+            return {"proxy_headers": False}
+        return {"proxy_headers": True, "forwarded_allow_ips": list(self.trusted_proxies)}
 
     async def connect(self, runtime: Runtime | None = None) -> Client:
         """One long-lived client per process, with the pydantic data converter.

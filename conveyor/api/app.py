@@ -43,7 +43,9 @@ def deps_of(request: Request) -> ApiDeps:
 def create_app(deps: ApiDeps | None = None) -> FastAPI:
     """The API (under ``/api/v1``) and the web app; ``deps=None`` connects from ``CONVEYOR_*``
     settings when the server starts."""
+    from conveyor.api.docs import mount_docs
     from conveyor.api.exports import ExportJobs
+    from conveyor.api.limits import BodyLimits
     from conveyor.api.origin import SameOriginWrites
     from conveyor.api.routes import routers
 
@@ -65,15 +67,22 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
             '`{"error": {"code": "...", "message": "...", "details": ...}}`.'
         ),
         lifespan=lifespan,
+        docs_url=None,  # served from installed files, not a CDN: see conveyor.api.docs
+        redoc_url=None,
         responses={
+            400: {"model": errors.ErrorResponse, "description": "the body cannot be read"},
             401: {"model": errors.ErrorResponse, "description": "no live API key"},
             403: {"model": errors.ErrorResponse, "description": "the role does not allow it"},
+            413: {"model": errors.ErrorResponse, "description": "the body is too large"},
             422: {"model": errors.ErrorResponse, "description": "invalid input"},
         },
     )
     app.state.deps = deps
     app.state.export_jobs = ExportJobs()
+    # The last added runs first: refuse a cross-site write before reading its body.
+    app.add_middleware(BodyLimits)
     app.add_middleware(SameOriginWrites)
+    mount_docs(app)
     errors.install(app)
     for router in routers():
         app.include_router(router, prefix=API_PREFIX)

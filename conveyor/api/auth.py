@@ -1,5 +1,7 @@
 """Who is calling: API keys in ``Authorization: Bearer <key>`` (or ``X-API-Key``), checked
 against the store's ``api_keys``; the web app carries the same key in an HTTP-only cookie.
+The first of these the request carries is the one checked: an invalid ``Authorization`` answers
+401 even beside a valid cookie.
 
 Routes declare what they need with the dependencies below; each one answers 401 without a
 live key and 403 when the user's role does not allow the route.
@@ -23,24 +25,47 @@ _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: 
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
 
 
-def _key(
-    request: Request,
-    bearer: HTTPAuthorizationCredentials | None,
-    header: str | None,
-) -> str | None:
-    if bearer is not None and bearer.credentials:
-        return bearer.credentials
-    if header:
-        return header
+def _key(request: Request) -> str | None:
+    """The key the request authenticates with: the ``Authorization`` header when there is one,
+    else ``X-API-Key``, else the web app's cookie.
+
+    A header that is present decides, valid or not: a request whose ``Authorization`` is not
+    ``Bearer <key>`` is refused, never quietly answered as the cookie's user.
+
+    Raises:
+        ApiError: 401, for an ``Authorization`` header that does not carry a bearer key, or an
+            empty ``X-API-Key``.
+    """
+    authorization = request.headers.get("authorization")
+    if authorization is not None:
+        scheme, _, credentials = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise unauthenticated("the Authorization header is not 'Bearer <key>'")
+        return credentials.strip()
+    header = request.headers.get("x-api-key")
+    if header is not None:
+        if not header.strip():
+            raise unauthenticated("the X-API-Key header is empty")
+        return header.strip()
     return request.cookies.get(COOKIE)
 
 
 async def current_user(
     request: Request,
+    # Both declared for the OpenAPI spec; _key reads the headers itself (these two drop a
+    # malformed header silently, and the cookie must not then stand in for it).
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
     header: Annotated[str | None, Depends(_header)] = None,
 ) -> User:
-    key = _key(request, bearer, header)
+    return await user_of_key(request, _key(request))
+
+
+async def user_of_key(request: Request, key: str | None) -> User:
+    """The live user holding ``key``.
+
+    Raises:
+        ApiError: 401 for no key, or an unknown or revoked key, or a disabled user.
+    """
     if not key:
         raise unauthenticated("no API key")
     from conveyor.api.app import deps_of

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from conveyor.cli_common import CliError, store_sessions
 from store.db import transaction
@@ -30,6 +31,9 @@ from store.users import (
     revoke_keys,
     upsert_user,
 )
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -142,12 +146,27 @@ async def cmd_user_revoke(args: argparse.Namespace) -> int:
     return 0 if count or not args.prefix else 1
 
 
-async def cmd_api(args: argparse.Namespace) -> int:
+def server_config(host: str, port: int) -> uvicorn.Config:
+    """The uvicorn server of ``starter.py api``: proxy headers only from
+    ``CONVEYOR_TRUSTED_PROXIES``."""
     import uvicorn
 
     from conveyor.api import create_app
+    from conveyor.settings import Settings
 
-    config = uvicorn.Config(create_app(), host=args.host, port=args.port, log_level="info")
+    return uvicorn.Config(
+        create_app(),
+        host=host,
+        port=port,
+        log_level="info",
+        **Settings.from_env().uvicorn_proxy_options(),
+    )
+
+
+async def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    config = server_config(args.host, args.port)
     print(
         f"Conveyor API on http://{args.host}:{args.port}/api/v1 "
         f"(OpenAPI: /openapi.json, docs: /docs)",

@@ -10,11 +10,15 @@ the same way for the same problem:
 =========================  ======  ==============================================================
 code                       status  raised when
 =========================  ======  ==============================================================
-``unauthenticated``        401     no key, an unknown or revoked key, a disabled user
+``unauthenticated``        401     no key, an unknown or revoked key, a disabled user; an
+                                   ``Authorization`` that is not ``Bearer <key>`` or an empty
+                                   ``X-API-Key`` (a header that is there is never passed over
+                                   for the cookie)
 ``forbidden``              403     the user's role does not allow the route (or the claim is
                                    someone else's)
-``cross_site``             403     a write authenticated by the web app's cookie that the browser
-                                   says another site started (see ``conveyor.api.origin``)
+``cross_site``             403     a write carrying the web app's cookie (whatever other headers
+                                   it carries), or a sign-in, that the browser says another site
+                                   started (see ``conveyor.api.origin``)
 ``not_found``              404     no such route; or a workflow that does not exist, or has
                                    ended (a Finished task takes no more commands)
 ``unknown_pipeline``       404     the pipeline was never applied (or the store never saw it)
@@ -29,8 +33,12 @@ code                       status  raised when
 ``pipeline_not_accepting`` 409     the pipeline takes no new tasks in its status
 ``not_ready``              409     an export's download before the export is done
 ``conflict``               409     other state conflicts
-``bad_request``            400     a body FastAPI cannot read at all
-``too_large``              413     a pipeline definition over 2 MiB
+``bad_request``            400     a body that cannot be read at all, or a JSON body nested
+                                   deeper than 64 levels, with a number over 100 characters, or
+                                   with NaN / Infinity (``conveyor.api.limits``)
+``too_large``              413     a body over its route's limit: 512 KiB for what Temporal
+                                   carries, 8 MiB for batches and definitions (a definition
+                                   itself at most 2 MiB); ``details``: ``limit_bytes``
 ``invalid_input``          422     the request does not fit the route's schema
 ``invalid_values``         422     a form's values do not fit its fields (``details``: per field)
 ``invalid_pipeline``       422     a definition with problems (``details``: every problem)
@@ -45,6 +53,8 @@ code                       status  raised when
 
 from __future__ import annotations
 
+import html
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +64,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope, Send
 
 log = logging.getLogger("conveyor.api")
 
@@ -108,6 +119,30 @@ def error_json(status: int, code: str, message: str, details: Any = None) -> JSO
     body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+
+
+async def send_error(
+    scope: Scope, send: Send, status: int, code: str, message: str, details: Any = None
+) -> None:
+    """Answer from ASGI middleware, before any route runs: the JSON shape above under
+    ``/api/``, a short page for the web app's pages."""
+    path: str = scope.get("path", "")
+    if path.startswith("/api/"):
+        body = ErrorResponse(error=ErrorBody(code=code, message=message, details=details))
+        data = json.dumps(body.model_dump(mode="json")).encode()
+        content_type = b"application/json"
+    else:
+        text = html.escape(message)
+        data = f"<!doctype html><title>{status}</title><h1>Refused</h1><p>{text}</p>".encode()
+        content_type = b"text/html; charset=utf-8"
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(data))],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
 
 
 _HTTP_CODES = {

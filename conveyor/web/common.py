@@ -28,7 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conveyor.api.app import ApiDeps, deps_of
-from conveyor.api.auth import COOKIE, current_user
+from conveyor.api.auth import COOKIE, user_of_key
 from conveyor.api.errors import ApiError
 from store.db import transaction
 from store.models import TaskRow
@@ -131,9 +131,10 @@ def not_found(message: str) -> PageError:
 
 
 async def page_user(request: Request) -> User:
-    """The signed-in user (the API's own key check), or :class:`SignInRequired`."""
+    """The signed-in user (the API's own key check, on the cookie alone: pages are for the
+    signed-in browser), or :class:`SignInRequired`."""
     try:
-        return await current_user(request, None, None)
+        return await user_of_key(request, request.cookies.get(COOKIE))
     except ApiError as err:
         if err.status == 401:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
+from dataclasses import replace
 
 import uvicorn
 from fastapi import FastAPI
+
+from conveyor.settings import Settings
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -39,16 +42,31 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 
 async def start_server(
-    app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000
+    app: FastAPI,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    trusted_proxies: Sequence[str] | None = None,
 ) -> tuple[EmbeddedServer, asyncio.Task[None]]:
     """Start serving ``app`` in the running loop; returns once it accepts connections.
 
-    Stop it with ``server.should_exit = True`` and await the task.
+    Stop it with ``server.should_exit = True`` and await the task. ``trusted_proxies``: whose
+    ``X-Forwarded-*`` headers to believe (default: ``CONVEYOR_TRUSTED_PROXIES``, else nobody's).
 
     Raises:
         RuntimeError: the server could not start (e.g. the port is taken).
     """
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    settings = Settings.from_env()
+    if trusted_proxies is not None:
+        settings = replace(settings, trusted_proxies=tuple(trusted_proxies))
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        **settings.uvicorn_proxy_options(),
+    )
     server = EmbeddedServer(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -65,6 +65,75 @@ async def test_cookie_writes_started_by_another_site_are_refused(api: Api) -> No
         api.http.cookies.clear()
 
 
+async def test_a_cookie_write_from_another_site_is_refused_whatever_else_it_carries(
+    api: Api,
+) -> None:
+    """An Authorization or X-API-Key header beside the cookie does not skip the check."""
+    pipeline = await api.label_pipeline()
+    pause = f"/api/v1/pipelines/{pipeline}/pause"
+    cookie = {"Cookie": f"conveyor_key={api.keys['root']}"}
+    for unrelated in (
+        {"Authorization": f"Bearer {api.keys['root']}"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"X-API-Key": api.keys["root"]},
+    ):
+        for foreign in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Site": "cross-site"}):
+            r = await api.http.post(pause, headers={**cookie, **unrelated, **foreign})
+            error_of(r, 403, "cross_site")
+    assert (await api.get(f"/api/v1/pipelines/{pipeline}")).json()["status"] == "Active"
+
+
+async def test_an_invalid_authorization_is_401_not_the_cookie(api: Api) -> None:
+    """A header that is there decides: a bad one is refused, never answered as the cookie's
+    user."""
+    cookie = {"Cookie": f"conveyor_key={api.keys['root']}"}
+    for header in (
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"Authorization": "Bearer"},
+        {"Authorization": "Bearer "},
+        {"Authorization": ""},
+        {"Authorization": "Bearer cvk_" + "x" * 43},
+        {"Authorization": f"Bearer {api.revoked_key}"},
+        {"X-API-Key": ""},
+        {"X-API-Key": "not-a-key"},
+    ):
+        r = await api.http.get("/api/v1/me", headers={**cookie, **header})
+        error_of(r, 401, "unauthenticated")
+        r = await api.http.post(
+            "/api/v1/pipelines/no-such/pause", headers={**cookie, **header}, json={}
+        )
+        error_of(r, 401, "unauthenticated")
+    error = error_of(
+        await api.http.get("/api/v1/me", headers={"Authorization": "Basic dXNlcjpwYXNz"}), 401
+    )
+    assert "'Bearer <key>'" in error["message"]
+    # a valid header wins over the cookie; the cookie alone still works
+    r = await api.http.get("/api/v1/me", headers={**cookie, "X-API-Key": api.keys["ana"]})
+    assert r.json()["name"] == "ana", r.text
+    r = await api.http.get("/api/v1/me", headers=cookie)
+    assert r.json()["name"] == "root", r.text
+
+
+async def test_sign_in_started_by_another_site_is_refused(api: Api) -> None:
+    """Login CSRF: another site's form must not sign the browser in (as its own user)."""
+    form = {"key": api.keys["vera"], "next": "/"}
+    for foreign in (
+        {"Origin": "http://evil.example"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://test.evil.example", "Sec-Fetch-Site": "same-site"},
+    ):
+        r = await api.http.post("/signin", data=form, headers=foreign)
+        assert r.status_code == 403, r.text
+        assert "another site" in r.text and "set-cookie" not in r.headers
+    # from this server's own sign-in page (or a client sending no Origin), it signs in
+    for own in ({"Origin": "http://test", "Sec-Fetch-Site": "same-origin"}, {}):
+        r = await api.http.post("/signin", data=form, headers=own)
+        assert r.status_code == 303, r.text
+        assert any(c.startswith("conveyor_key=") for c in r.headers.get_list("set-cookie"))
+        api.http.cookies.clear()
+
+
 async def test_me_says_who_and_what(api: Api) -> None:
     expected = {
         "root": ("admin", [], True, True, True, True),
