@@ -305,12 +305,22 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
             print(f"    {problem}")
     for orphan in report.orphans:
         print(f"orphan: {orphan} is in the store but its workflow is gone")
+    for stuck in report.stuck:
+        print(f"stuck: {stuck.describe()}")
+    for silent in report.unanswered:
+        print(f"no answer: {silent} is running but did not answer (is a worker running?)")
     state = "repaired" if args.fix else "found"
+    extra = "".join(
+        f", {len(items)} {what}"
+        for items, what in ((report.stuck, "stuck"), (report.unanswered, "unanswered"))
+        if items
+    )
     print(
         f"checked {report.checked} task(s): {len(report.drifted)} drifted ({state}), "
-        f"{len(report.orphans)} orphan(s)"
+        f"{len(report.orphans)} orphan(s){extra}"
     )
-    return 0 if report.clean or args.fix else 1
+    fixed = args.fix and not report.stuck and not report.unanswered
+    return 0 if report.clean or fixed else 1
 
 
 async def cmd_dev(args: argparse.Namespace) -> int:
