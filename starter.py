@@ -18,11 +18,21 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from conveyor.cli_common import CliError, connect_conveyor, store_sessions
+from conveyor.cli_common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_REJECTED,
+    EXIT_UNAVAILABLE,
+    CliError,
+    Unavailable,
+    connect_conveyor,
+    describe_store,
+    store_sessions,
+)
 from conveyor.client import CommandRejected, InvalidSeedData, NoWorkerResponded
 from conveyor.pipelines import load_pipeline_file
+from conveyor.settings import Settings
 from store.db import SchemaOutOfDate
-from store.users import UnknownUser
 from workflows.graph import PipelineInvalid
 from workflows.messages import (
     Activate,
@@ -50,8 +60,7 @@ from workflows.messages import (
     Verdict,
 )
 
-EXIT_REJECTED = 2
-EXIT_INVALID = 3
+__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_REJECTED", "EXIT_UNAVAILABLE", "main"]
 
 
 def _json_arg(text: str, what: str) -> dict[str, Any]:
@@ -236,9 +245,15 @@ def _verdict_line(record: EvaluationRecord) -> str:
 
 
 async def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from store.db import current_revision, database_url, make_engine, migrate, safe_url
+    from conveyor.cli_common import sqlite_path
+    from conveyor.settings import store_url
+    from store.db import current_revision, make_engine, migrate, safe_url
 
-    engine = make_engine(database_url())
+    url = store_url()
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
     migrate(engine)
     print(f"{safe_url(engine.url)} is at revision {current_revision(engine)}")
     return 0
@@ -502,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors become one line on stderr and an exit code (see the README)."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
     try:
@@ -514,18 +530,55 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineInvalid as err:
         print(str(err), file=sys.stderr)
         return EXIT_INVALID
-    except (
-        InvalidSeedData,
-        CliError,
-        NoWorkerResponded,
-        SchemaOutOfDate,
-        UnknownUser,
-        ValueError,
-    ) as err:
+    except (Unavailable, NoWorkerResponded) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except (InvalidSeedData, CliError, SchemaOutOfDate, LookupError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        code, message = _explain(err, args)
+        if os.environ.get("CONVEYOR_DEBUG"):
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return code
+
+
+def _explain(err: Exception, args: argparse.Namespace) -> tuple[int, str]:
+    """An exit code and one line for errors from Temporal and the store."""
+    from sqlalchemy.exc import DBAPIError
+    from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    subject = f"task {args.id}" if isinstance(getattr(args, "id", None), str) else "the workflow"
+    if isinstance(err, RPCError):
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return EXIT_INVALID, f"{subject} not found ({first})"
+        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            return EXIT_UNAVAILABLE, (
+                f"{subject} did not answer in time ({first}); is a worker running? "
+                "`starter.py reconcile` tells a task failing its workflow tasks from one without "
+                "a worker"
+            )
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED):
+            address = Settings.from_env().temporal_address
+            return EXIT_UNAVAILABLE, f"Temporal at {address} is unavailable ({first})"
+        return EXIT_FAILED, f"Temporal refused the request: {err.status.name} ({first})"
+    if isinstance(err, RPCTimeoutOrCancelledError):
+        return EXIT_UNAVAILABLE, f"{subject} did not answer in time; is a worker running?"
+    if isinstance(err, WorkflowQueryFailedError):
+        return EXIT_FAILED, f"{subject} could not answer: {first}"
+    if isinstance(err, DBAPIError):
+        reason = str(err.orig).strip().splitlines()[0] if err.orig else first
+        return EXIT_UNAVAILABLE, f"the store at {describe_store()} failed: {reason}"
+    if isinstance(err, OSError | TimeoutError):
+        return EXIT_UNAVAILABLE, f"{type(err).__name__}: {first}"
+    return EXIT_FAILED, (
+        f"unexpected {type(err).__name__}: {first} (set CONVEYOR_DEBUG=1 for the traceback)"
+    )
 
 
 if __name__ == "__main__":

@@ -148,7 +148,7 @@ async def test_a_whole_round_through_the_cli(
     code, _, err = await run(
         "claim", workflow_id, "--as", "bo", env={"CONVEYOR_TEMPORAL_ADDRESS": "127.0.0.1:1"}
     )
-    assert code == 3 and "cannot reach Temporal" in err
+    assert code == 4 and "cannot reach Temporal" in err  # EXIT_UNAVAILABLE
 
 
 def _get_json(url: str, key: str) -> Any:
