@@ -16,7 +16,7 @@ import sys
 import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from conveyor.cli_common import (
     EXIT_FAILED,
@@ -31,7 +31,7 @@ from conveyor.cli_common import (
 )
 from conveyor.client import CommandRejected, InvalidSeedData, NoWorkerResponded
 from conveyor.pipelines import load_pipeline_file
-from conveyor.settings import Settings
+from conveyor.settings import Settings, resolve_data_dir
 from store.db import SchemaOutOfDate
 from workflows.graph import PipelineInvalid
 from workflows.messages import (
@@ -73,6 +73,23 @@ def _json_arg(text: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise CliError(f'{what} must be a JSON object like \'{{"label": "positive"}}\'')
     return value
+
+
+def _port(text: str, *, off: bool = False) -> int:
+    """An argparse type: a TCP port (``0`` too when ``off``: the listener is turned off)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not (0 if off else 1) <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port; use 1-65535" + (", or 0 for off" if off else "")
+        )
+    return port
+
+
+def _port_or_off(text: str) -> int:
+    return _port(text, off=True)
 
 
 def _rid(args: argparse.Namespace) -> str:
@@ -341,6 +358,9 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
 async def cmd_dev(args: argparse.Namespace) -> int:
     from conveyor.dev import run_dev
 
+    def port_or_off(value: int | None) -> int | None:
+        return -1 if value is None else (value or None)
+
     return await run_dev(
         port=args.port,
         ui_port=args.ui_port,
@@ -348,30 +368,70 @@ async def cmd_dev(args: argparse.Namespace) -> int:
         demo=not args.no_demo,
         ephemeral=args.ephemeral,
         web_port=args.web_port,
+        metrics_port=port_or_off(args.metrics_port),
+        app_metrics_port=port_or_off(args.app_metrics_port),
+        temporal_address=args.temporal_address,
     )
 
 
 # --------------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit with EXIT_INVALID (bad input), not argparse's 2 (EXIT_REJECTED)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="starter.py",
         description="Conveyor: durable human + LLM work pipelines on Temporal.",
         epilog="Connection settings come from CONVEYOR_* variables; see the README.",
     )
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
-    dev = sub.add_parser("dev", help="run the whole local system: Temporal + UI, worker, demo")
-    dev.add_argument("--port", type=int, default=7233, help="Temporal frontend port (7233)")
-    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal UI port (8233)")
+    dev = sub.add_parser(
+        "dev",
+        help="run the whole local system: Temporal + UI, worker, web app, demo",
+        description="Start the Temporal dev server (+ UI), a worker, the web app and demo "
+        "tasks. A port that is taken stops start-up at once, naming the option to change.",
+    )
+    dev.add_argument("--port", type=_port, default=7233, help="Temporal frontend port (7233)")
+    dev.add_argument(
+        "--ui-port", type=_port, default=None, help="Temporal UI port (--port + 1000: 8233)"
+    )
     dev.add_argument(
         "--web-port",
-        type=int,
+        type=_port,
         default=None,
-        help="web app and HTTP API port (CONVEYOR_WEB_PORT, else 8000; a free one if taken)",
+        help="web app and HTTP API port (CONVEYOR_WEB_PORT, else 8000)",
     )
-    dev.add_argument("--data-dir", default=os.environ.get("CONVEYOR_DATA_DIR", "data"))
+    dev.add_argument(
+        "--metrics-port",
+        type=_port_or_off,
+        default=None,
+        help="worker's SDK metrics port (CONVEYOR_METRICS_PORT, else 9464; 0: off)",
+    )
+    dev.add_argument(
+        "--app-metrics-port",
+        type=_port_or_off,
+        default=None,
+        help="worker's Conveyor metrics port (CONVEYOR_APP_METRICS_PORT, else 9465; 0: off)",
+    )
+    dev.add_argument(
+        "--temporal-address",
+        metavar="HOST:PORT",
+        help="use this running Temporal server instead of starting one",
+    )
+    dev.add_argument(
+        "--data-dir",
+        default=str(resolve_data_dir()[0]),
+        help="Temporal's database, the store, keys and logs (CONVEYOR_DATA_DIR, else the "
+        "project's data/)",
+    )
     dev.add_argument("--no-demo", action="store_true", help="do not create demo tasks")
     dev.add_argument(
         "--ephemeral", action="store_true", help="keep Temporal in memory (nothing on disk)"
