@@ -161,7 +161,14 @@ async def cmd_task_create(args: argparse.Namespace) -> int:
 
 
 async def cmd_task_show(args: argparse.Namespace) -> int:
+    from conveyor.reconcile import stuck_task
+
     conveyor = await connect_conveyor()
+    # A task failing its workflow tasks cannot answer the query; say why at once instead.
+    stuck = await stuck_task(conveyor, args.id)
+    if stuck is not None:
+        print(f"error: {stuck.describe()}", file=sys.stderr)
+        return EXIT_FAILED
     print_view(await conveyor.task(args.id).state(), as_json=args.json)
     return 0
 

@@ -238,6 +238,20 @@ async def _read(
         return None
 
 
+async def stuck_task(conveyor: ConveyorClient, workflow_id: str) -> StuckTask | None:
+    """The task's :class:`StuckTask` if its workflow runs but fails its workflow tasks (from
+    ``describe``, which the server answers alone: no wait for a worker), else ``None``.
+
+    Raises:
+        RPCError: e.g. ``NOT_FOUND`` when the workflow does not exist.
+    """
+    description = await conveyor.task(workflow_id).handle.describe()
+    pending = description.raw_description.pending_workflow_task
+    if description.status == WorkflowExecutionStatus.RUNNING and pending.attempt > 1:
+        return await _stuck(conveyor, workflow_id, pending)
+    return None
+
+
 async def _stuck(conveyor: ConveyorClient, workflow_id: str, pending: Any) -> StuckTask:
     """Describe a workflow failing its workflow task: since when, and the last error."""
     since = pending.original_scheduled_time

@@ -6,9 +6,18 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
+import uuid
 from pathlib import Path
 
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from conveyor.client import ConveyorClient
+from tests.support.wedged import WedgedTaskWorkflow
+from workflows.options import SA_PIPELINE
 
 ROOT = Path(__file__).resolve().parent.parent
 EXIT_INVALID, EXIT_UNAVAILABLE = 3, 4
@@ -110,3 +119,67 @@ async def test_the_cli_finds_the_same_store_from_any_directory(tmp_path: Path) -
     code, err = await run("pipeline", "list", cwd=elsewhere, env=data)
     assert code == 0 and err == "", err
     assert list(elsewhere.iterdir()) == []
+
+
+async def test_a_stuck_task_is_named_at_once(
+    temporal_env: WorkflowEnvironment, store_sessions: sessionmaker[Session]
+) -> None:
+    client = temporal_env.client
+    workflow_id = f"wedged-cli/{uuid.uuid4().hex[:8]}"
+    queue = f"wedged-{uuid.uuid4().hex[:8]}"
+    env = {
+        "CONVEYOR_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "CONVEYOR_DATABASE_URL": store_sessions.kw["bind"].url.render_as_string(
+            hide_password=False
+        ),
+    }
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=[WedgedTaskWorkflow],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):
+        handle = await client.start_workflow(
+            WedgedTaskWorkflow.run,
+            None,
+            id=workflow_id,
+            task_queue=queue,
+            search_attributes=TypedSearchAttributes(
+                [SearchAttributePair(SA_PIPELINE, "wedged-cli")]
+            ),
+        )
+        await handle.signal(WedgedTaskWorkflow.wedge)
+        for _ in range(100):
+            if (await handle.describe()).raw_description.pending_workflow_task.attempt > 1:
+                break
+            await asyncio.sleep(0.1)
+
+        started = time.monotonic()
+        code, err = await run("task", "show", workflow_id, env=env)
+        assert time.monotonic() - started < 20
+        line = one_line(err)
+        assert code == 1
+        assert f"{workflow_id} is stuck since" in line
+        assert "last error: deliberately failing workflow task" in line
+
+        for _ in range(100):  # visibility is eventually consistent
+            if [i async for i, _ in ConveyorClient(client).list_tasks(pipeline="wedged-cli")]:
+                break
+            await asyncio.sleep(0.1)
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "starter.py"),
+            "reconcile",
+            "--pipeline",
+            "wedged-cli",
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        assert time.monotonic() - started < 20
+        assert proc.returncode == 1
+        assert f"stuck: {workflow_id} is stuck since" in out.decode()
+        assert "checked 1 task(s): 0 drifted (found), 0 orphan(s), 1 stuck" in out.decode()

@@ -6,11 +6,10 @@ import asyncio
 import random
 import time
 import uuid
-from typing import Any
 
 from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio import activity, workflow
+from temporalio import activity
 from temporalio.api.workflowservice.v1 import (
     DeleteWorkflowExecutionRequest,
 )
@@ -28,6 +27,7 @@ from store.db import transaction
 from store.models import NodeRow, TaskRow, TimelineEventRow
 from tests.support.actors import claim, label_and_review, rid, submit
 from tests.support.pipelines import label_review
+from tests.support.wedged import WedgedTaskWorkflow
 from workflows.messages import ProjectionBatch, Tag
 from workflows.options import SA_PIPELINE
 from workflows.task import TaskWorkflow
@@ -116,20 +116,6 @@ async def test_projection_survives_failures_and_duplicates(
         fixed = await reconcile(conveyor, sessions, pipeline=pipeline.name, fix=True)
         assert all(d.fixed for d in fixed.drifted)
         assert (await reconcile(conveyor, sessions, pipeline=pipeline.name)).clean
-
-
-@workflow.defn(name="TaskWorkflow")
-class WedgedTaskWorkflow:
-    """Stands in for a task whose workflow task fails on every attempt (a bug, or an input it
-    cannot handle): registered only on this test's own worker and task queue."""
-
-    @workflow.run
-    async def run(self, _: Any) -> None:
-        await workflow.wait_condition(lambda: False)
-
-    @workflow.signal(name="wedge")
-    def wedge(self) -> None:
-        raise RuntimeError("deliberately failing workflow task")
 
 
 async def test_reconcile_tells_stuck_from_gone_quickly(
