@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -339,6 +340,9 @@ async def _run_dev(
                 sessions=sessions,
                 max_cached_workflows=settings.max_cached_workflows,
                 max_concurrent_workflow_tasks=settings.max_concurrent_workflow_tasks,
+                shutdown_grace=timedelta(
+                    seconds=float(os.environ.get("CONVEYOR_SHUTDOWN_GRACE", "30"))
+                ),
             )
             with serve_app_metrics(sessions, settings.metrics_host, ports.app_metrics):
                 async with worker:
