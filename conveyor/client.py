@@ -2,11 +2,11 @@
 
 Scripts, the CLI (``starter.py``) and later the HTTP API all go through this module::
 
-    conveyor = ConveyorClient(await settings.connect(), task_queue="conveyor")
-    created = await conveyor.create_task(pipeline, "doc-1", {"text": "..."})
-    task = conveyor.task(created.workflow_id)
-    claim = await task.send(Claim(request_id=new_request_id(), contributor="ana"))
-    await task.send(Submit(..., token=claim.token, values={"label": "positive"}))
+    async with await ConveyorClient.connect() as conveyor:  # CONVEYOR_* settings
+        created = await conveyor.create_task(pipeline, "doc-1", {"text": "..."})
+        task = conveyor.task(created.workflow_id)
+        claim = await task.send(Claim(request_id=new_request_id(), contributor="ana"))
+        await task.send(Submit(..., token=claim.token, values={"label": "positive"}))
 """
 
 from __future__ import annotations
