@@ -196,3 +196,22 @@ async def check_stuck_and_gone(
     assert f"{stuck} is stuck since" in found.describe()
     assert not report.drifted and not report.unanswered
     assert healthy not in report.orphans and not report.clean
+
+
+async def test_reconcile_reports_tasks_no_worker_answers(
+    client: Client, store_sessions: sessionmaker[Session]
+) -> None:
+    # A task queue no worker polls: the task's workflow runs but nothing can answer for it.
+    conveyor = ConveyorClient(client, f"nobody-{uuid.uuid4().hex[:8]}")
+    pipeline = label_review(name=f"silent-{uuid.uuid4().hex[:6]}")
+    created = await conveyor.create_task(pipeline, "k", {"text": "t"})
+    for _ in range(100):  # visibility is eventually consistent
+        if [i async for i, _ in conveyor.list_tasks(pipeline=pipeline.name)]:
+            break
+        await asyncio.sleep(0.1)
+    started = time.monotonic()
+    report = await reconcile(conveyor, store_sessions, pipeline=pipeline.name, query_timeout=2)
+    took = time.monotonic() - started
+    assert report.unanswered == [created.workflow_id], report
+    assert not report.stuck and not report.orphans and not report.clean
+    assert took < 10, f"reconcile took {took:.1f}s"
