@@ -15,6 +15,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -59,6 +60,7 @@ from workflows.messages import (
     Untag,
     Verdict,
 )
+from workflows.task import TaskWorkflow
 
 __all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_REJECTED", "EXIT_UNAVAILABLE", "main"]
 
@@ -169,7 +171,11 @@ async def cmd_task_show(args: argparse.Namespace) -> int:
     if stuck is not None:
         print(f"error: {stuck.describe()}", file=sys.stderr)
         return EXIT_FAILED
-    print_view(await conveyor.task(args.id).state(), as_json=args.json)
+    # Bounded like an update: with no worker polling, a query would wait on the server.
+    view = await conveyor.task(args.id).handle.query(
+        TaskWorkflow.state, rpc_timeout=timedelta(seconds=conveyor.update_timeout)
+    )
+    print_view(view, as_json=args.json)
     return 0
 
 

@@ -16,6 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from conveyor.client import ConveyorClient
+from conveyor.pipelines import load_pipeline_file
 from tests.support.wedged import WedgedTaskWorkflow
 from workflows.options import SA_PIPELINE
 
@@ -183,3 +184,28 @@ async def test_a_stuck_task_is_named_at_once(
         assert proc.returncode == 1
         assert f"stuck: {workflow_id} is stuck since" in out.decode()
         assert "checked 1 task(s): 0 drifted (found), 0 orphan(s), 1 stuck" in out.decode()
+
+
+async def test_a_task_no_worker_answers_for_is_one_line_and_exit_4(
+    temporal_env: WorkflowEnvironment,
+) -> None:
+    client = temporal_env.client
+    queue = f"nobody-{uuid.uuid4().hex[:8]}"
+    conveyor = ConveyorClient(client, queue)
+    pipeline = load_pipeline_file(str(ROOT / "examples" / "label-review.yaml"))
+    created = await conveyor.create_task(pipeline, f"silent-{uuid.uuid4().hex[:6]}", {"text": "t"})
+    env = {
+        "CONVEYOR_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "CONVEYOR_TASK_QUEUE": queue,
+        "CONVEYOR_UPDATE_TIMEOUT": "2",
+    }
+    for args in (
+        ["task", "show", created.workflow_id],
+        ["claim", created.workflow_id, "--as", "ana"],
+    ):
+        started = time.monotonic()
+        code, err = await run(*args, env=env)
+        assert time.monotonic() - started < 15
+        line = one_line(err)
+        assert code == EXIT_UNAVAILABLE, err
+        assert "is a worker running" in line
