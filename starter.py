@@ -15,14 +15,25 @@ import signal
 import sys
 import uuid
 from collections.abc import Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from conveyor.cli_common import CliError, connect_conveyor, store_sessions
+from conveyor.cli_common import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_REJECTED,
+    EXIT_UNAVAILABLE,
+    CliError,
+    Unavailable,
+    connect_conveyor,
+    describe_store,
+    store_sessions,
+)
 from conveyor.client import CommandRejected, InvalidSeedData, NoWorkerResponded
 from conveyor.pipelines import load_pipeline_file
+from conveyor.settings import Settings, resolve_data_dir
 from store.db import SchemaOutOfDate
-from store.users import UnknownUser
 from workflows.graph import PipelineInvalid
 from workflows.messages import (
     Activate,
@@ -49,9 +60,9 @@ from workflows.messages import (
     Untag,
     Verdict,
 )
+from workflows.task import TaskWorkflow
 
-EXIT_REJECTED = 2
-EXIT_INVALID = 3
+__all__ = ["EXIT_FAILED", "EXIT_INVALID", "EXIT_REJECTED", "EXIT_UNAVAILABLE", "main"]
 
 
 def _json_arg(text: str, what: str) -> dict[str, Any]:
@@ -64,6 +75,23 @@ def _json_arg(text: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise CliError(f'{what} must be a JSON object like \'{{"label": "positive"}}\'')
     return value
+
+
+def _port(text: str, *, off: bool = False) -> int:
+    """An argparse type: a TCP port (``0`` too when ``off``: the listener is turned off)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not (0 if off else 1) <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port; use 1-65535" + (", or 0 for off" if off else "")
+        )
+    return port
+
+
+def _port_or_off(text: str) -> int:
+    return _port(text, off=True)
 
 
 def _rid(args: argparse.Namespace) -> str:
@@ -135,8 +163,19 @@ async def cmd_task_create(args: argparse.Namespace) -> int:
 
 
 async def cmd_task_show(args: argparse.Namespace) -> int:
+    from conveyor.reconcile import stuck_task
+
     conveyor = await connect_conveyor()
-    print_view(await conveyor.task(args.id).state(), as_json=args.json)
+    # A task failing its workflow tasks cannot answer the query; say why at once instead.
+    stuck = await stuck_task(conveyor, args.id)
+    if stuck is not None:
+        print(f"error: {stuck.describe()}", file=sys.stderr)
+        return EXIT_FAILED
+    # Bounded like an update: with no worker polling, a query would wait on the server.
+    view = await conveyor.task(args.id).handle.query(
+        TaskWorkflow.state, rpc_timeout=timedelta(seconds=conveyor.update_timeout)
+    )
+    print_view(view, as_json=args.json)
     return 0
 
 
@@ -236,9 +275,15 @@ def _verdict_line(record: EvaluationRecord) -> str:
 
 
 async def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from store.db import current_revision, database_url, make_engine, migrate, safe_url
+    from conveyor.cli_common import sqlite_path
+    from conveyor.settings import store_url
+    from store.db import current_revision, make_engine, migrate, safe_url
 
-    engine = make_engine(database_url())
+    url = store_url()
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
     migrate(engine)
     print(f"{safe_url(engine.url)} is at revision {current_revision(engine)}")
     return 0
@@ -305,16 +350,29 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
             print(f"    {problem}")
     for orphan in report.orphans:
         print(f"orphan: {orphan} is in the store but its workflow is gone")
+    for stuck in report.stuck:
+        print(f"stuck: {stuck.describe()}")
+    for silent in report.unanswered:
+        print(f"no answer: {silent} is running but did not answer (is a worker running?)")
     state = "repaired" if args.fix else "found"
+    extra = "".join(
+        f", {len(items)} {what}"
+        for items, what in ((report.stuck, "stuck"), (report.unanswered, "unanswered"))
+        if items
+    )
     print(
         f"checked {report.checked} task(s): {len(report.drifted)} drifted ({state}), "
-        f"{len(report.orphans)} orphan(s)"
+        f"{len(report.orphans)} orphan(s){extra}"
     )
-    return 0 if report.clean or args.fix else 1
+    fixed = args.fix and not report.stuck and not report.unanswered
+    return 0 if report.clean or fixed else 1
 
 
 async def cmd_dev(args: argparse.Namespace) -> int:
     from conveyor.dev import run_dev
+
+    def port_or_off(value: int | None) -> int | None:
+        return -1 if value is None else (value or None)
 
     return await run_dev(
         port=args.port,
@@ -323,30 +381,70 @@ async def cmd_dev(args: argparse.Namespace) -> int:
         demo=not args.no_demo,
         ephemeral=args.ephemeral,
         web_port=args.web_port,
+        metrics_port=port_or_off(args.metrics_port),
+        app_metrics_port=port_or_off(args.app_metrics_port),
+        temporal_address=args.temporal_address,
     )
 
 
 # --------------------------------------------------------------------------- parser
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors exit with EXIT_INVALID (bad input), not argparse's 2 (EXIT_REJECTED)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INVALID, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="starter.py",
         description="Conveyor: durable human + LLM work pipelines on Temporal.",
         epilog="Connection settings come from CONVEYOR_* variables; see the README.",
     )
     sub = parser.add_subparsers(dest="group", required=True, metavar="COMMAND")
 
-    dev = sub.add_parser("dev", help="run the whole local system: Temporal + UI, worker, demo")
-    dev.add_argument("--port", type=int, default=7233, help="Temporal frontend port (7233)")
-    dev.add_argument("--ui-port", type=int, default=8233, help="Temporal UI port (8233)")
+    dev = sub.add_parser(
+        "dev",
+        help="run the whole local system: Temporal + UI, worker, web app, demo",
+        description="Start the Temporal dev server (+ UI), a worker, the web app and demo "
+        "tasks. A port that is taken stops start-up at once, naming the option to change.",
+    )
+    dev.add_argument("--port", type=_port, default=7233, help="Temporal frontend port (7233)")
+    dev.add_argument(
+        "--ui-port", type=_port, default=None, help="Temporal UI port (--port + 1000: 8233)"
+    )
     dev.add_argument(
         "--web-port",
-        type=int,
+        type=_port,
         default=None,
-        help="web app and HTTP API port (CONVEYOR_WEB_PORT, else 8000; a free one if taken)",
+        help="web app and HTTP API port (CONVEYOR_WEB_PORT, else 8000)",
     )
-    dev.add_argument("--data-dir", default=os.environ.get("CONVEYOR_DATA_DIR", "data"))
+    dev.add_argument(
+        "--metrics-port",
+        type=_port_or_off,
+        default=None,
+        help="worker's SDK metrics port (CONVEYOR_METRICS_PORT, else 9464; 0: off)",
+    )
+    dev.add_argument(
+        "--app-metrics-port",
+        type=_port_or_off,
+        default=None,
+        help="worker's Conveyor metrics port (CONVEYOR_APP_METRICS_PORT, else 9465; 0: off)",
+    )
+    dev.add_argument(
+        "--temporal-address",
+        metavar="HOST:PORT",
+        help="use this running Temporal server instead of starting one",
+    )
+    dev.add_argument(
+        "--data-dir",
+        default=str(resolve_data_dir()[0]),
+        help="Temporal's database, the store, keys and logs (CONVEYOR_DATA_DIR, else the "
+        "project's data/)",
+    )
     dev.add_argument("--no-demo", action="store_true", help="do not create demo tasks")
     dev.add_argument(
         "--ephemeral", action="store_true", help="keep Temporal in memory (nothing on disk)"
@@ -492,6 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; errors become one line on stderr and an exit code (see the README)."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
     try:
@@ -504,18 +603,55 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineInvalid as err:
         print(str(err), file=sys.stderr)
         return EXIT_INVALID
-    except (
-        InvalidSeedData,
-        CliError,
-        NoWorkerResponded,
-        SchemaOutOfDate,
-        UnknownUser,
-        ValueError,
-    ) as err:
+    except (Unavailable, NoWorkerResponded) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except (InvalidSeedData, CliError, SchemaOutOfDate, LookupError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
+    except Exception as err:
+        code, message = _explain(err, args)
+        if os.environ.get("CONVEYOR_DEBUG"):
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return code
+
+
+def _explain(err: Exception, args: argparse.Namespace) -> tuple[int, str]:
+    """An exit code and one line for errors from Temporal and the store."""
+    from sqlalchemy.exc import DBAPIError
+    from temporalio.client import RPCTimeoutOrCancelledError, WorkflowQueryFailedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    subject = f"task {args.id}" if isinstance(getattr(args, "id", None), str) else "the workflow"
+    if isinstance(err, RPCError):
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return EXIT_INVALID, f"{subject} not found ({first})"
+        if err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            return EXIT_UNAVAILABLE, (
+                f"{subject} did not answer in time ({first}); is a worker running? "
+                "`starter.py reconcile` tells a task failing its workflow tasks from one without "
+                "a worker"
+            )
+        if err.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.RESOURCE_EXHAUSTED):
+            address = Settings.from_env().temporal_address
+            return EXIT_UNAVAILABLE, f"Temporal at {address} is unavailable ({first})"
+        return EXIT_FAILED, f"Temporal refused the request: {err.status.name} ({first})"
+    if isinstance(err, RPCTimeoutOrCancelledError):
+        return EXIT_UNAVAILABLE, f"{subject} did not answer in time; is a worker running?"
+    if isinstance(err, WorkflowQueryFailedError):
+        return EXIT_FAILED, f"{subject} could not answer: {first}"
+    if isinstance(err, DBAPIError):
+        reason = str(err.orig).strip().splitlines()[0] if err.orig else first
+        return EXIT_UNAVAILABLE, f"the store at {describe_store()} failed: {reason}"
+    if isinstance(err, OSError | TimeoutError):
+        return EXIT_UNAVAILABLE, f"{type(err).__name__}: {first}"
+    return EXIT_FAILED, (
+        f"unexpected {type(err).__name__}: {first} (set CONVEYOR_DEBUG=1 for the traceback)"
+    )
 
 
 if __name__ == "__main__":

@@ -2,17 +2,18 @@
 
 Scripts, the CLI (``starter.py``) and later the HTTP API all go through this module::
 
-    conveyor = ConveyorClient(await settings.connect(), task_queue="conveyor")
-    created = await conveyor.create_task(pipeline, "doc-1", {"text": "..."})
-    task = conveyor.task(created.workflow_id)
-    claim = await task.send(Claim(request_id=new_request_id(), contributor="ana"))
-    await task.send(Submit(..., token=claim.token, values={"label": "positive"}))
+    async with await ConveyorClient.connect() as conveyor:  # CONVEYOR_* settings
+        created = await conveyor.create_task(pipeline, "doc-1", {"text": "..."})
+        task = conveyor.task(created.workflow_id)
+        claim = await task.send(Claim(request_id=new_request_id(), contributor="ana"))
+        await task.send(Submit(..., token=claim.token, values={"label": "positive"}))
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,8 +32,10 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
+from conveyor.settings import Settings
 from workflows import engine
 from workflows.chains import unknown_target_fields
 from workflows.engine import actor_of
@@ -193,8 +196,19 @@ class TaskClient:
         return await self.handle.result()
 
 
+class ClientClosed(RuntimeError):
+    """The :class:`ConveyorClient` was closed; connect a new one."""
+
+
 class ConveyorClient:
-    """Entry point of the client library."""
+    """Entry point of the client library.
+
+    Scripts connect with :meth:`connect` and close the client when done, best as
+    ``async with await ConveyorClient.connect() as conveyor: ...``. Closing shuts the client's
+    connection and its own Temporal runtime (the SDK's native thread pool) down while the
+    interpreter is still whole; a runtime left for interpreter exit can crash the process
+    (SIGSEGV or SIGABRT) after the script's work is done.
+    """
 
     def __init__(
         self,
@@ -202,12 +216,57 @@ class ConveyorClient:
         task_queue: str = DEFAULT_TASK_QUEUE,
         *,
         update_timeout: float = 30.0,
+        runtime: Runtime | None = None,
     ):
-        self.client = client
+        """Wrap a connected ``client``; ``runtime``: the runtime it was connected with, which
+        :meth:`close` shuts down (leave it out when the caller owns both)."""
+        self._client: Client | None = client
+        self._runtime = runtime
         self.task_queue = task_queue
         self.update_timeout = update_timeout
         self.pipeline_recheck_seconds: float | None = None
         """How often new PipelineWorkflows re-check their tasks while Paused (None: default)."""
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> ConveyorClient:
+        """Connect with ``settings`` (default: the ``CONVEYOR_*`` environment) on a Temporal
+        runtime of this client's own, which :meth:`close` shuts down."""
+        settings = settings or Settings.from_env()
+        runtime = Runtime(telemetry=TelemetryConfig())
+        client = await settings.connect(runtime=runtime)
+        return cls(
+            client,
+            settings.task_queue,
+            update_timeout=settings.update_timeout_seconds,
+            runtime=runtime,
+        )
+
+    @property
+    def client(self) -> Client:
+        """The underlying Temporal client (raises :class:`ClientClosed` after :meth:`close`)."""
+        if self._client is None:
+            raise ClientClosed("this ConveyorClient is closed; connect a new one")
+        return self._client
+
+    async def close(self) -> None:
+        """Drop the connection and shut this client's runtime down; safe to call twice.
+
+        The SDK has no explicit close: a connection and a runtime end when the last reference
+        to them goes, so this drops the client's and collects them now, not at interpreter
+        exit. Workers and task handles made from this client must be finished first.
+        """
+        if self._client is None:
+            return
+        self._client = None
+        self._runtime = None
+        # Cycles inside the SDK's objects keep them alive until a collection.
+        gc.collect()
+
+    async def __aenter__(self) -> ConveyorClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
 
     def task(self, workflow_id: str) -> TaskClient:
         return TaskClient(

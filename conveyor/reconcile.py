@@ -1,9 +1,13 @@
 """``reconcile``: compare the store with the workflows (the truth) and repair drift.
 
-For every task known to either side it reads the workflow's ``state`` query and compares the
-store's task row, node rows, tags and the recent timeline events. With ``fix`` it rewrites the
-store from the workflow's view (forcing past the newer-only guard, since the store may hold a
-corrupt, higher ``seq``) and reports what it changed.
+For every task known to either side it first describes the workflow (cheap, and answered by the
+server alone): a workflow that is gone is an orphan, and one whose workflow task keeps failing is
+*stuck* — reported with when it started failing and the last error in its history, and never
+queried, since a query to it would wait for a worker answer that cannot come. The others answer
+the ``state`` query (within ``query_timeout``), and the store's task row, node rows, tags and
+recent timeline events are compared with it. With ``fix`` it rewrites the store from the
+workflow's view (forcing past the newer-only guard, since the store may hold a corrupt, higher
+``seq``) and reports what it changed.
 """
 
 from __future__ import annotations
@@ -11,11 +15,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
-from temporalio.service import RPCError
+from temporalio.api.enums.v1 import EventType
+from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.client import ConveyorClient
 from store.db import transaction
@@ -24,6 +32,7 @@ from store.projection import apply_batch, node_values, task_values
 from store.repositories import get_pipeline_version
 from workflows import engine
 from workflows.messages import ProjectionBatch, TaskView
+from workflows.task import TaskWorkflow
 
 # Columns compared between store and workflow (the rest is derived or bookkeeping).
 _TASK_COLUMNS = ("status", "seq", "data", "current_nodes", "assignees", "tags", "hold_reason")
@@ -55,15 +64,40 @@ class TaskDrift:
 
 
 @dataclass
+class StuckTask:
+    """A running task whose workflow task keeps failing: no command or query can reach it until
+    the cause (usually a bug or a bad input in its history) is fixed and a worker replays it."""
+
+    workflow_id: str
+    since: datetime | None
+    """When the failing workflow task was first scheduled."""
+    attempts: int
+    last_error: str | None
+    """The failure message of the latest ``WorkflowTaskFailed`` event in its history."""
+
+    def describe(self) -> str:
+        since = f"since {self.since:%Y-%m-%d %H:%M:%S} UTC" if self.since else "now"
+        error = self.last_error or "no failure recorded in its history yet"
+        return (
+            f"{self.workflow_id} is stuck {since}: its workflow task failed "
+            f"{self.attempts - 1} time(s); last error: {error}"
+        )
+
+
+@dataclass
 class ReconcileReport:
     checked: int = 0
     drifted: list[TaskDrift] = field(default_factory=list)
     orphans: list[str] = field(default_factory=list)
     """Store rows whose workflow no longer exists."""
+    stuck: list[StuckTask] = field(default_factory=list)
+    """Running workflows failing their workflow tasks (not compared: they cannot answer)."""
+    unanswered: list[str] = field(default_factory=list)
+    """Running workflows that did not answer the ``state`` query in time (no worker?)."""
 
     @property
     def clean(self) -> bool:
-        return not self.drifted and not self.orphans
+        return not self.drifted and not self.orphans and not self.stuck and not self.unanswered
 
 
 def _blocked(session: Session, view: TaskView) -> dict[str, str]:
@@ -134,8 +168,13 @@ async def reconcile(
     fix: bool = False,
     concurrency: int = 20,
     progress: Callable[[int, int], None] | None = None,
+    query_timeout: float = 10.0,
 ) -> ReconcileReport:
-    """Check every task of ``pipeline`` (or all), optionally repairing what drifted."""
+    """Check every task of ``pipeline`` (or all), optionally repairing what drifted.
+
+    ``query_timeout``: seconds a healthy-looking running task has to answer its ``state``
+    query; one that does not is reported in ``unanswered`` (usually no worker is running).
+    """
     with transaction(sessions) as session:
         query = select(TaskRow.workflow_id)
         if pipeline:
@@ -150,11 +189,7 @@ async def reconcile(
     async def check(workflow_id: str) -> None:
         nonlocal done
         async with gate:
-            try:
-                view = await conveyor.task(workflow_id).state()
-            except RPCError:
-                report.orphans.append(workflow_id)
-                view = None
+            view = await _read(conveyor, workflow_id, report, query_timeout)
             if view is not None:
                 drift = await asyncio.to_thread(_check_one, sessions, view, fix)
                 if drift is not None:
@@ -167,7 +202,83 @@ async def reconcile(
     await asyncio.gather(*(check(i) for i in sorted(ids)))
     report.drifted.sort(key=lambda d: d.workflow_id)
     report.orphans.sort()
+    report.stuck.sort(key=lambda t: t.workflow_id)
+    report.unanswered.sort()
     return report
+
+
+async def _read(
+    conveyor: ConveyorClient, workflow_id: str, report: ReconcileReport, query_timeout: float
+) -> TaskView | None:
+    """The task's view, or ``None`` with the reason recorded in ``report``."""
+    task = conveyor.task(workflow_id)
+    try:
+        description = await task.handle.describe()
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        report.orphans.append(workflow_id)
+        return None
+    pending = description.raw_description.pending_workflow_task
+    running = description.status == WorkflowExecutionStatus.RUNNING
+    if running and pending.attempt > 1:
+        report.stuck.append(await _stuck(conveyor, workflow_id, pending))
+        return None
+    try:
+        return await task.handle.query(
+            TaskWorkflow.state, rpc_timeout=timedelta(seconds=query_timeout)
+        )
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            report.orphans.append(workflow_id)
+        elif err.status in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+            report.unanswered.append(workflow_id)
+        else:
+            raise
+        return None
+
+
+async def stuck_task(conveyor: ConveyorClient, workflow_id: str) -> StuckTask | None:
+    """The task's :class:`StuckTask` if its workflow runs but fails its workflow tasks (from
+    ``describe``, which the server answers alone: no wait for a worker), else ``None``.
+
+    Raises:
+        RPCError: e.g. ``NOT_FOUND`` when the workflow does not exist.
+    """
+    description = await conveyor.task(workflow_id).handle.describe()
+    pending = description.raw_description.pending_workflow_task
+    if description.status == WorkflowExecutionStatus.RUNNING and pending.attempt > 1:
+        return await _stuck(conveyor, workflow_id, pending)
+    return None
+
+
+async def _stuck(conveyor: ConveyorClient, workflow_id: str, pending: Any) -> StuckTask:
+    """Describe a workflow failing its workflow task: since when, and the last error."""
+    since = pending.original_scheduled_time
+    if not (since.seconds or since.nanos):
+        since = pending.scheduled_time
+    last_error: str | None = None
+    client = conveyor.client
+    request = GetWorkflowExecutionHistoryReverseRequest(
+        namespace=client.namespace, maximum_page_size=100
+    )
+    request.execution.workflow_id = workflow_id
+    # Newest first: the latest failure is near the end of even a long history.
+    for _ in range(20):
+        page = await client.workflow_service.get_workflow_execution_history_reverse(request)
+        for event in page.history.events:
+            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                last_error = event.workflow_task_failed_event_attributes.failure.message
+                break
+        if last_error is not None or not page.next_page_token:
+            break
+        request.next_page_token = page.next_page_token
+    return StuckTask(
+        workflow_id=workflow_id,
+        since=since.ToDatetime() if since.seconds or since.nanos else None,
+        attempts=pending.attempt,
+        last_error=last_error,
+    )
 
 
 def _check_one(sessions: sessionmaker[Session], view: TaskView, fix: bool) -> TaskDrift | None:

@@ -14,6 +14,9 @@ from temporalio.runtime import Runtime
 
 from workflows.options import DEFAULT_TASK_QUEUE
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+"""The checkout this code runs from (where ``starter.py`` and ``pyproject.toml`` live)."""
+
 
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(f"CONVEYOR_{name}")
@@ -70,6 +73,30 @@ def _proxies(name: str) -> tuple[str, ...]:
     return found
 
 
+def resolve_data_dir() -> tuple[Path, str]:
+    """The data directory and why it is that one.
+
+    ``CONVEYOR_DATA_DIR`` when set (relative to the current directory); else, in a checkout of
+    the project, its ``data/`` folder, whatever the current directory (``./scripts/dev`` keeps
+    its state there, and the CLI run from elsewhere finds the same store); else ``./data``.
+    Nothing is created.
+    """
+    configured = _env("DATA_DIR")
+    if configured:
+        return Path(configured), "set by CONVEYOR_DATA_DIR"
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / "starter.py").is_file():
+        return PROJECT_ROOT / "data", "the project's data directory (CONVEYOR_DATA_DIR is unset)"
+    return Path("data").absolute(), "./data (CONVEYOR_DATA_DIR is unset, no project checkout)"
+
+
+def store_url() -> str:
+    """The store's URL: ``CONVEYOR_DATABASE_URL``, else ``conveyor.db`` in :func:`resolve_data_dir`.
+
+    Unlike ``store.db.database_url`` it creates nothing (for commands that only read).
+    """
+    return _env("DATABASE_URL") or f"sqlite:///{resolve_data_dir()[0] / 'conveyor.db'}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where Temporal is and how to reach it. Secrets are read here and nowhere else."""
@@ -112,7 +139,7 @@ class Settings:
             tls_cert=_env("TLS_CERT"),
             tls_key=_env("TLS_KEY"),
             temporal_api_key=_env("TEMPORAL_API_KEY"),
-            data_dir=Path(_env("DATA_DIR", "data") or "data"),
+            data_dir=resolve_data_dir()[0],
             update_timeout_seconds=float(_env("UPDATE_TIMEOUT", "30") or "30"),
             metrics_host=_env("METRICS_HOST", "0.0.0.0") or "0.0.0.0",
             metrics_port=_port("METRICS_PORT", 9464),

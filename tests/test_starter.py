@@ -148,7 +148,7 @@ async def test_a_whole_round_through_the_cli(
     code, _, err = await run(
         "claim", workflow_id, "--as", "bo", env={"CONVEYOR_TEMPORAL_ADDRESS": "127.0.0.1:1"}
     )
-    assert code == 3 and "cannot reach Temporal" in err
+    assert code == 4 and "cannot reach Temporal" in err  # EXIT_UNAVAILABLE
 
 
 def _get_json(url: str, key: str) -> Any:
@@ -178,6 +178,10 @@ async def test_dev_brings_up_server_worker_and_demo(tmp_path: Path) -> None:
         str(web_port),
         "--data-dir",
         str(tmp_path),
+        "--metrics-port",
+        str(free_port()),
+        "--app-metrics-port",
+        str(free_port()),
         cwd=ROOT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -207,6 +211,25 @@ async def test_dev_brings_up_server_worker_and_demo(tmp_path: Path) -> None:
         view = await eventually(task, lambda v: nodes(v)["edit"].status == NodeStatus.AVAILABLE)
         draft = nodes(view)["draft"].values["draft_answer"]
         assert "not a real LLM" in draft
+
+        # The banner's commands work pasted into a new terminal, in another directory.
+        lines = banner.split("in another terminal (from any directory):\n")[1].splitlines()
+        export, show = lines[0].strip(), lines[1].strip()
+        assert export.startswith("export CONVEYOR_TEMPORAL_ADDRESS=") and " task show " in show
+        pasted = await asyncio.create_subprocess_exec(
+            "env",
+            "-i",
+            "PATH=/usr/bin:/bin",
+            f"HOME={os.environ['HOME']}",
+            "bash",
+            "-c",
+            f"{export}\n{show}",
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await pasted.communicate()
+        assert pasted.returncode == 0 and "task      label-review/demo-1" in out.decode(), out
     finally:
         proc.send_signal(signal.SIGINT)
         async with asyncio.timeout(30):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from conveyor.dev import KEYS_FILE, ensure_dev_users, web_port_to_use
+from conveyor.dev import KEYS_FILE, DevPorts, busy_ports, ensure_dev_users
 from store.db import transaction
 from store.users import Role, authenticate
 
@@ -27,12 +27,26 @@ def test_dev_users_keep_their_keys_across_restarts(
     assert ana is not None and "writer" in ana.contributor_roles
 
 
-def test_a_taken_web_port_is_replaced_by_a_free_one() -> None:
+def test_a_taken_web_port_is_reported_not_replaced() -> None:
+    # dev once moved to a random port without a word; now it names the port and the option.
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        chosen = web_port_to_use(port)
-        assert chosen != port
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", chosen))
+        problems = busy_ports(
+            DevPorts(web=port, metrics=None, app_metrics=None),
+            own_temporal=False,
+            metrics_host="127.0.0.1",
+        )
+    assert problems == [
+        f"port {port} (the web app) is already in use; "
+        "choose another with --web-port (or CONVEYOR_WEB_PORT)"
+    ]
+    assert (
+        busy_ports(
+            DevPorts(web=port, metrics=None, app_metrics=None),
+            own_temporal=False,
+            metrics_host="127.0.0.1",
+        )
+        == []
+    )
