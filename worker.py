@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
@@ -26,11 +27,10 @@ from activities.pipeline import PipelineActivities
 from activities.seeding import SeedingActivities
 from activities.store import StoreActivities
 from conveyor.metrics import sdk_runtime, serve_app_metrics
-from conveyor.settings import Settings
+from conveyor.settings import Settings, store_url
 from store.db import (
     SchemaOutOfDate,
     check_schema,
-    database_url,
     make_engine,
     safe_url,
     session_factory,
@@ -99,7 +99,12 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     Serves Prometheus metrics meanwhile: the SDK's (``CONVEYOR_METRICS_PORT``) and Conveyor's
     (``CONVEYOR_APP_METRICS_PORT``); see conveyor/metrics.py.
     """
-    engine = make_engine(database_url())
+    # The same store the CLI finds from any directory (conveyor.settings.store_url); an empty
+    # one is refused below with the command that migrates it.
+    url = store_url()
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(url)
     check_schema(engine)
     sessions = session_factory(engine)
     client = await settings.connect(
