@@ -46,9 +46,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
-from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2 import TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import SecurityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.common import RetryPolicy
@@ -67,6 +66,7 @@ from workflows.messages import (
     LlmRequest,
     LlmResponse,
 )
+from workflows.templates import SANDBOX
 
 # Without this, importing litellm downloads its model price map from GitHub; workers often have
 # no internet access, and start-up must not depend on (or hang on) the network.
@@ -126,8 +126,6 @@ RECORD_TIMEOUT_SECONDS = 10.0
 """How long recording an attempt in ``llm_calls`` may take before the call goes on without it."""
 
 _EXCERPT_CHARS = 300
-_MAX_REPEAT_LENGTH = 100_000
-_MAX_EXPONENT = 1_000
 
 _T = TypeVar("_T")
 
@@ -187,31 +185,6 @@ class LlmSettings:
 # --------------------------------------------------------------------------- prompt templates
 
 
-class _PromptSandbox(SandboxedEnvironment):
-    """Jinja's sandbox, plus caps on ``*`` and ``**`` so a template cannot exhaust memory/CPU."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} is too large (at most {_MAX_EXPONENT})")
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(times, int)
-                    and len(seq) * times > _MAX_REPEAT_LENGTH
-                ):
-                    raise SecurityError(
-                        f"repeating a sequence {times} times is too large "
-                        f"(at most {_MAX_REPEAT_LENGTH} items)"
-                    )
-        return super().call_binop(context, operator, left, right)
-
-
-_SANDBOX = _PromptSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
-
-
 def render_template(template: str, context: Mapping[str, Any], *, what: str = "prompt") -> str:
     """Render one prompt template over the task data in the sandbox.
 
@@ -226,7 +199,7 @@ def render_template(template: str, context: Mapping[str, Any], *, what: str = "p
             rendering is deterministic, so a retry would fail the same way.
     """
     try:
-        return _SANDBOX.from_string(template).render(dict(context))
+        return SANDBOX.from_string(template).render(dict(context))
     except TemplateSyntaxError as e:
         message = (
             f"the {what} template has a syntax error on line {e.lineno}: {e.message}; "

@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
-from workflows import expr
+from workflows import expr, templates
 from workflows.chains import is_field_name, parse_path
 from workflows.evaluators import HUMAN_RATING_TYPES, evaluator_problems
 from workflows.graph import (
@@ -115,10 +114,6 @@ _SCOPED_ENUM_NOUNS: dict[tuple[str, str], tuple[str, Sequence[str]]] = {
     ("chain", "trigger"): ("chain trigger", [t.value for t in ChainTrigger]),
 }
 
-# Prompt templates are parsed (never rendered) here to see which variables they read.
-_TEMPLATES = SandboxedEnvironment()
-_TEMPLATE_GLOBALS = frozenset(_TEMPLATES.globals)
-"""Names every template may use without task data (range, dict, namespace…)."""
 
 _NAME_RULES = {
     "pipeline": "use letters, digits, '.', '_' and '-', starting with a letter or digit",
@@ -779,29 +774,57 @@ class _Checker:
         A template may read seed data (predefined fields) and fields of nodes upstream of
         ``node`` (and, with ``own``, ``node``'s own fields): the task data it is rendered over.
         """
+        # Parsed and analysed, never rendered nor folded: see workflows/templates.py.
         try:
-            parsed = _TEMPLATES.parse(source)
+            parsed = templates.SANDBOX.parse(source)
+            includes = list(meta.find_referenced_templates(parsed))
+            internals = templates.internal_reads(parsed)
+            refused = templates.refused_constants(parsed)
+            names = templates.undeclared_names(parsed)
         except TemplateSyntaxError as exc:
             detail = (exc.message or "invalid syntax").rstrip(".")
             return [f"{what} template has a syntax error on line {exc.lineno}: {detail}; fix it"]
+        except RecursionError:
+            return [
+                f"{what} template nests expressions too deeply (brackets, filters or "
+                "operators inside each other) to be checked; write it more simply"
+            ]
         problems: list[str] = []
-        if list(meta.find_referenced_templates(parsed)):
+        if includes:
             problems.append(
                 f"{what} template uses include, import or extends; a prompt template stands "
                 "alone, so write the text into it"
             )
+        for read in internals:
+            problems.append(
+                f"{what} template reads {read}, a Python internal; a template may only read "
+                "task data: write the field itself (e.g. {{ text }}) or a key of it "
+                "(e.g. {{ text.label }})"
+            )
+        for reason in refused:
+            problems.append(
+                f"{what} template computes a value the sandbox refuses: {reason}; write the "
+                "value you mean instead of computing it"
+            )
         when = "when the judge runs" if own else "when the model runs"
-        for name in sorted(meta.find_undeclared_variables(parsed) - _TEMPLATE_GLOBALS):
+        for name in sorted(names):
+            if name in templates.JINJA_GLOBALS and not self.field_owners(name):
+                problems.append(
+                    f"{what} template uses '{name}', a Jinja global that prompt templates do "
+                    "not have; a template may only use seed data and upstream fields, so put "
+                    f"the value in a field (known fields: {self.known_fields()})"
+                )
+                continue
             if not self.field_owners(name):
                 problems.append(
                     f"{what} template refers to '{name}', which is not a field of this "
                     f"pipeline{self.unknown_field(name)}"
                 )
                 continue
-            reason = self.upstream_problem(node, name, own=own, when=when)
-            if reason:
+            upstream = self.upstream_problem(node, name, own=own, when=when)
+            if upstream:
                 problems.append(
-                    f"{what} template refers to {reason}; a template may only use seed data "
+                    f"{what} template refers to {upstream}; a template may only use seed data "
                     "(predefined fields) and fields filled upstream"
                     + (" or on this node" if own else "")
                 )

@@ -56,7 +56,7 @@ nodes:
           system: "You grade answers to {{ question }}."
           prompt: |
             {% for line in reply.splitlines() %}{{ loop.index }}: {{ line }}{% endfor %}
-            {% set n = 3 %}{{ summary }} {{ n }} {{ range(2) | list }}
+            {% set n = 3 %}{{ summary }} {{ n }} {{ [n, 2] | list }}
           output: rating
           pass_threshold: 4
     next: [check]
