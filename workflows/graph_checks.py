@@ -216,7 +216,25 @@ def check_pipeline(raw: Any) -> Pipeline:
                 )
             ]
         )
+    nodes = raw.get("nodes")
+    if isinstance(nodes, list) and len(nodes) > MAX_NODES:
+        raise PipelineInvalid(
+            [
+                Problem(
+                    where=PIPELINE,
+                    message=(
+                        f"the pipeline has {len(nodes):,} nodes, over the limit of {MAX_NODES:,}; "
+                        "split the work into pipelines joined by chains"
+                    ),
+                )
+            ]
+        )
     return _Checker(raw).run()
+
+
+MAX_NODES = 1_000
+"""The most nodes a pipeline may have (checks grow with the square of the node count; the
+examples have 4 to 8)."""
 
 
 class _Checker:
@@ -242,6 +260,7 @@ class _Checker:
             for target in targets:
                 self.pred[target].append(name)
         self._ancestors: dict[str, set[str]] = {}
+        self._field_specs: dict[str, FieldSpec | None] | None = None
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -495,11 +514,12 @@ class _Checker:
             )
 
     def check_cycles(self) -> None:
+        on_cycles = _on_or_behind_cycles(self.succ, self.pred)  # linear; usually empty
         seen: set[str] = set()
         for node in self.graph_nodes:
             name = node.name
             assert name is not None
-            if name in seen or name not in self.ancestors(name):
+            if name not in on_cycles or name in seen or name not in self.ancestors(name):
                 continue
             component = self.ancestors(name) & (_walk(name, self.succ) | {name})
             seen |= component
@@ -735,12 +755,13 @@ class _Checker:
 
     def field_specs(self) -> dict[str, FieldSpec | None]:
         """Every field name of the pipeline with its spec (None where the field is invalid)."""
-        specs: dict[str, FieldSpec | None] = {}
-        for n in self.graph_nodes:
-            for f in n.fields:
-                if f.name is not None:
-                    specs.setdefault(f.name, f.spec)
-        return specs
+        if self._field_specs is None:
+            self._field_specs = {}
+            for n in self.graph_nodes:
+                for f in n.fields:
+                    if f.name is not None:
+                        self._field_specs.setdefault(f.name, f.spec)
+        return self._field_specs
 
     def unknown_field(self, name: str) -> str:
         """The end of a message about ``name``, which is not a field: a suggestion and the list."""
@@ -1092,6 +1113,24 @@ def _valid_evaluator(raw: Any) -> EvaluatorSpec | None:
 
 def _strings(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _on_or_behind_cycles(succ: Mapping[str, list[str]], pred: Mapping[str, list[str]]) -> set[str]:
+    """The nodes a topological sort cannot place: every node on a cycle (and those after one).
+
+    Linear in the graph, so an acyclic pipeline of any size is cleared at once and the per-node
+    cycle search runs only where a cycle is.
+    """
+    waiting = {name: len(set(sources)) for name, sources in pred.items()}
+    ready = deque(name for name, count in waiting.items() if count == 0)
+    while ready:
+        name = ready.popleft()
+        del waiting[name]
+        for target in set(succ.get(name, [])):
+            waiting[target] -= 1
+            if waiting[target] == 0:
+                ready.append(target)
+    return set(waiting)
 
 
 def _walk(start: str, edges: Mapping[str, list[str]]) -> set[str]:
