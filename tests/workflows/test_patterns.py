@@ -12,9 +12,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conveyor.client import ConveyorClient
 from conveyor.pipelines import parse_text
+from tests.support.actors import claim, rid, submit
 from workflows.evaluators import evaluate_programmatic, evaluator_problems
 from workflows.graph import EvaluatorSpec, PipelineInvalid, validate_pipeline
+from workflows.messages import SaveDraft
 from workflows.patterns import PatternError, compile_pattern
 
 
@@ -140,3 +143,52 @@ def test_valid_patterns_mean_what_they_mean_in_python(pattern: str) -> None:
 @given(st.sampled_from(PATTERNS), st.text(alphabet="a1 _-\n\t\u00a0٣éÉ]x@", max_size=12))
 def test_valid_patterns_agree_with_python_on_any_text(pattern: str, text: str) -> None:
     assert bool(compile_pattern(pattern).search(text)) == bool(re.compile(pattern).search(text))
+
+
+async def test_an_inline_catastrophic_regex_answers_a_draft_at_once(
+    conveyor: ConveyorClient,
+) -> None:
+    # Before: ^(a+)+$ on 26 a's and a b held the workflow task (and the worker) for 5 s; 40 a's
+    # would take days. The draft's inline verdict now comes back with the update.
+    pipeline = validate_pipeline(
+        {
+            "name": f"shape-{rid()[:8]}",
+            "nodes": [
+                {"name": "start", "kind": "start", "next": ["answer"]},
+                {
+                    "name": "answer",
+                    "kind": "subtask",
+                    "fields": [{"name": "reply", "type": "long_text"}],
+                    "evaluators": [
+                        {
+                            "name": "shape",
+                            "kind": "regex",
+                            "fields": ["reply"],
+                            "pattern": "^(a+)+$",
+                            "mode": "inline",
+                        }
+                    ],
+                    "next": ["end"],
+                },
+                {"name": "end", "kind": "end"},
+            ],
+        }
+    )
+    created = await conveyor.create_task(pipeline, f"t-{rid()}", {})
+    task = conveyor.task(created.workflow_id)
+    token = await claim(task, "ana", [], "answer")
+    started = time.perf_counter()
+    draft = await task.send(
+        SaveDraft(
+            request_id=rid(),
+            contributor="ana",
+            node="answer",
+            token=token,
+            values={"reply": "a" * 40 + "b"},
+        )
+    )
+    took = time.perf_counter() - started
+    assert [(e.criterion, e.passed) for e in draft.evaluations] == [("shape", False)]
+    assert took < 2.0, took
+    result = await submit(task, "ana", "answer", token, {"reply": "a" * 40})
+    assert [(e.criterion, e.passed) for e in result.evaluations] == [("shape", True)]
