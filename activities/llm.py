@@ -185,6 +185,26 @@ class LlmSettings:
 # --------------------------------------------------------------------------- prompt templates
 
 
+def _rendered(template: str, context: Mapping[str, Any]) -> str:
+    """Render in pieces, refusing output past :data:`MAX_RENDERED_CHARS` as soon as it gets
+    there (a loop over the task data can repeat a long text without end)."""
+    pieces: list[str] = []
+    size = 0
+    for piece in SANDBOX.from_string(template).generate(dict(context)):
+        size += len(piece)
+        if size > MAX_RENDERED_CHARS:
+            raise SecurityError(
+                f"the rendered text is over {MAX_RENDERED_CHARS:,} characters; render less "
+                "(loops repeating long fields)"
+            )
+        pieces.append(piece)
+    return "".join(pieces)
+
+
+MAX_RENDERED_CHARS = 4_000_000
+"""The longest a rendered prompt may get (a few times the largest task data)."""
+
+
 def render_template(template: str, context: Mapping[str, Any], *, what: str = "prompt") -> str:
     """Render one prompt template over the task data in the sandbox.
 
@@ -199,7 +219,7 @@ def render_template(template: str, context: Mapping[str, Any], *, what: str = "p
             rendering is deterministic, so a retry would fail the same way.
     """
     try:
-        return SANDBOX.from_string(template).render(dict(context))
+        return _rendered(template, context)
     except TemplateSyntaxError as e:
         message = (
             f"the {what} template has a syntax error on line {e.lineno}: {e.message}; "

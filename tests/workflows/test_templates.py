@@ -100,3 +100,11 @@ def test_ordinary_templates_render_as_before() -> None:
     )
     out = render_template(source, {"text": "a\nb", "name": "x", "tags": ["p", "q"], "n": 5})
     assert out == "1: A\n2: B\nx! 1-2 p, q 12 [1, 2, 3]     x    |1024 abab -5"
+
+
+def test_a_loop_repeating_a_long_field_is_stopped_once_the_output_is_too_long() -> None:
+    source = "{% for c in text %}{% for d in text %}{{ text }}{% endfor %}{% endfor %}"
+    started = time.perf_counter()
+    with pytest.raises(ApplicationError, match="rendered text is over"):
+        render_template(source, {"text": "a" * 10_000})  # 10 ** 12 characters otherwise
+    assert time.perf_counter() - started < 2
