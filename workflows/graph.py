@@ -315,13 +315,19 @@ class ChainSpec(_Model):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
+MAX_CLAIM_TIMEOUT_SECONDS = 100 * 365 * 86400
+"""The longest claim timeout (a century); far beyond it, a claim's deadline leaves ``datetime``'s
+range and every claim would fail."""
+
+
 class Pipeline(_Model):
     """A whole pipeline definition, as applied from a YAML or JSON file."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: str | None = None
-    claim_timeout_seconds: int = Field(default=3600, gt=0)
-    """A claim not submitted within this many seconds is released automatically."""
+    claim_timeout_seconds: int = Field(default=3600, gt=0, le=MAX_CLAIM_TIMEOUT_SECONDS)
+    """A claim not submitted within this many seconds is released automatically (at most
+    :data:`MAX_CLAIM_TIMEOUT_SECONDS`)."""
     claim_limits: dict[str, int] = Field(default_factory=dict)
     """Per contributor role: how many nodes one contributor may hold at once."""
     nodes: list[NodeSpec]

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from conveyor.pipelines import MAX_DEPTH, MAX_NUMBER_CHARS
 from tests.api.conftest import Api, error_of, label_definition
+from workflows.graph import MAX_CLAIM_TIMEOUT_SECONDS
 
 DEEP = 100_000
 JSON = {"content-type": "application/json"}
@@ -268,3 +269,19 @@ async def test_jinja_globals_are_not_fields(api: Api, name: str) -> None:
     assert problem["where"] == "node 'write' field 'summary'"
     assert f"uses '{name}', a Jinja global" in problem["message"]
     assert "known fields: text, summary" in problem["message"]
+
+
+async def test_a_claim_timeout_is_at_most_a_century_so_claims_keep_working(api: Api) -> None:
+    # Before: claim_timeout_seconds 10 ** 12 applied fine, then every claim failed with
+    # "OverflowError: date value out of range".
+    over = label_definition("century")
+    over["claim_timeout_seconds"] = MAX_CLAIM_TIMEOUT_SECONDS + 1
+    error = error_of(await api.post("/api/v1/pipelines", json=over), 422, "invalid_pipeline")
+    assert f"less than or equal to {MAX_CLAIM_TIMEOUT_SECONDS}" in error["message"]
+
+    longest = label_definition("century")
+    longest["claim_timeout_seconds"] = MAX_CLAIM_TIMEOUT_SECONDS
+    name = await api.apply(longest)
+    workflow_id = await api.create(name, "k")
+    r = await api.post(f"/api/v1/tasks/{workflow_id}/claim", json={"node": "label"}, as_="ana")
+    assert r.status_code == 200 and r.json()["token"], r.text
