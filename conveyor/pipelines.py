@@ -166,6 +166,12 @@ _TOO_DEEP = (
 )
 
 
+_TOO_MANY = (
+    f"the definition has more than {MAX_EXPANDED_NODES:,} values, over the limit; a pipeline "
+    "has hundreds, so split it into pipelines joined by chains"
+)
+
+
 def _too_long_number(text: str) -> str:
     return (
         f"the number {text[:20]}… is {len(text):,} characters long, over the limit of "
@@ -195,12 +201,16 @@ class _StrictLoader(yaml.SafeLoader):
     """
 
     _depth = 0
+    _composed = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self._depth >= MAX_DEPTH and self.check_event(
             yaml.SequenceStartEvent, yaml.MappingStartEvent
         ):
             raise _OverLimit(_TOO_DEEP, self.peek_event().start_mark)
+        self._composed += 1
+        if self._composed > MAX_EXPANDED_NODES:
+            raise _OverLimit(_TOO_MANY, self.peek_event().start_mark)
         self._depth += 1
         try:
             node = super().compose_node(parent, index)
