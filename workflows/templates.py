@@ -110,7 +110,7 @@ class PromptSandbox(SandboxedEnvironment):
     def __init__(self) -> None:
         super().__init__(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
         self.globals.clear()  # templates read task data, nothing else
-        for name in ("center", "indent", "format", "wordwrap", "truncate"):
+        for name in ("center", "indent", "format", "wordwrap", "truncate", "join", "replace"):
             self.filters[name] = _capped_filter(name, self.filters[name])
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
@@ -174,12 +174,31 @@ def _capped_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any
                 _refuse_long(abs(value))
         if name == "format" and args:
             _check_printf(args[0])  # the format string: "%999999999d" | format(1)
+        _refuse_long(_filter_result_length(name, args, kwargs))
         return function(*args, **kwargs)
 
-    for attribute in ("jinja_pass_arg", "__name__", "__doc__"):
+    for attribute in ("jinja_pass_arg", "jinja_async_variant", "__name__", "__doc__"):
         if hasattr(function, attribute):
             setattr(capped, attribute, getattr(function, attribute))
     return capped
+
+
+def _filter_result_length(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> int:
+    """How long a joining, replacing or indenting filter's result would be (0: no estimate)."""
+    if name == "join" and len(args) >= 2:  # (eval_ctx, value, d="")
+        value, separator = args[1], args[2] if len(args) > 2 else kwargs.get("d", "")
+        if isinstance(value, list | tuple) and isinstance(separator, str):
+            return len(separator) * len(value) + sum(_length(item) or 0 for item in value)
+    if name == "replace" and len(args) >= 4:  # (eval_ctx, s, old, new, count=None)
+        text, old, new = args[1], args[2], args[3]
+        if isinstance(text, str) and isinstance(old, str) and isinstance(new, str):
+            count = text.count(old) if old else len(text) + 1
+            return len(text) + count * len(new)
+    if name == "indent" and args:  # (s, width=4, first=False, blank=False)
+        text, width = args[0], args[1] if len(args) > 1 else kwargs.get("width", 4)
+        if isinstance(text, str) and isinstance(width, str):
+            return len(text) + (text.count("\n") + 1) * len(width)
+    return 0
 
 
 SANDBOX = PromptSandbox()

@@ -25,6 +25,9 @@ HUGE = [
     "{{ '{:999999999}'.format(1) }}",
     "{{ '{x:999999999}'.format_map({'x': 1}) }}",
     "{{ text.replace('a', text * 1000).replace('a', text * 1000) }}",
+    "{{ text | replace('a', text * 1000) | replace('a', text * 1000) }}",
+    "{{ ([1] * 1000000) | join(text * 1000) }}",
+    "{{ (((text * 1000) ~ '\n') * 900) | indent(text * 1000) }}",
 ]
 
 
@@ -96,10 +99,11 @@ def test_ordinary_templates_render_as_before() -> None:
     source = (
         "{% for line in text.splitlines() %}{{ loop.index }}: {{ line | upper }}\n{% endfor %}"
         "{{ '%s!' % name }} {{ '{}-{}'.format(1, 2) }} {{ ', '.join(tags) }} {{ 3 * 4 }} "
-        "{{ [1, 2] + [3] }} {{ name | center(9) }}|{{ 2 ** 10 }} {{ 'ab' * 2 }} {{ -n }}"
+        "{{ [1, 2] + [3] }} {{ name | center(9) }}|{{ 2 ** 10 }} {{ 'ab' * 2 }} {{ -n }} "
+        "{{ tags | join('/') }} {{ name | replace('x', 'yy') }} {{ text | indent('> ', true) }}"
     )
     out = render_template(source, {"text": "a\nb", "name": "x", "tags": ["p", "q"], "n": 5})
-    assert out == "1: A\n2: B\nx! 1-2 p, q 12 [1, 2, 3]     x    |1024 abab -5"
+    assert out == "1: A\n2: B\nx! 1-2 p, q 12 [1, 2, 3]     x    |1024 abab -5 p/q yy > a\n> b"
 
 
 def test_a_loop_repeating_a_long_field_is_stopped_once_the_output_is_too_long() -> None:
