@@ -1092,7 +1092,11 @@ async def _fill_fields(
     api_base = spec.api_base or settings.api_base
     structured = spec.structured_output and supports_structured_output(spec.model, api_base)
     try:
-        messages = build_messages(spec, fields, request.context, as_object=structured)
+        # Rendering is CPU work (capped, yet a loop over long task data takes a while): in a
+        # thread, so the worker's event loop keeps heartbeating and running other activities.
+        messages = await asyncio.to_thread(
+            build_messages, spec, fields, request.context, as_object=structured
+        )
     except ApplicationError as e:
         raise _template_error(who, e) from None
     kwargs = _completion_kwargs(
@@ -1199,7 +1203,8 @@ async def _judge(
     api_base = judge.api_base or settings.api_base
     structured = supports_structured_output(judge.model, api_base)
     try:
-        messages = _chat(
+        messages = await asyncio.to_thread(  # CPU work, off the event loop (see above)
+            _chat,
             judge.system,
             judge.prompt,
             output_instructions(fields, as_object=True),
