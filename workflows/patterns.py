@@ -42,7 +42,7 @@ _INSIDE = {"d": _DIGIT, "D": r"\P{Nd}", "w": _WORD, "s": _SPACE}
 _MULTILINE = re.compile(r"\(\?[a-zA-Z]*m")
 _UNBOUNDED_BELOW = re.compile(r"\{,(\d+)\}")
 _CODE_POINT = re.compile(r"\\u([0-9a-fA-F]{4})|\\U([0-9a-fA-F]{8})")
-_BACKTRACKING = re.compile(r"\(\?[=!<>]|escape sequence: \\\d|[*+?}]\+")
+_BACKTRACKING = re.compile(r"\(\?(?:P$|[=!<>])|escape sequence: \\\d|[*+?}]\+")
 
 
 class PatternError(ValueError):

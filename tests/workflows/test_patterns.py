@@ -55,6 +55,7 @@ def test_a_catastrophic_pattern_runs_in_linear_time(pattern: str, text: str, mod
         (r"(?<!x)foo", "lookahead or lookbehind"),
         (r"(?>a+)b", "atomic groups"),
         (r"a*+b", "possessive quantifiers"),
+        (r"(?P<x>a)(?P=x)", "backreferences"),
     ],
 )
 def test_patterns_that_need_backtracking_are_refused_at_load(pattern: str, phrase: str) -> None:
