@@ -190,6 +190,6 @@ async def test_an_inline_catastrophic_regex_answers_a_draft_at_once(
     )
     took = time.perf_counter() - started
     assert [(e.criterion, e.passed) for e in draft.evaluations] == [("shape", False)]
-    assert took < 2.0, took
+    assert took < 5.0, took  # an update round trip; before, hours
     result = await submit(task, "ana", "answer", token, {"reply": "a" * 40})
     assert [(e.criterion, e.passed) for e in result.evaluations] == [("shape", True)]
