@@ -601,7 +601,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name}: {problem}", file=sys.stderr)
         return EXIT_REJECTED
     except PipelineInvalid as err:
-        print(str(err), file=sys.stderr)
+        # One problem (a file that cannot be read or parsed, a limit) reads best on one line.
+        one = len(err.problems) == 1
+        print(f"invalid pipeline: {err.problems[0]}" if one else str(err), file=sys.stderr)
         return EXIT_INVALID
     except (Unavailable, NoWorkerResponded) as err:
         print(f"error: {err}", file=sys.stderr)

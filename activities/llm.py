@@ -46,9 +46,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
-from jinja2.runtime import Context
-from jinja2.sandbox import SandboxedEnvironment, SecurityError
+from jinja2 import TemplateSyntaxError, UndefinedError
+from jinja2.sandbox import SecurityError
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.common import RetryPolicy
@@ -67,6 +66,7 @@ from workflows.messages import (
     LlmRequest,
     LlmResponse,
 )
+from workflows.templates import SANDBOX
 
 # Without this, importing litellm downloads its model price map from GitHub; workers often have
 # no internet access, and start-up must not depend on (or hang on) the network.
@@ -126,8 +126,6 @@ RECORD_TIMEOUT_SECONDS = 10.0
 """How long recording an attempt in ``llm_calls`` may take before the call goes on without it."""
 
 _EXCERPT_CHARS = 300
-_MAX_REPEAT_LENGTH = 100_000
-_MAX_EXPONENT = 1_000
 
 _T = TypeVar("_T")
 
@@ -187,29 +185,24 @@ class LlmSettings:
 # --------------------------------------------------------------------------- prompt templates
 
 
-class _PromptSandbox(SandboxedEnvironment):
-    """Jinja's sandbox, plus caps on ``*`` and ``**`` so a template cannot exhaust memory/CPU."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int | float) and abs(right) > _MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} is too large (at most {_MAX_EXPONENT})")
-        if operator == "*":
-            for seq, times in ((left, right), (right, left)):
-                if (
-                    isinstance(seq, str | list | tuple)
-                    and isinstance(times, int)
-                    and len(seq) * times > _MAX_REPEAT_LENGTH
-                ):
-                    raise SecurityError(
-                        f"repeating a sequence {times} times is too large "
-                        f"(at most {_MAX_REPEAT_LENGTH} items)"
-                    )
-        return super().call_binop(context, operator, left, right)
+def _rendered(template: str, context: Mapping[str, Any]) -> str:
+    """Render in pieces, refusing output past :data:`MAX_RENDERED_CHARS` as soon as it gets
+    there (a loop over the task data can repeat a long text without end)."""
+    pieces: list[str] = []
+    size = 0
+    for piece in SANDBOX.from_string(template).generate(dict(context)):
+        size += len(piece)
+        if size > MAX_RENDERED_CHARS:
+            raise SecurityError(
+                f"the rendered text is over {MAX_RENDERED_CHARS:,} characters; render less "
+                "(loops repeating long fields)"
+            )
+        pieces.append(piece)
+    return "".join(pieces)
 
 
-_SANDBOX = _PromptSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+MAX_RENDERED_CHARS = 4_000_000
+"""The longest a rendered prompt may get (a few times the largest task data)."""
 
 
 def render_template(template: str, context: Mapping[str, Any], *, what: str = "prompt") -> str:
@@ -226,7 +219,7 @@ def render_template(template: str, context: Mapping[str, Any], *, what: str = "p
             rendering is deterministic, so a retry would fail the same way.
     """
     try:
-        return _SANDBOX.from_string(template).render(dict(context))
+        return _rendered(template, context)
     except TemplateSyntaxError as e:
         message = (
             f"the {what} template has a syntax error on line {e.lineno}: {e.message}; "
@@ -1099,7 +1092,11 @@ async def _fill_fields(
     api_base = spec.api_base or settings.api_base
     structured = spec.structured_output and supports_structured_output(spec.model, api_base)
     try:
-        messages = build_messages(spec, fields, request.context, as_object=structured)
+        # Rendering is CPU work (capped, yet a loop over long task data takes a while): in a
+        # thread, so the worker's event loop keeps heartbeating and running other activities.
+        messages = await asyncio.to_thread(
+            build_messages, spec, fields, request.context, as_object=structured
+        )
     except ApplicationError as e:
         raise _template_error(who, e) from None
     kwargs = _completion_kwargs(
@@ -1206,7 +1203,8 @@ async def _judge(
     api_base = judge.api_base or settings.api_base
     structured = supports_structured_output(judge.model, api_base)
     try:
-        messages = _chat(
+        messages = await asyncio.to_thread(  # CPU work, off the event loop (see above)
+            _chat,
             judge.system,
             judge.prompt,
             output_instructions(fields, as_object=True),

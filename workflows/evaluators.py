@@ -31,6 +31,7 @@ from workflows.graph import (
     PiiKind,
 )
 from workflows.messages import EvaluationKind, EvaluationRecord
+from workflows.patterns import PatternError, compile_pattern
 
 __all__ = [
     "HUMAN_RATING_TYPES",
@@ -166,11 +167,9 @@ def _shown(pattern: str) -> str:
 def _regex_check(spec: EvaluatorSpec) -> _Check:
     pattern = spec.pattern or ""
     try:
-        compiled = re.compile(pattern)
-    except re.error as exc:
-        raise _CannotRun(
-            f"pattern {_shown(pattern)} is not a valid regular expression: {exc}"
-        ) from exc
+        compiled = compile_pattern(pattern)  # linear time: no draft can stall the workflow
+    except PatternError as exc:
+        raise _CannotRun(f"pattern {_shown(pattern)} {exc}") from exc
 
     def check(name: str, value: Any, data: Mapping[str, Any]) -> tuple[bool, str]:
         if compiled.search(_text(value)):
@@ -675,9 +674,9 @@ def _regex_problems(spec: EvaluatorSpec) -> list[str]:
     if not spec.pattern:
         return ["regex evaluators need a pattern (a Python regular expression to search for)"]
     try:
-        re.compile(spec.pattern)
-    except re.error as exc:
-        return [f"pattern is not a valid regular expression ({exc}); fix the pattern"]
+        compile_pattern(spec.pattern)
+    except PatternError as exc:
+        return [f"pattern {exc}"]
     return []
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from enum import StrEnum
 from typing import Any
 
@@ -314,13 +315,19 @@ class ChainSpec(_Model):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
+MAX_CLAIM_TIMEOUT_SECONDS = 100 * 365 * 86400
+"""The longest claim timeout (a century); far beyond it, a claim's deadline leaves ``datetime``'s
+range and every claim would fail."""
+
+
 class Pipeline(_Model):
     """A whole pipeline definition, as applied from a YAML or JSON file."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: str | None = None
-    claim_timeout_seconds: int = Field(default=3600, gt=0)
-    """A claim not submitted within this many seconds is released automatically."""
+    claim_timeout_seconds: int = Field(default=3600, gt=0, le=MAX_CLAIM_TIMEOUT_SECONDS)
+    """A claim not submitted within this many seconds is released automatically (at most
+    :data:`MAX_CLAIM_TIMEOUT_SECONDS`)."""
     claim_limits: dict[str, int] = Field(default_factory=dict)
     """Per contributor role: how many nodes one contributor may hold at once."""
     nodes: list[NodeSpec]
@@ -389,14 +396,19 @@ def parse_duration(value: Any) -> int:
     if isinstance(value, bool):
         raise ValueError(f"claim_timeout must be a duration like 30m, not {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"claim_timeout must be a finite duration like 30m, not {value!r}")
         return int(value)
     if isinstance(value, str):
         text = value.strip().lower()
         units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-        if text and text[-1] in units and text[:-1].strip().isdigit():
-            return int(text[:-1]) * units[text[-1]]
-        if text.isdigit():
-            return int(text)
+        number, unit = (text[:-1].strip(), units[text[-1]]) if text[-1:] in units else (text, 1)
+        if number.isdigit():
+            if len(number) > 12:  # a bound far over any timeout; Python refuses 4,300 digits
+                raise ValueError(
+                    f"claim_timeout {value[:20]!r}… is too long a number; write e.g. 30m or 2h"
+                )
+            return int(number) * unit
     raise ValueError(f"claim_timeout {value!r} is not a duration; write e.g. 90s, 30m, 2h or 1d")
 
 

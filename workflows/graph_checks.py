@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ValidationError
 
-from workflows import expr
+from workflows import expr, templates
 from workflows.chains import is_field_name, parse_path
 from workflows.evaluators import HUMAN_RATING_TYPES, evaluator_problems
 from workflows.graph import (
@@ -115,10 +114,6 @@ _SCOPED_ENUM_NOUNS: dict[tuple[str, str], tuple[str, Sequence[str]]] = {
     ("chain", "trigger"): ("chain trigger", [t.value for t in ChainTrigger]),
 }
 
-# Prompt templates are parsed (never rendered) here to see which variables they read.
-_TEMPLATES = SandboxedEnvironment()
-_TEMPLATE_GLOBALS = frozenset(_TEMPLATES.globals)
-"""Names every template may use without task data (range, dict, namespace…)."""
 
 _NAME_RULES = {
     "pipeline": "use letters, digits, '.', '_' and '-', starting with a letter or digit",
@@ -221,7 +216,25 @@ def check_pipeline(raw: Any) -> Pipeline:
                 )
             ]
         )
+    nodes = raw.get("nodes")
+    if isinstance(nodes, list) and len(nodes) > MAX_NODES:
+        raise PipelineInvalid(
+            [
+                Problem(
+                    where=PIPELINE,
+                    message=(
+                        f"the pipeline has {len(nodes):,} nodes, over the limit of {MAX_NODES:,}; "
+                        "split the work into pipelines joined by chains"
+                    ),
+                )
+            ]
+        )
     return _Checker(raw).run()
+
+
+MAX_NODES = 1_000
+"""The most nodes a pipeline may have (checks grow with the square of the node count; the
+examples have 4 to 8)."""
 
 
 class _Checker:
@@ -247,6 +260,7 @@ class _Checker:
             for target in targets:
                 self.pred[target].append(name)
         self._ancestors: dict[str, set[str]] = {}
+        self._field_specs: dict[str, FieldSpec | None] | None = None
 
     # --- helpers -------------------------------------------------------------------------
 
@@ -500,11 +514,12 @@ class _Checker:
             )
 
     def check_cycles(self) -> None:
+        on_cycles = _on_or_behind_cycles(self.succ, self.pred)  # linear; usually empty
         seen: set[str] = set()
         for node in self.graph_nodes:
             name = node.name
             assert name is not None
-            if name in seen or name not in self.ancestors(name):
+            if name not in on_cycles or name in seen or name not in self.ancestors(name):
                 continue
             component = self.ancestors(name) & (_walk(name, self.succ) | {name})
             seen |= component
@@ -740,12 +755,13 @@ class _Checker:
 
     def field_specs(self) -> dict[str, FieldSpec | None]:
         """Every field name of the pipeline with its spec (None where the field is invalid)."""
-        specs: dict[str, FieldSpec | None] = {}
-        for n in self.graph_nodes:
-            for f in n.fields:
-                if f.name is not None:
-                    specs.setdefault(f.name, f.spec)
-        return specs
+        if self._field_specs is None:
+            self._field_specs = {}
+            for n in self.graph_nodes:
+                for f in n.fields:
+                    if f.name is not None:
+                        self._field_specs.setdefault(f.name, f.spec)
+        return self._field_specs
 
     def unknown_field(self, name: str) -> str:
         """The end of a message about ``name``, which is not a field: a suggestion and the list."""
@@ -779,29 +795,57 @@ class _Checker:
         A template may read seed data (predefined fields) and fields of nodes upstream of
         ``node`` (and, with ``own``, ``node``'s own fields): the task data it is rendered over.
         """
+        # Parsed and analysed, never rendered nor folded: see workflows/templates.py.
         try:
-            parsed = _TEMPLATES.parse(source)
+            parsed = templates.SANDBOX.parse(source)
+            includes = list(meta.find_referenced_templates(parsed))
+            internals = templates.internal_reads(parsed)
+            refused = templates.refused_constants(parsed)
+            names = templates.undeclared_names(parsed)
         except TemplateSyntaxError as exc:
             detail = (exc.message or "invalid syntax").rstrip(".")
             return [f"{what} template has a syntax error on line {exc.lineno}: {detail}; fix it"]
+        except RecursionError:
+            return [
+                f"{what} template nests expressions too deeply (brackets, filters or "
+                "operators inside each other) to be checked; write it more simply"
+            ]
         problems: list[str] = []
-        if list(meta.find_referenced_templates(parsed)):
+        if includes:
             problems.append(
                 f"{what} template uses include, import or extends; a prompt template stands "
                 "alone, so write the text into it"
             )
+        for read in internals:
+            problems.append(
+                f"{what} template reads {read}, a Python internal; a template may only read "
+                "task data: write the field itself (e.g. {{ text }}) or a key of it "
+                "(e.g. {{ text.label }})"
+            )
+        for reason in refused:
+            problems.append(
+                f"{what} template computes a value the sandbox refuses: {reason}; write the "
+                "value you mean instead of computing it"
+            )
         when = "when the judge runs" if own else "when the model runs"
-        for name in sorted(meta.find_undeclared_variables(parsed) - _TEMPLATE_GLOBALS):
+        for name in sorted(names):
+            if name in templates.JINJA_GLOBALS and not self.field_owners(name):
+                problems.append(
+                    f"{what} template uses '{name}', a Jinja global that prompt templates do "
+                    "not have; a template may only use seed data and upstream fields, so put "
+                    f"the value in a field (known fields: {self.known_fields()})"
+                )
+                continue
             if not self.field_owners(name):
                 problems.append(
                     f"{what} template refers to '{name}', which is not a field of this "
                     f"pipeline{self.unknown_field(name)}"
                 )
                 continue
-            reason = self.upstream_problem(node, name, own=own, when=when)
-            if reason:
+            upstream = self.upstream_problem(node, name, own=own, when=when)
+            if upstream:
                 problems.append(
-                    f"{what} template refers to {reason}; a template may only use seed data "
+                    f"{what} template refers to {upstream}; a template may only use seed data "
                     "(predefined fields) and fields filled upstream"
                     + (" or on this node" if own else "")
                 )
@@ -1069,6 +1113,24 @@ def _valid_evaluator(raw: Any) -> EvaluatorSpec | None:
 
 def _strings(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _on_or_behind_cycles(succ: Mapping[str, list[str]], pred: Mapping[str, list[str]]) -> set[str]:
+    """The nodes a topological sort cannot place: every node on a cycle (and those after one).
+
+    Linear in the graph, so an acyclic pipeline of any size is cleared at once and the per-node
+    cycle search runs only where a cycle is.
+    """
+    waiting = {name: len(set(sources)) for name, sources in pred.items()}
+    ready = deque(name for name, count in waiting.items() if count == 0)
+    while ready:
+        name = ready.popleft()
+        del waiting[name]
+        for target in set(succ.get(name, [])):
+            waiting[target] -= 1
+            if waiting[target] == 0:
+                ready.append(target)
+    return set(waiting)
 
 
 def _walk(start: str, edges: Mapping[str, list[str]]) -> set[str]:

@@ -27,6 +27,9 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    # The engine's regex evaluators run on RE2, a native module: imported once, outside.
+    import re2  # noqa: F401
+
     # ``import a.b as b`` passes the module through; ``from a import b`` would re-import the
     # engine inside the sandbox on every workflow run.
     import workflows.engine as engine

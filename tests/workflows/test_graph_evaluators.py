@@ -56,7 +56,7 @@ nodes:
           system: "You grade answers to {{ question }}."
           prompt: |
             {% for line in reply.splitlines() %}{{ loop.index }}: {{ line }}{% endfor %}
-            {% set n = 3 %}{{ summary }} {{ n }} {{ range(2) | list }}
+            {% set n = 3 %}{{ summary }} {{ n }} {{ [n, 2] | list }}
           output: rating
           pass_threshold: 4
     next: [check]
@@ -436,6 +436,21 @@ def test_judge_template_problems_name_the_evaluator() -> None:
             "judge prompt template refers to 'reply', filled by 'answer', which does not come "
             "before this node",
         ),
+    ]
+
+
+def test_judge_templates_may_not_read_internals_globals_or_huge_constants() -> None:
+    raw = load()
+    evaluator(raw, "answer", "helpful")["judge"]["prompt"] = (
+        "{{ reply.__class__ }} {{ range(3) }} {{ 9 ** 4000000 }}"
+    )
+    found = problems(raw)
+    assert {p.where for p in found} == {"node 'answer' evaluator 'helpful'"}
+    assert [p.message.split(";")[0] for p in found] == [
+        "judge prompt template reads reply.__class__, a Python internal",
+        "judge prompt template computes a value the sandbox refuses: exponent 4000000 is too "
+        "large (at most 1000)",
+        "judge prompt template uses 'range', a Jinja global that prompt templates do not have",
     ]
 
 

@@ -7,6 +7,7 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from conveyor.api.auth import Admin, Reader
@@ -80,11 +81,12 @@ def _invalid_body(message: str) -> PipelineInvalid:
     return PipelineInvalid([Problem(where="body", message=message)])
 
 
-async def _raw_definition(request: Request) -> Any:
-    """The request body as plain data: JSON for a JSON content type, else YAML (or JSON) text.
+async def _definition_text(request: Request) -> tuple[str, bool]:
+    """The request body as text, and whether it is JSON (a JSON content type) or YAML.
 
     Raises:
-        PipelineInvalid: the body is empty, too large, or not valid JSON / YAML.
+        PipelineInvalid: the body is empty or not UTF-8.
+        ApiError: 413, the body is too large.
     """
     body = await request.body()
     if len(body) > MAX_DEFINITION_BYTES:
@@ -96,12 +98,36 @@ async def _raw_definition(request: Request) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise _invalid_body("the body is not UTF-8 text") from None
-    json_only = "json" in request.headers.get("content-type", "").lower()
-    return parse_text(text, json_only=json_only, where="body")
+    return text, "json" in request.headers.get("content-type", "").lower()
+
+
+def _validated(text: str, json_only: bool) -> Pipeline:
+    """Parse and validate a definition: CPU work, run in a worker thread (see _definition)."""
+    return validate_pipeline(parse_text(text, json_only=json_only, where="body"))
 
 
 async def _definition(request: Request) -> Pipeline:
-    return validate_pipeline(await _raw_definition(request))
+    """The request's definition, validated.
+
+    Parsing and validation run in a worker thread, so a large or contrived definition keeps
+    only its own request waiting, never the event loop every other request shares.
+
+    Raises:
+        PipelineInvalid: with every problem found.
+    """
+    text, json_only = await _definition_text(request)
+    return await run_in_threadpool(_validated, text, json_only)
+
+
+def _report(pipeline: Pipeline) -> ValidationReport:
+    return ValidationReport(
+        valid=True,
+        name=pipeline.name,
+        version=pipeline.content_hash(),
+        nodes=len(pipeline.nodes),
+        human_nodes=sum(1 for n in pipeline.nodes if n.is_human),
+        llm_nodes=sum(1 for n in pipeline.nodes if n.is_llm_node),
+    )
 
 
 @router.get("", response_model=list[PipelineInfo], summary="Every applied pipeline and its status")
@@ -120,14 +146,7 @@ async def validate(request: Request, _: Reader) -> ValidationReport:
         pipeline = await _definition(request)
     except PipelineInvalid as err:
         return ValidationReport(valid=False, problems=err.problems)
-    return ValidationReport(
-        valid=True,
-        name=pipeline.name,
-        version=pipeline.content_hash(),
-        nodes=len(pipeline.nodes),
-        human_nodes=sum(1 for n in pipeline.nodes if n.is_human),
-        llm_nodes=sum(1 for n in pipeline.nodes if n.is_llm_node),
-    )
+    return await run_in_threadpool(_report, pipeline)
 
 
 @router.post(
