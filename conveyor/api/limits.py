@@ -10,7 +10,8 @@ parser, nor Temporal) ever sees one that is too large or too deep:
   belong in the store. Routes whose body is many payloads (a batch of rows, each its own task's
   input) or a pipeline definition checked by its own rule (:data:`LARGE_BODY_ROUTES`) may send
   up to :data:`MAX_BODY_BYTES`.
-- **Shape** (400 ``bad_request``). A JSON body may nest at most :data:`MAX_JSON_DEPTH` arrays
+- **Shape** (400 ``bad_request``; pipeline definitions: see :data:`DEFINITION_ROUTES`). A JSON
+  body may nest at most :data:`MAX_JSON_DEPTH` arrays
   and objects, no number in it may be longer than :data:`MAX_NUMBER_CHARS` characters, and
   ``NaN`` and ``Infinity`` (which Python reads, though they are not JSON) are refused:
   deeper or longer input is never meaningful here, and it costs the parser (Python's ``json``
@@ -51,6 +52,11 @@ LARGE_BODY_ROUTES: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 """The routes that may take up to :data:`MAX_BODY_BYTES`; every other one takes
 :data:`MAX_PAYLOAD_BODY_BYTES`."""
+
+DEFINITION_ROUTES = re.compile(r"^/api/v1/pipelines(/validate)?$")
+"""Routes whose body is a pipeline definition: the definition parser checks its shape itself
+(stricter, JSON or YAML alike: ``conveyor.pipelines.parse_text``) and answers in the route's own
+terms (validate: ``200 {"valid": false, "problems": [...]}``; apply: ``422``)."""
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -148,7 +154,8 @@ class BodyLimits:
             body = await _read(receive, limit)
             if body is None:
                 return  # the client went away before sending all of it
-            if _is_json(headers.get("content-type", "")):
+            definition = scope["method"] == "POST" and DEFINITION_ROUTES.match(scope["path"])
+            if _is_json(headers.get("content-type", "")) and not definition:
                 if len(body) > 64 * 1024:  # up to ~1 s for 8 MiB: off the event loop
                     await asyncio.to_thread(check_json_shape, body)
                 else:
