@@ -135,4 +135,4 @@ def test_unknown_pipeline_and_bad_arguments(store: tuple[str, str]) -> None:
     assert code == 3
     assert "no pipeline named 'nope'" in err and p in err
     code, _, err = run(url, "llm", "--group-by", "colour")
-    assert code == 2 and "cannot group by colour" in err
+    assert code == 3 and "cannot group by colour" in err  # usage errors are bad input: 3
