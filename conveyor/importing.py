@@ -15,9 +15,11 @@ line break is reported at the line it starts on). Files are UTF-8, with or witho
 
 **JSON Lines** (``.jsonl``): one object per line, the keys being the columns; blank lines are
 skipped. **JSON** (``.json``): one array of objects, read incrementally, so its size is not
-limited by memory; one element may be at most :data:`MAX_JSON_ITEM_CHARS` characters. A syntax
-error inside the array stops the import there (:class:`UnreadableFile`), since the rest of the
-array cannot be found reliably; JSON Lines has no such problem: a bad line is one reject.
+limited by memory; one element may be at most :data:`activities.rows.MAX_JSON_ITEM_CHARS`
+characters. A syntax error inside the array stops the import there (:class:`UnreadableFile`),
+since the rest of the array cannot be found reliably; JSON Lines has no such problem: a bad line
+is one reject. The file is read by :mod:`activities.rows`, the reader the seeder's file source
+shares.
 
 **Rejects.** Each bad row goes to the rejects file with ``_line``, ``_column`` and ``_reason``
 first, then the row as it was: a CSV for CSV input, JSON Lines (the object plus those three
@@ -42,7 +44,6 @@ last batch before the failure, so the next run retries from there.
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import csv
 import hashlib
@@ -57,6 +58,13 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from activities.rows import (
+    CsvRows,
+    JsonArrayRows,
+    JsonLinesRows,
+    Position,
+    UnreadableFile,
+)
 from conveyor.creation import (
     DEFAULT_CONCURRENCY,
     MAX_ROWS_PER_CALL,
@@ -98,13 +106,7 @@ RESERVED_COLUMNS = ("_line", "_column", "_reason")
 """The columns a rejects file adds; an import ignores them."""
 REJECTS_KEPT = 1000
 """How many rejects an :class:`ImportReport` lists (the rejects file has all of them)."""
-MAX_JSON_ITEM_CHARS = 16 * 1024 * 1024
-CSV_FIELD_LIMIT = 16 * 1024 * 1024
-"""The largest CSV cell read (Python's csv module stops at 128 KiB by default)."""
-
 _HEAD_BYTES = 64 * 1024
-_CHUNK = 64 * 1024
-_BOM = codecs.BOM_UTF8
 
 
 class HeaderMismatch(ValueError):
@@ -133,10 +135,6 @@ class HeaderMismatch(ValueError):
             f"the columns are: {', '.join(expected)} "
             "(print a template with `python starter.py task template --pipeline ...`)"
         )
-
-
-class UnreadableFile(ValueError):
-    """The file cannot be read on (not UTF-8, not a JSON array, a JSON syntax error)."""
 
 
 class CreationFailed(RuntimeError):
@@ -488,47 +486,6 @@ class _Record:
     """For an unreadable row: (column, reason)."""
 
 
-@dataclass(frozen=True)
-class _Position:
-    line: int
-    """Lines read so far."""
-    offset: int
-    """Bytes of whole rows read so far (CSV, JSON Lines); elements for JSON."""
-    bytes_read: int
-    """Bytes read from the file, for progress."""
-
-
-class _Lines:
-    """A binary file's lines, decoded, counting lines and bytes (``tell`` does not work in a
-    text file that is being iterated)."""
-
-    def __init__(self, fb: IO[bytes], offset: int, line: int):
-        fb.seek(offset)
-        self.fb = fb
-        self.offset = offset
-        self.line = line
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        raw = self.fb.readline()
-        if not raw:
-            raise StopIteration
-        at_start = self.offset == 0
-        self.line += 1
-        self.offset += len(raw)
-        if at_start and raw.startswith(_BOM):
-            raw = raw[len(_BOM) :]
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise UnreadableFile(
-                f"line {self.line} is not UTF-8 text (byte {raw[err.start]:#04x} at position "
-                f"{err.start + 1}); save the file as UTF-8 (in Excel: CSV UTF-8)"
-            ) from None
-
-
 class _Reader:
     header: list[str] | None = None
     failure: UnreadableFile | None = None
@@ -537,7 +494,7 @@ class _Reader:
     def records(self) -> Iterator[_Record]:
         raise NotImplementedError
 
-    def position(self) -> _Position:
+    def position(self) -> Position:
         raise NotImplementedError
 
 
@@ -577,14 +534,13 @@ def _read_batch(
 
 class _CsvReader(_Reader):
     def __init__(self, fb: IO[bytes], checker: SeedRows, state: _ImportState):
-        if csv.field_size_limit() < CSV_FIELD_LIMIT:
-            csv.field_size_limit(CSV_FIELD_LIMIT)
-        lines = _Lines(fb, 0, 0)
-        reader = csv.reader(lines)
+        rows = CsvRows(fb)
         header: list[str] | None = None
-        for cells in reader:
-            if cells:
-                header = cells
+        for raw in rows:
+            if raw.error is not None:
+                raise raw.error
+            if raw.value:
+                header = raw.value
                 break
         if header is None:
             raise UnreadableFile(
@@ -597,38 +553,32 @@ class _CsvReader(_Reader):
         ignored = _ignored(checker)
         self.keep = [(i, name) for i, name in enumerate(names) if name not in ignored]
         if state.rows > 0:  # resume after the last saved batch
-            lines = _Lines(fb, state.offset, state.line)
-            reader = csv.reader(lines)
-        self.lines = lines
-        self.reader = reader
+            rows = CsvRows(fb, state.offset, state.line)
+        self.rows = rows
         self._iter = self._records()
 
     def records(self) -> Iterator[_Record]:
         return self._iter
 
-    def position(self) -> _Position:
-        return _Position(self.lines.line, self.lines.offset, self.lines.offset)
+    def position(self) -> Position:
+        return self.rows.position()
 
     def _records(self) -> Iterator[_Record]:
         assert self.header is not None
         width = len(self.header)
-        while True:
-            first = self.lines.line + 1
-            try:
-                cells = next(self.reader)
-            except StopIteration:
-                return
-            except csv.Error as err:
-                yield _Record(first, None, [], ("", f"not valid CSV: {err}"))
+        for raw in self.rows:
+            cells: list[str] = raw.value
+            if raw.error is not None:
+                yield _Record(raw.line, None, [], ("", f"not valid CSV: {raw.error}"))
                 continue
             if not cells:
                 continue  # a blank line
             if len(cells) != width:
                 problem = f"{len(cells)} cells, but the header has {width} columns"
-                yield _Record(first, None, cells, ("", problem))
+                yield _Record(raw.line, None, cells, ("", problem))
                 continue
             row = {name: cells[i] for i, name in self.keep}
-            yield _Record(first, row, cells)
+            yield _Record(raw.line, row, cells)
 
 
 def _required(checker: SeedRows) -> list[str]:
@@ -653,28 +603,24 @@ def _check_header(names: list[str], checker: SeedRows) -> None:
 
 class _JsonLinesReader(_Reader):
     def __init__(self, fb: IO[bytes], checker: SeedRows, state: _ImportState):
-        self.lines = _Lines(fb, state.offset, state.line)
+        self.rows = JsonLinesRows(fb, state.offset, state.line)
         self.ignored = _ignored(checker)
         self._iter = self._records()
 
     def records(self) -> Iterator[_Record]:
         return self._iter
 
-    def position(self) -> _Position:
-        return _Position(self.lines.line, self.lines.offset, self.lines.offset)
+    def position(self) -> Position:
+        return self.rows.position()
 
     def _records(self) -> Iterator[_Record]:
-        for text in self.lines:
-            if not text.strip():
-                continue
-            line = self.lines.line
-            try:
-                value = json.loads(text)
-            except json.JSONDecodeError as err:
+        for raw in self.rows:
+            err = raw.error
+            if isinstance(err, json.JSONDecodeError):
                 problem = f"not valid JSON ({err.msg} at column {err.colno})"
-                yield _Record(line, None, {"_raw": text.rstrip("\r\n")}, ("", problem))
+                yield _Record(raw.line, None, {"_raw": raw.value}, ("", problem))
                 continue
-            yield _json_record(line, value, self.ignored)
+            yield _json_record(raw.line, raw.value, self.ignored)
 
 
 def _json_record(line: int, value: Any, ignored: set[str]) -> _Record:
@@ -686,114 +632,18 @@ def _json_record(line: int, value: Any, ignored: set[str]) -> _Record:
 
 
 class _JsonArrayReader(_Reader):
-    """Elements of a JSON array, decoded one at a time from a buffer refilled as needed."""
+    """Elements of a JSON array, decoded one at a time (:class:`~activities.rows.JsonArrayRows`)."""
 
     def __init__(self, fb: IO[bytes], checker: SeedRows, state: _ImportState):
-        self.fb = fb
-        self.ignored = _ignored(checker)
-        self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
-        self.json = json.JSONDecoder()
-        self.buf = ""
-        self.pos = 0
-        self.line = 1
-        self.eof = False
-        self.bytes_read = 0
-        self.elements = 0
-        self._iter = self._records(skip=state.rows)
+        self.rows = JsonArrayRows(fb, skip=state.rows)
+        ignored = _ignored(checker)
+        self._iter = (_json_record(raw.line, raw.value, ignored) for raw in self.rows)
 
     def records(self) -> Iterator[_Record]:
         return self._iter
 
-    def position(self) -> _Position:
-        return _Position(self.line, self.elements, self.bytes_read)
-
-    def _fill(self) -> bool:
-        if self.eof:
-            return False
-        # Read as much again as is buffered: an element cut by the buffer's end is parsed
-        # again after each read, so growing geometrically keeps a large element linear.
-        raw = self.fb.read(max(_CHUNK, len(self.buf) - self.pos))
-        self.bytes_read += len(raw)
-        try:
-            text = self.decoder.decode(raw, final=not raw)
-        except UnicodeDecodeError:
-            raise UnreadableFile(
-                f"near line {self.line}: not UTF-8 text; save the file as UTF-8"
-            ) from None
-        if not raw:
-            self.eof = True
-        self.buf = self.buf[self.pos :] + text
-        self.pos = 0
-        return bool(raw) or bool(text)
-
-    def _advance(self, to: int) -> None:
-        self.line += self.buf.count("\n", self.pos, to)
-        self.pos = to
-
-    def _next_char(self) -> str:
-        """Skip whitespace; the next character ('' at the end of the file)."""
-        while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
-                if self.buf[self.pos] == "\n":
-                    self.line += 1
-                self.pos += 1
-            if self.pos < len(self.buf):
-                return self.buf[self.pos]
-            if not self._fill():
-                return ""
-
-    def _value(self) -> Any:
-        while True:
-            try:
-                value, end = self.json.raw_decode(self.buf, self.pos)
-            except json.JSONDecodeError as err:
-                if len(self.buf) - self.pos < MAX_JSON_ITEM_CHARS and self._fill():
-                    continue
-                line = self.line + self.buf.count("\n", self.pos, err.pos)
-                raise UnreadableFile(
-                    f"line {line}: not valid JSON ({err.msg}); the array cannot be read on "
-                    "from here (rows before it were imported). JSON Lines (.jsonl) lets one "
-                    "bad line be a reject instead"
-                ) from None
-            if end == len(self.buf) and not self.eof and self._fill():
-                continue  # a number at the end of the buffer may go on
-            self._advance(end)
-            return value
-
-    def _expected(self, what: str) -> UnreadableFile:
-        found = self._next_char()
-        shown = repr(found) if found else "the end of the file"
-        return UnreadableFile(
-            f"line {self.line}: expected {what}, found {shown}; "
-            "a .json import is one array of objects: [{...}, {...}] (or use .jsonl, one "
-            "object per line)"
-        )
-
-    def _records(self, skip: int) -> Iterator[_Record]:
-        if self._next_char() != "[":
-            raise self._expected("'[' at the start")
-        self.pos += 1
-        first = True
-        while True:
-            char = self._next_char()
-            if char == "]":
-                self.pos += 1
-                if self._next_char() != "":
-                    raise self._expected("nothing after the closing ']'")
-                return
-            if not first:
-                if char != ",":
-                    raise self._expected("',' or ']'")
-                self.pos += 1
-                if self._next_char() == "":
-                    raise self._expected("a value")
-            first = False
-            line = self.line
-            value = self._value()
-            self.elements += 1
-            if self.elements <= skip:
-                continue
-            yield _json_record(line, value, self.ignored)
+    def position(self) -> Position:
+        return self.rows.position()
 
 
 # --------------------------------------------------------------------------- rejects
