@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import csv
 import importlib
 import inspect
 import json
@@ -36,7 +35,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -55,6 +54,14 @@ from activities.llm import (
     json_schema_for,
     render_template,
     supports_structured_output,
+)
+from activities.rows import (
+    CsvRows,
+    JsonArrayError,
+    JsonArrayRows,
+    JsonLinesRows,
+    RawRow,
+    UnreadableFile,
 )
 from conveyor.client import (
     ConveyorClient,
@@ -122,7 +129,7 @@ Row = dict[str, Any] | str
 
 
 def read_rows(path: Path) -> list[Row]:
-    """Every row of a CSV, JSON Lines or JSON file, in order.
+    """Every row of a CSV, JSON Lines or JSON file, in order (read by :mod:`activities.rows`).
 
     Raises:
         ApplicationError: ``SeedSourceFailed`` when the file is missing, unreadable or not in a
@@ -135,46 +142,59 @@ def read_rows(path: Path) -> list[Row]:
             "use a .csv, .jsonl or .json file"
         )
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
+        with path.open("rb") as fb:
             if suffix == ".csv":
-                return _csv_rows(f)
+                return _csv_rows(fb)
             if suffix == ".json":
-                return _json_rows(path, f.read())
-            return [_object_row(line) for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError) as err:
+                return _json_rows(path, fb)
+            return [_object_row(raw) for raw in JsonLinesRows(fb)]
+    except (OSError, UnreadableFile) as err:
         raise source_failed(
             f"cannot read {path} ({type(err).__name__}: {err}); the file must be readable by "
             "every worker"
         ) from None
 
 
-def _csv_rows(f: Any) -> list[Row]:
+def _csv_rows(fb: IO[bytes]) -> list[Row]:
+    """Rows as :class:`csv.DictReader` gives them: the first record is the header, blank lines
+    are skipped, missing cells are left out."""
+    header: list[str] | None = None
     rows: list[Row] = []
-    for record in csv.DictReader(f):
-        if None in record:
+    for raw in CsvRows(fb):
+        if raw.error is not None:
+            raise raw.error
+        cells: list[str] = raw.value
+        if header is None:
+            header = cells
+            continue
+        if not cells:
+            continue
+        if len(cells) > len(header):
             rows.append("the row has more cells than the header has columns")
             continue
-        rows.append({k: v for k, v in record.items() if v is not None})
+        record = dict(zip(header, cells, strict=False))
+        for name in header[len(cells) :]:
+            record.pop(name, None)
+        rows.append(record)
     return rows
 
 
-def _object_row(line: str) -> Row:
-    try:
-        value = json.loads(line)
-    except json.JSONDecodeError as err:
-        return f"not JSON ({err.msg} at column {err.colno})"
+def _object_row(raw: RawRow) -> Row:
+    if isinstance(raw.error, json.JSONDecodeError):
+        return f"not JSON ({raw.error.msg} at column {raw.error.colno})"
+    value = raw.value
     return value if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
 
 
-def _json_rows(path: Path, text: str) -> list[Row]:
+def _json_rows(path: Path, fb: IO[bytes]) -> list[Row]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise source_failed(f"{path} is not JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(value, list):
-        raise source_failed(f"{path} must hold one JSON array of objects")
+        values = [raw.value for raw in JsonArrayRows(fb)]
+    except JsonArrayError as err:
+        if err.detail is None:
+            raise source_failed(f"{path} must hold one JSON array of objects") from None
+        raise source_failed(f"{path} is not JSON ({err.detail} at line {err.line})") from None
     return [
-        v if isinstance(v, dict) else f"a JSON {type(v).__name__}, not an object" for v in value
+        v if isinstance(v, dict) else f"a JSON {type(v).__name__}, not an object" for v in values
     ]
 
 

@@ -26,7 +26,6 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.llm import LlmSettings
-from conveyor import bulk
 from conveyor.bulk import (
     EXPORT_FORMATS,
     ConfirmationRequired,
@@ -39,7 +38,9 @@ from conveyor.bulk import (
     StateFileMismatch,
     csv_cell,
     delete_tasks,
+    deleting,
     export,
+    export_state,
 )
 from conveyor.client import ConveyorClient
 from store.db import transaction
@@ -536,14 +537,14 @@ def test_a_zip_interrupted_while_assembled_is_assembled_again(
     want = io.BytesIO()
     export(sessions, name, None, "zip", want)
     out = folder / "tasks.zip"
-    real_member = bulk._member
+    real_member = export_state._member
 
     def member(name: str) -> zipfile.ZipInfo:
         if name == "manifest.json":
             raise Crash("killed while assembling")
         return real_member(name)
 
-    monkeypatch.setattr(bulk, "_member", member)
+    monkeypatch.setattr(export_state, "_member", member)
     with pytest.raises(Crash):
         export(sessions, name, None, "zip", out, page_size=PAGE)
     assert set(files_in(folder)) == {
@@ -707,13 +708,13 @@ async def test_delete_resumes_after_a_crash(
     ids = real_ids + [b.view.workflow_id for b in synthetic]
 
     calls: Counter[str] = Counter()
-    real_delete = bulk.delete_workflow
+    real_delete = deleting.delete_workflow
 
     async def counting(client: ConveyorClient, workflow_id: str) -> bool:
         calls[workflow_id] += 1
         return await real_delete(client, workflow_id)
 
-    monkeypatch.setattr(bulk, "delete_workflow", counting)
+    monkeypatch.setattr(deleting, "delete_workflow", counting)
     state = tmp_path / "delete.state"
     selection = Selection(pipeline=name)
 
