@@ -2,7 +2,7 @@
 
 Pure functions over a caller's :class:`~sqlalchemy.orm.Session` (they never commit), returning
 frozen pydantic models; the CLI (``conveyor/cli_explorer.py``), bulk actions
-(``conveyor/bulk.py``) and the HTTP API share them.
+(``conveyor/bulk/``) and the HTTP API share them.
 
 Pages use **keyset pagination**, never ``OFFSET``: a page is "the next ``limit`` rows after the
 last row of the previous one" in ``(sort value, workflow_id)`` order, so page 20,000 costs what

@@ -3,7 +3,7 @@ Evaluation Analytics, LLM Analytics), a task's Nodes and Timeline, admin operati
 actions on a selection.
 
 Pages read ``store/explorer.py`` and ``store/analytics.py`` (keyset pages: never all rows) and
-act through the client library and ``conveyor/bulk.py``, as the CLI does.
+act through the client library and ``conveyor.bulk``, as the CLI does.
 """
 
 from __future__ import annotations
