@@ -68,7 +68,7 @@ async def user_of_key(request: Request, key: str | None) -> User:
     """
     if not key:
         raise unauthenticated("no API key")
-    from conveyor.api.app import deps_of
+    from conveyor.api.deps import deps_of
 
     deps = deps_of(request)
 

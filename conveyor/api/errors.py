@@ -189,7 +189,6 @@ def _library_mapping() -> list[tuple[type[Exception], Callable[[Any], ApiError]]
     from temporalio.service import RPCError, RPCStatusCode
 
     from conveyor.bulk import ConfirmationRequired, ExportStateMismatch, StateFileMismatch
-    from conveyor.cli_common import CliError
     from conveyor.client import (
         CommandRejected,
         InvalidSeedData,
@@ -198,6 +197,7 @@ def _library_mapping() -> list[tuple[type[Exception], Callable[[Any], ApiError]]
         PipelineNotAccepting,
         UnknownPipeline,
     )
+    from conveyor.connect import CliError
     from conveyor.workqueue import NoWorkAvailable
     from store.analytics import UnknownPipeline as UnknownPipelineInStore
     from store.explorer import InvalidCursor, TaskNotFound
@@ -254,8 +254,8 @@ def _library_mapping() -> list[tuple[type[Exception], Callable[[Any], ApiError]]
         (InvalidCursor, lambda e: ApiError(422, "invalid_cursor", str(e))),
         (ConfirmationRequired, lambda e: ApiError(422, "confirmation_required", str(e))),
         (InvalidUser, lambda e: ApiError(422, "invalid_input", str(e))),
-        # conveyor/cli_evaluate.py's helpers (evaluator references, evaluator files) say what
-        # is wrong with the caller's input as CliError.
+        # conveyor/bulk_evaluation.py's helpers (evaluator references and checks) say what is
+        # wrong with the caller's input as CliError.
         (CliError, lambda e: ApiError(422, "invalid_input", str(e))),
         (NoWorkerResponded, lambda e: ApiError(503, "no_worker", str(e))),
         (

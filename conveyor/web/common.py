@@ -27,8 +27,8 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conveyor.api.app import ApiDeps, deps_of
 from conveyor.api.auth import COOKIE, user_of_key
+from conveyor.api.deps import ApiDeps, deps_of
 from conveyor.api.errors import ApiError
 from store.db import transaction
 from store.models import TaskRow

@@ -12,7 +12,7 @@ from fastapi import Depends, Path, Request
 from pydantic import AfterValidator, Field
 from sqlalchemy.orm import Session
 
-from conveyor.api.app import ApiDeps, deps_of
+from conveyor.api.deps import ApiDeps, deps_of
 from conveyor.api.errors import ErrorResponse, invalid
 from store.db import transaction
 from store.explorer import TaskFilter
