@@ -15,12 +15,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.connect import CliError
-from workflows.bulk_evaluate import (
-    BulkEvaluateInput,
-    BulkEvaluateProgress,
-    BulkEvaluateWorkflow,
-    NodeEvaluator,
-)
+from workflows.bulk_evaluate import BulkEvaluateWorkflow
+from workflows.bulk_evaluate_messages import BulkEvaluateInput, BulkEvaluateProgress, NodeEvaluator
 from workflows.graph import NodeKind, Pipeline, PipelineInvalid, validate_pipeline
 
 # --------------------------------------------------------------------------- evaluators

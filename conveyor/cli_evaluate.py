@@ -42,14 +42,14 @@ from conveyor.cli_explorer import _add_filters, _criteria
 from conveyor.pipelines import load_raw
 from store.db import transaction
 from store.explorer import TaskFilter, pipeline_versions
-from workflows.bulk_evaluate import (
+from workflows.bulk_evaluate import BulkEvaluateWorkflow
+from workflows.bulk_evaluate_messages import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CONCURRENCY,
     MAX_CHUNK_SIZE,
     MAX_CONCURRENCY,
     BulkEvaluateInput,
     BulkEvaluateProgress,
-    BulkEvaluateWorkflow,
     NodeEvaluator,
     bulk_evaluate_workflow_id,
 )

@@ -617,7 +617,7 @@ async def _evaluate(
     described: str,
 ) -> Response:
     from conveyor.bulk_evaluation import current_pipeline, evaluators_by_name, start_bulk_evaluation
-    from workflows.bulk_evaluate import BulkEvaluateInput, bulk_evaluate_workflow_id
+    from workflows.bulk_evaluate_messages import BulkEvaluateInput, bulk_evaluate_workflow_id
 
     refs = [str(r) for r in form.getlist("evaluators") if str(r)]
     if not refs:

@@ -36,10 +36,10 @@ from store.models import EvaluationResultRow, LlmCallRow
 from store.repositories import ensure_pipeline_version, set_current_version
 from tests.support.explorer_data import build_tasks, clone, pipeline_for, project_fast, rename
 from worker import build_worker
-from workflows.bulk_evaluate import (
+from workflows.bulk_evaluate import BulkEvaluateWorkflow
+from workflows.bulk_evaluate_messages import (
     BulkEvaluateInput,
     BulkEvaluateProgress,
-    BulkEvaluateWorkflow,
     BulkState,
     ChunkResult,
     EvaluateChunk,

@@ -29,14 +29,14 @@ from conveyor.connect import CliError
 from store.explorer import TaskFilter, pipeline_versions
 from store.repositories import get_pipeline
 from store.users import Role, User
-from workflows.bulk_evaluate import (
+from workflows.bulk_evaluate import BulkEvaluateWorkflow
+from workflows.bulk_evaluate_messages import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CONCURRENCY,
     MAX_CHUNK_SIZE,
     MAX_CONCURRENCY,
     BulkEvaluateInput,
     BulkEvaluateProgress,
-    BulkEvaluateWorkflow,
     NodeEvaluator,
     bulk_evaluate_workflow_id,
 )
