@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from conveyor.api import errors
-from conveyor.api.deps import ApiDeps
+from conveyor.http_common import ApiDeps
 
 API_PREFIX = "/api/v1"
 

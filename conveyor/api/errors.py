@@ -66,6 +66,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope, Send
 
+# Shared with the web app; routes keep importing them from here.
+from conveyor.http_common import ApiError as ApiError
+from conveyor.http_common import unauthenticated as unauthenticated
+
 log = logging.getLogger("conveyor.api")
 
 
@@ -77,26 +81,6 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
-
-
-class ApiError(Exception):
-    """Raise from a route to answer ``status`` with a stable ``code`` and a message."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-
-
-def unauthenticated(message: str = "missing or invalid API key") -> ApiError:
-    return ApiError(
-        401,
-        "unauthenticated",
-        f"{message}: send it as 'Authorization: Bearer <key>' (make one with "
-        "`starter.py user create`)",
-    )
 
 
 def forbidden(message: str) -> ApiError:

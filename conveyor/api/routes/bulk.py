@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from temporalio.client import WorkflowHandle
 
 from conveyor.api.auth import Admin, Reader
-from conveyor.api.deps import deps_of
 from conveyor.api.errors import ApiError, conflict, invalid, not_found
 from conveyor.api.exports import MEDIA_TYPES, ExportJob, ExportJobs, ExportJobView, ExportState
 from conveyor.api.routes.common import ERRORS, PIPELINE_NAME, Deps, Filter, in_store
@@ -26,6 +25,7 @@ from conveyor.bulk_evaluation import (
     start_bulk_evaluation,
 )
 from conveyor.connect import CliError
+from conveyor.http_common import deps_of
 from store.explorer import TaskFilter, pipeline_versions
 from store.repositories import get_pipeline
 from store.users import Role, User
