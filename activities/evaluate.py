@@ -48,7 +48,7 @@ from store.explorer import (
 )
 from store.models import EvaluationResultRow, NodeRow, TaskRow
 from store.projection import evaluation_row
-from workflows.bulk_evaluate import (
+from workflows.bulk_evaluate_messages import (
     BULK_SELECT_ACTIVITY,
     ChunkResult,
     EvaluateChunk,

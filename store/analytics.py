@@ -18,7 +18,7 @@ Counts and sums are SQL ``GROUP BY`` queries filtered on the leading columns of
 cannot aggregate the same way on both dialects (percentiles, histograms) is computed in Python
 from one group's values at a time, streamed in group order; PostgreSQL computes latency
 percentiles itself with ``percentile_cont`` (the same linear interpolation as
-:func:`conveyor.stats.percentile`). Groups come back sorted by their keys in Python's string
+:func:`store.stats.percentile`). Groups come back sorted by their keys in Python's string
 order, whatever the database's collation.
 
 A figure that cannot be known is ``None``, never 0: the cost of attempts whose model has no
@@ -38,7 +38,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import ColumnElement, Executable, and_, case, func, select
 from sqlalchemy.orm import Session
 
-from conveyor.stats import (
+from store.models import EvaluationResultRow, LlmCallRow, PipelineRow, TaskRow
+from store.stats import (
     cohens_kappa,
     histogram,
     mean_absolute_error,
@@ -47,7 +48,6 @@ from conveyor.stats import (
     percentile,
     spearman,
 )
-from store.models import EvaluationResultRow, LlmCallRow, PipelineRow, TaskRow
 from workflows.messages import EvaluationKind
 
 DEFAULT_FAILING_LIMIT = 20
@@ -173,7 +173,7 @@ class LlmStats(_Frozen):
     """Attempts whose cost is unknown (the model has no known price): not in ``cost_usd``."""
     latency_p50_ms: float | None
     latency_p95_ms: float | None
-    """Over attempts, by linear interpolation (see :func:`conveyor.stats.percentile`)."""
+    """Over attempts, by linear interpolation (see :func:`store.stats.percentile`)."""
     errors: dict[str, int]
     """Attempts that failed (retried or for good) by error class, most frequent first."""
 
@@ -606,7 +606,7 @@ class AgreementStats(_Frozen):
     percent_agreement: float | None
     """Label pairs: the fraction with equal labels."""
     kappa: float | None
-    """Label pairs: Cohen's kappa (see :func:`conveyor.stats.cohens_kappa`)."""
+    """Label pairs: Cohen's kappa (see :func:`store.stats.cohens_kappa`)."""
     confusion: dict[str, dict[str, int]]
     """Label pairs: judge label -> human label -> count."""
     mean_absolute_error: float | None

@@ -27,13 +27,14 @@ from store.models import (
     TimelineEventRow,
 )
 from store.repositories import ensure_pipeline_version
-from workflows import engine
 from workflows.messages import (
     EvaluationRecord,
     NodeState,
     ProjectionBatch,
     TaskView,
     TimelineEvent,
+    assignees,
+    current_nodes,
 )
 
 # Timeline event kinds that carry a form's values, and the submission kind each records.
@@ -71,8 +72,8 @@ def task_values(view: TaskView) -> dict[str, Any]:
         "status": view.status.value,
         "seq": view.seq,
         "data": view.data,
-        "current_nodes": engine.current_nodes(view.nodes),
-        "assignees": engine.assignees(view.nodes),
+        "current_nodes": current_nodes(view.nodes),
+        "assignees": assignees(view.nodes),
         "tags": list(view.tags),
         "hold_reason": view.hold_reason,
         "search_text": search_text(view),

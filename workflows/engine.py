@@ -31,6 +31,7 @@ from workflows.graph import (
     RejectionRouting,
 )
 from workflows.messages import (
+    LLM_ACTOR_PREFIX,
     Activate,
     Claim,
     ClaimInfo,
@@ -69,11 +70,14 @@ from workflows.messages import (
     Verdict,
 )
 
+# Derived columns the store computes too: they live with the contract; these names stay.
+from workflows.messages import assignees as assignees
+from workflows.messages import current_nodes as current_nodes
+
 TIMELINE_KEPT = 200
 """How many recent timeline events the workflow state keeps (the store keeps all of them)."""
 RESPONSES_KEPT = 1000
 """How many recent request ids are remembered for idempotent repeats."""
-LLM_ACTOR_PREFIX = "llm:"
 PIPELINE_ACTOR = "pipeline"
 """Who pauses and resumes tasks when their whole pipeline is paused or resumed."""
 SYSTEM = "system"
@@ -405,21 +409,6 @@ def expired_claims(state: TaskState, now: datetime) -> list[tuple[str, str]]:
         for n in state.nodes.values()
         if n.claim is not None and n.claim.expires_at is not None and n.claim.expires_at <= now
     ]
-
-
-def current_nodes(nodes: Iterable[NodeState]) -> list[str]:
-    """Nodes now Available, Claimed or Escalated (what the task is waiting on)."""
-    return [
-        n.name
-        for n in nodes
-        if n.status in (NodeStatus.AVAILABLE, NodeStatus.CLAIMED, NodeStatus.ESCALATED)
-    ]
-
-
-def assignees(nodes: Iterable[NodeState]) -> list[str]:
-    """Everyone holding a claim on this task, LLMs excluded."""
-    holders = [n.claim.holder for n in nodes if n.claim is not None]
-    return sorted({h for h in holders if not h.startswith(LLM_ACTOR_PREFIX)})
 
 
 # --------------------------------------------------------------------------- internals

@@ -8,6 +8,7 @@ repeating a command with the same ``request_id`` returns the first answer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -559,6 +560,25 @@ class TaskView(_Msg):
     hold_reason: str | None
     seq: int
     timeline: list[TimelineEvent]
+
+
+LLM_ACTOR_PREFIX = "llm:"
+"""Claims held by an LLM name their holder ``llm:<model>``."""
+
+
+def current_nodes(nodes: Iterable[NodeState]) -> list[str]:
+    """Nodes now Available, Claimed or Escalated (what the task is waiting on)."""
+    return [
+        n.name
+        for n in nodes
+        if n.status in (NodeStatus.AVAILABLE, NodeStatus.CLAIMED, NodeStatus.ESCALATED)
+    ]
+
+
+def assignees(nodes: Iterable[NodeState]) -> list[str]:
+    """Everyone holding a claim on this task, LLMs excluded."""
+    holders = [n.claim.holder for n in nodes if n.claim is not None]
+    return sorted({h for h in holders if not h.startswith(LLM_ACTOR_PREFIX)})
 
 
 class StateQuery(_Msg):

@@ -4,6 +4,7 @@
 goes through the same client library and store queries the CLI uses.
 """
 
-from conveyor.api.app import ApiDeps, create_app
+from conveyor.api.app import create_app
+from conveyor.http_common import ApiDeps
 
 __all__ = ["ApiDeps", "create_app"]

@@ -1,43 +1,16 @@
-"""The FastAPI application: what it depends on, and how it is put together."""
+"""The FastAPI application and how it is put together (what it needs: ``conveyor.api.deps``)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 
-from fastapi import FastAPI, Request
-from sqlalchemy.orm import Session, sessionmaker
+from fastapi import FastAPI
 
 from conveyor.api import errors
-from conveyor.client import ConveyorClient
+from conveyor.http_common import ApiDeps
 
 API_PREFIX = "/api/v1"
-
-
-@dataclass
-class ApiDeps:
-    """Everything a route needs, made once per process: the Temporal client library and
-    sessions on the store. Tests build it from their own dev server and database.
-
-    ``data_dir``: where export jobs write their files (``<data_dir>/exports``); by default
-    ``CONVEYOR_DATA_DIR`` (else ``data``), as for the store's SQLite file.
-    """
-
-    conveyor: ConveyorClient
-    sessions: sessionmaker[Session]
-    data_dir: Path = field(
-        default_factory=lambda: Path(os.environ.get("CONVEYOR_DATA_DIR") or "data")
-    )
-
-
-def deps_of(request: Request) -> ApiDeps:
-    deps: ApiDeps | None = getattr(request.app.state, "deps", None)
-    if deps is None:
-        raise RuntimeError("the API was started without its dependencies (create_app(deps))")
-    return deps
 
 
 def create_app(deps: ApiDeps | None = None) -> FastAPI:
@@ -52,7 +25,7 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if getattr(app.state, "deps", None) is None:
-            from conveyor.cli_common import connect_conveyor, store_sessions
+            from conveyor.connect import connect_conveyor, store_sessions
 
             app.state.deps = ApiDeps(conveyor=await connect_conveyor(), sessions=store_sessions())
         yield

@@ -9,17 +9,14 @@ live key and 403 when the user's role does not allow the route.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from conveyor.api.errors import forbidden, unauthenticated
-from store.db import transaction
-from store.users import Role, User, authenticate
-
-COOKIE = "conveyor_key"
+from conveyor.http_common import COOKIE, user_of_key
+from store.users import Role, User
 
 _bearer = HTTPBearer(auto_error=False, description="an API key: `Authorization: Bearer cvk_…`")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="an API key")
@@ -58,28 +55,6 @@ async def current_user(
     header: Annotated[str | None, Depends(_header)] = None,
 ) -> User:
     return await user_of_key(request, _key(request))
-
-
-async def user_of_key(request: Request, key: str | None) -> User:
-    """The live user holding ``key``.
-
-    Raises:
-        ApiError: 401 for no key, or an unknown or revoked key, or a disabled user.
-    """
-    if not key:
-        raise unauthenticated("no API key")
-    from conveyor.api.app import deps_of
-
-    deps = deps_of(request)
-
-    def check() -> User | None:
-        with transaction(deps.sessions) as session:
-            return authenticate(session, key)
-
-    user = await asyncio.to_thread(check)  # the store is synchronous: keep the loop free
-    if user is None:
-        raise unauthenticated("unknown, revoked or disabled API key")
-    return user
 
 
 def require_admin(user: Annotated[User, Depends(current_user)]) -> User:

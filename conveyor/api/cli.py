@@ -19,7 +19,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from conveyor.cli_common import CliError, store_sessions
+from conveyor.connect import CliError, store_sessions
 from store.db import transaction
 from store.users import (
     Role,

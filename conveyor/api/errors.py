@@ -66,6 +66,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Scope, Send
 
+# Shared with the web app; routes keep importing them from here.
+from conveyor.http_common import ApiError as ApiError
+from conveyor.http_common import unauthenticated as unauthenticated
+
 log = logging.getLogger("conveyor.api")
 
 
@@ -77,26 +81,6 @@ class ErrorBody(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
-
-
-class ApiError(Exception):
-    """Raise from a route to answer ``status`` with a stable ``code`` and a message."""
-
-    def __init__(self, status: int, code: str, message: str, details: Any = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-
-
-def unauthenticated(message: str = "missing or invalid API key") -> ApiError:
-    return ApiError(
-        401,
-        "unauthenticated",
-        f"{message}: send it as 'Authorization: Bearer <key>' (make one with "
-        "`starter.py user create`)",
-    )
 
 
 def forbidden(message: str) -> ApiError:
@@ -189,7 +173,6 @@ def _library_mapping() -> list[tuple[type[Exception], Callable[[Any], ApiError]]
     from temporalio.service import RPCError, RPCStatusCode
 
     from conveyor.bulk import ConfirmationRequired, ExportStateMismatch, StateFileMismatch
-    from conveyor.cli_common import CliError
     from conveyor.client import (
         CommandRejected,
         InvalidSeedData,
@@ -198,6 +181,7 @@ def _library_mapping() -> list[tuple[type[Exception], Callable[[Any], ApiError]]
         PipelineNotAccepting,
         UnknownPipeline,
     )
+    from conveyor.connect import CliError
     from conveyor.workqueue import NoWorkAvailable
     from store.analytics import UnknownPipeline as UnknownPipelineInStore
     from store.explorer import InvalidCursor, TaskNotFound
@@ -254,8 +238,8 @@ def _library_mapping() -> list[tuple[type[Exception], Callable[[Any], ApiError]]
         (InvalidCursor, lambda e: ApiError(422, "invalid_cursor", str(e))),
         (ConfirmationRequired, lambda e: ApiError(422, "confirmation_required", str(e))),
         (InvalidUser, lambda e: ApiError(422, "invalid_input", str(e))),
-        # conveyor/cli_evaluate.py's helpers (evaluator references, evaluator files) say what
-        # is wrong with the caller's input as CliError.
+        # conveyor/bulk_evaluation.py's helpers (evaluator references and checks) say what is
+        # wrong with the caller's input as CliError.
         (CliError, lambda e: ApiError(422, "invalid_input", str(e))),
         (NoWorkerResponded, lambda e: ApiError(503, "no_worker", str(e))),
         (

@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from conveyor.api.auth import COOKIE
 from conveyor.api.errors import send_error
+from conveyor.http_common import COOKIE
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

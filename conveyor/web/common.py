@@ -27,9 +27,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from conveyor.api.app import ApiDeps, deps_of
-from conveyor.api.auth import COOKIE, user_of_key
-from conveyor.api.errors import ApiError
+from conveyor.http_common import COOKIE, ApiDeps, ApiError, deps_of, user_of_key
 from store.db import transaction
 from store.models import TaskRow
 from store.users import Role, User

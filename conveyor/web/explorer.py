@@ -24,7 +24,7 @@ from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 
 from conveyor.bulk import EXPORT_FORMATS, Selection, delete_tasks, export
-from conveyor.cli_common import CliError
+from conveyor.connect import CliError
 from conveyor.web import charts
 from conveyor.web.common import (
     PageError,
@@ -616,8 +616,8 @@ async def _evaluate(
     back: str,
     described: str,
 ) -> Response:
-    from conveyor.cli_evaluate import current_pipeline, evaluators_by_name, start_bulk_evaluation
-    from workflows.bulk_evaluate import BulkEvaluateInput, bulk_evaluate_workflow_id
+    from conveyor.bulk_evaluation import current_pipeline, evaluators_by_name, start_bulk_evaluation
+    from workflows.bulk_evaluate_messages import BulkEvaluateInput, bulk_evaluate_workflow_id
 
     refs = [str(r) for r in form.getlist("evaluators") if str(r)]
     if not refs:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from conveyor.api.auth import COOKIE
+from conveyor.http_common import COOKIE
 from conveyor.web.common import PageRoute, in_store, page_user, redirect, render
 from conveyor.web.contributor import role_home
 from store.users import authenticate

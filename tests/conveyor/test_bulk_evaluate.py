@@ -27,24 +27,19 @@ from temporalio.worker import Replayer, Worker
 
 from activities.evaluate import JUDGE_ATTEMPTS, EvaluateActivities
 from activities.llm import LlmSettings
+from conveyor.bulk_evaluation import check_evaluators, evaluators_by_name, start_bulk_evaluation
 from conveyor.cli_common import CliError
-from conveyor.cli_evaluate import (
-    check_evaluators,
-    evaluators_by_name,
-    load_evaluator_file,
-    register,
-    start_bulk_evaluation,
-)
+from conveyor.cli_evaluate import load_evaluator_file, register
 from store.db import transaction
 from store.explorer import TaskFilter, task_detail
 from store.models import EvaluationResultRow, LlmCallRow
 from store.repositories import ensure_pipeline_version, set_current_version
 from tests.support.explorer_data import build_tasks, clone, pipeline_for, project_fast, rename
 from worker import build_worker
-from workflows.bulk_evaluate import (
+from workflows.bulk_evaluate import BulkEvaluateWorkflow
+from workflows.bulk_evaluate_messages import (
     BulkEvaluateInput,
     BulkEvaluateProgress,
-    BulkEvaluateWorkflow,
     BulkState,
     ChunkResult,
     EvaluateChunk,

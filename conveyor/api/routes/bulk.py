@@ -13,30 +13,30 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy.orm import Session
 from temporalio.client import WorkflowHandle
 
-from conveyor.api.app import deps_of
 from conveyor.api.auth import Admin, Reader
 from conveyor.api.errors import ApiError, conflict, invalid, not_found
 from conveyor.api.exports import MEDIA_TYPES, ExportJob, ExportJobs, ExportJobView, ExportState
 from conveyor.api.routes.common import ERRORS, PIPELINE_NAME, Deps, Filter, in_store
 from conveyor.bulk import ConfirmationRequired, ExportFormat, Selection, delete_tasks
-from conveyor.cli_common import CliError
-from conveyor.cli_evaluate import (
+from conveyor.bulk_evaluation import (
     check_evaluators,
     current_progress,
     evaluators_by_name,
     start_bulk_evaluation,
 )
+from conveyor.connect import CliError
+from conveyor.http_common import deps_of
 from store.explorer import TaskFilter, pipeline_versions
 from store.repositories import get_pipeline
 from store.users import Role, User
-from workflows.bulk_evaluate import (
+from workflows.bulk_evaluate import BulkEvaluateWorkflow
+from workflows.bulk_evaluate_messages import (
     DEFAULT_CHUNK_SIZE,
     DEFAULT_CONCURRENCY,
     MAX_CHUNK_SIZE,
     MAX_CONCURRENCY,
     BulkEvaluateInput,
     BulkEvaluateProgress,
-    BulkEvaluateWorkflow,
     NodeEvaluator,
     bulk_evaluate_workflow_id,
 )

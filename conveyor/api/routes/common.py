@@ -12,8 +12,8 @@ from fastapi import Depends, Path, Request
 from pydantic import AfterValidator, Field
 from sqlalchemy.orm import Session
 
-from conveyor.api.app import ApiDeps, deps_of
 from conveyor.api.errors import ErrorResponse, invalid
+from conveyor.http_common import ApiDeps, deps_of
 from store.db import transaction
 from store.explorer import TaskFilter
 

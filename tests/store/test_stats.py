@@ -1,4 +1,4 @@
-"""conveyor.stats against values computed by hand on small fixed sets (the working is in the
+"""store.stats against values computed by hand on small fixed sets (the working is in the
 comments)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from conveyor.stats import (
+from store.stats import (
     Bin,
     cohens_kappa,
     histogram,
