@@ -13,8 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
-from conveyor.importing.reading import Record
-from conveyor.importing.report import RESERVED_COLUMNS, ImportFormat, Reject
+from conveyor.importing.report import RESERVED_COLUMNS, ImportFormat, Record, Reject
 
 _HEAD_BYTES = 64 * 1024
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
 from activities.rows import (
@@ -19,23 +18,10 @@ from conveyor.creation import (
     PreparedRow,
     SeedRows,
 )
-from conveyor.importing.report import RESERVED_COLUMNS, HeaderMismatch, ImportFormat
+from conveyor.importing.report import RESERVED_COLUMNS, HeaderMismatch, ImportFormat, Record
 
 if TYPE_CHECKING:
     from conveyor.importing.checkpoint import ImportState
-
-
-@dataclass
-class Record:
-    """One row of the file as read: its first line, its columns, and what it looked like."""
-
-    line: int
-    row: dict[str, Any] | None
-    """The row's columns (reserved ones removed); None when it cannot be read."""
-    original: Any
-    """CSV: the cells; JSON: the object, or ``{"_raw": ...}`` when it is not one."""
-    problem: tuple[str, str] | None = None
-    """For an unreadable row: (column, reason)."""
 
 
 class _Reader:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 ImportFormat = Literal["csv", "json", "jsonl"]
 IMPORT_FORMATS: tuple[ImportFormat, ...] = ("csv", "json", "jsonl")
@@ -96,3 +96,16 @@ class ImportReport:
     def valid(self) -> int:
         """Rows that fit the pipeline."""
         return self.rows - self.rejected
+
+
+@dataclass
+class Record:
+    """One row of the file as read: its first line, its columns, and what it looked like."""
+
+    line: int
+    row: dict[str, Any] | None
+    """The row's columns (reserved ones removed); None when it cannot be read."""
+    original: Any
+    """CSV: the cells; JSON: the object, or ``{"_raw": ...}`` when it is not one."""
+    problem: tuple[str, str] | None = None
+    """For an unreadable row: (column, reason)."""
