@@ -40,7 +40,8 @@ from conveyor.devserver import temporal_binary
 from conveyor.pipelines import load_raw
 from store.db import make_engine, migrate, normalize_url, safe_url, session_factory
 from store.models import TaskRow
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import Claim, CommandResult, Review, Submit, TaskStatus, Verdict
 from workflows.options import SEARCH_ATTRIBUTES
 

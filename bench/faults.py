@@ -60,7 +60,8 @@ from conveyor.reconcile import ReconcileReport, reconcile
 from store.db import make_engine, migrate, normalize_url, session_factory
 from store.models import ReviewRow, SubmissionRow, TaskRow
 from tests.support.fake_openai import FakeOpenAI
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import (
     Claim,
     Command,

@@ -54,7 +54,8 @@ from store.explorer import Sort, TaskFilter, header_counts, page
 from store.models import TaskRow
 from store.repositories import ensure_pipeline_version, upsert_contributor
 from store.workqueue import drop_reservation, reserve_claim
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import ClaimReservation, NodeStatus, TaskStatus
 
 DEFAULT_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/"

@@ -17,7 +17,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from conveyor.connect import CliError
 from workflows.bulk_evaluate import BulkEvaluateWorkflow
 from workflows.bulk_evaluate_messages import BulkEvaluateInput, BulkEvaluateProgress, NodeEvaluator
-from workflows.graph import NodeKind, Pipeline, PipelineInvalid, validate_pipeline
+from workflows.graph import NodeKind, Pipeline, PipelineInvalid
+from workflows.graph_checks import validate_pipeline
 
 # --------------------------------------------------------------------------- evaluators
 

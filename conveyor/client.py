@@ -40,7 +40,7 @@ from workflows import engine
 from workflows.chains import unknown_target_fields
 from workflows.engine import actor_of
 from workflows.graph import Pipeline
-from workflows.graph_checks import chain_problems
+from workflows.graph_checks import chain_problems, shortest_cycle
 from workflows.messages import (
     TASK_COMMANDS,
     ApplyVersion,
@@ -552,22 +552,7 @@ def _is_continue_as_new_race(err: RPCError) -> bool:
 def _chain_loop(start: str, edges: Mapping[str, Sequence[str]]) -> list[str] | None:
     """The shortest chain path ``start -> … -> start`` through other pipelines, if any (a chain
     to itself is reported by the definition's own checks)."""
-    parents: dict[str, str] = {}
-    queue = [t for t in dict.fromkeys(edges.get(start, [])) if t != start]
-    for target in queue:
-        parents[target] = start
-    while queue:
-        name = queue.pop(0)
-        for target in edges.get(name, []):
-            if target == start:
-                path = [name]
-                while path[-1] != start:
-                    path.append(parents[path[-1]])
-                return [*reversed(path), start]
-            if target not in parents:
-                parents[target] = name
-                queue.append(target)
-    return None
+    return shortest_cycle(start, {**edges, start: [t for t in edges.get(start, []) if t != start]})
 
 
 def _quote(value: str) -> str:

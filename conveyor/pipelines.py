@@ -15,7 +15,8 @@ from typing import Any
 
 import yaml
 
-from workflows.graph import Pipeline, PipelineInvalid, Problem, validate_pipeline
+from workflows.graph import Pipeline, PipelineInvalid, Problem
+from workflows.graph_checks import validate_pipeline
 
 __all__ = [
     "MAX_DEFINITION_CHARS",

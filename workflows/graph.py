@@ -1,7 +1,8 @@
 """Pipeline definitions: the pydantic models for a pipeline graph and its validation.
 
 A pipeline is loaded from YAML or JSON (see ``examples/``), parsed into these models and then
-checked as a whole by :func:`validate_pipeline`. Every problem found is reported at once, each
+checked as a whole by :func:`workflows.graph_checks.validate_pipeline` (the engine layer:
+these models import no checks). Every problem found is reported at once, each
 naming the node (and field) and the fix, so an operator can correct a file in one pass.
 
 This module is deterministic and imports no I/O: workflows import it inside the sandbox.
@@ -431,14 +432,3 @@ class PipelineInvalid(ValueError):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
         super().__init__(f"pipeline definition has {len(problems)} problem(s):\n{lines}")
-
-
-def validate_pipeline(raw: Any) -> Pipeline:
-    """Parse and check a pipeline definition, reporting every problem at once.
-
-    Raises:
-        PipelineInvalid: with one :class:`Problem` per issue found.
-    """
-    from workflows.graph_checks import check_pipeline
-
-    return check_pipeline(raw)

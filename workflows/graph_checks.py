@@ -1,6 +1,6 @@
 """Whole-pipeline checks: every problem in a pipeline definition, reported at once.
 
-:func:`check_pipeline` (reached through :func:`workflows.graph.validate_pipeline`) validates the
+:func:`validate_pipeline` (also named :func:`check_pipeline`) validates the
 structure with the pydantic models, translating their errors into :class:`Problem` s that name
 the node and field, and then checks the graph and the settings that only make sense together:
 one start and one end, reachability, cycles, gate conditions, what each review reviews, unique
@@ -53,7 +53,7 @@ from workflows.graph import (
     parse_duration,
 )
 
-__all__ = ["chain_problems", "check_pipeline"]
+__all__ = ["chain_problems", "check_pipeline", "shortest_cycle", "validate_pipeline"]
 
 PIPELINE = "pipeline"
 
@@ -230,6 +230,11 @@ def check_pipeline(raw: Any) -> Pipeline:
             ]
         )
     return _Checker(raw).run()
+
+
+validate_pipeline = check_pipeline
+"""Parse and check a pipeline definition, reporting every problem at once (the name callers
+outside the engine use; see :func:`check_pipeline`)."""
 
 
 MAX_NODES = 1_000
@@ -523,7 +528,8 @@ class _Checker:
                 continue
             component = self.ancestors(name) & (_walk(name, self.succ) | {name})
             seen |= component
-            path = _shortest_cycle(name, self.succ, component)
+            # Never None: the node is on a cycle within its component.
+            path = shortest_cycle(name, self.succ, component) or [name, name]
             self.node_problem(
                 node,
                 f"cycle {' -> '.join(path)}; a pipeline must not loop (rework loops are implied "
@@ -1145,14 +1151,18 @@ def _walk(start: str, edges: Mapping[str, list[str]]) -> set[str]:
     return found
 
 
-def _shortest_cycle(start: str, edges: Mapping[str, list[str]], within: set[str]) -> list[str]:
-    """The shortest path ``start -> … -> start`` inside one strongly connected component."""
+def shortest_cycle(
+    start: str, edges: Mapping[str, Sequence[str]], within: set[str] | None = None
+) -> list[str] | None:
+    """The shortest path ``start -> … -> start`` along ``edges`` (only through ``within``, when
+    given), or None if there is none. Used for node cycles here and for chain loops between
+    pipelines (the client's check when a definition is applied)."""
     parents: dict[str, str] = {}
     queue = deque([start])
     while queue:
         name = queue.popleft()
         for target in edges.get(name, []):
-            if target not in within:
+            if within is not None and target not in within:
                 continue
             if target == start:
                 path = [name]
@@ -1162,7 +1172,7 @@ def _shortest_cycle(start: str, edges: Mapping[str, list[str]], within: set[str]
             if target not in parents:
                 parents[target] = name
                 queue.append(target)
-    return [start, start]  # pragma: no cover - callers pass a node that is on a cycle
+    return None
 
 
 def _suggest(name: str, candidates: Iterable[str]) -> str:

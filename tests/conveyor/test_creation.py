@@ -19,7 +19,8 @@ from conveyor.creation import (
     content_key,
     create_tasks,
 )
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import TaskStatus
 
 

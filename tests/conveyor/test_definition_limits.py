@@ -25,8 +25,8 @@ from conveyor.pipelines import (
     MAX_NUMBER_CHARS,
     parse_text,
 )
-from workflows.graph import PipelineInvalid, validate_pipeline
-from workflows.graph_checks import MAX_NODES
+from workflows.graph import PipelineInvalid
+from workflows.graph_checks import MAX_NODES, validate_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "llm-draft-edit.yaml"

@@ -34,7 +34,8 @@ from store.models import TaskRow
 from tests.support.actors import claim, rid, submit
 from tests.support.fake_openai import FakeOpenAI
 from worker import build_worker
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import PipelineStatus, TaskStatus
 from workflows.seeder import (
     SEED_BATCH_ACTIVITY,

@@ -14,7 +14,7 @@ from store.projection import apply_batch
 from tests.support.pipelines import label_review
 from tests.support.projection import T0, run_task, view_of
 from workflows import engine
-from workflows.graph import validate_pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import (
     ProjectionBatch,
 )

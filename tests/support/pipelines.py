@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 
 
 def label_review(name: str = "label-review", **review: Any) -> Pipeline:

@@ -13,7 +13,8 @@ from playwright.async_api import expect
 from conveyor.client import ConveyorClient
 from tests.support.actors import claim, eventually, nodes, rid
 from tests.web.conftest import SignIn, WebApp
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import NodeStatus, PipelineStatus, Submit
 
 PIPELINE = "field-showcase"

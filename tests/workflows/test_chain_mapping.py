@@ -21,9 +21,8 @@ from workflows.graph import (
     ChainTrigger,
     Pipeline,
     PipelineInvalid,
-    validate_pipeline,
 )
-from workflows.graph_checks import chain_problems
+from workflows.graph_checks import chain_problems, validate_pipeline
 
 # What engine.task_data gives for a finished task of SOURCE: by name and as node.field.
 DATA: dict[str, Any] = {

@@ -20,7 +20,8 @@ from store.db import transaction
 from store.models import TaskRow
 from tests.support.actors import claim, eventually, rid, submit
 from workflows.chains import chain_task_key
-from workflows.graph import ChainSpec, ChainTrigger, Pipeline, validate_pipeline
+from workflows.graph import ChainSpec, ChainTrigger, Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import (
     ChainsFired,
     Deescalate,

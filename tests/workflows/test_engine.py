@@ -29,7 +29,8 @@ from workflows.engine import (
     start_task,
     task_data,
 )
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import (
     Activate,
     Claim,

@@ -13,7 +13,8 @@ from store.db import transaction
 from store.models import EvaluationResultRow, SubmissionRow, TimelineEventRow
 from tests.support.actors import claim, eventually, nodes, review, rid, submit
 from tests.support.fake_openai import FakeOpenAI, reply
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import (
     EvaluationKind,
     Regenerate,

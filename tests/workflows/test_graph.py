@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from conveyor.pipelines import load_pipeline_file, load_raw
-from workflows.graph import Pipeline, PipelineInvalid, Problem, validate_pipeline
-from workflows.graph_checks import check_pipeline
+from workflows.graph import Pipeline, PipelineInvalid, Problem
+from workflows.graph_checks import check_pipeline, validate_pipeline
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

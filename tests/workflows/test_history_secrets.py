@@ -27,7 +27,8 @@ from conveyor.client import ConveyorClient, TaskClient
 from tests.support.actors import eventually, nodes, rid
 from tests.support.fake_openai import FakeOpenAI, reply, reply_json, status
 from worker import build_worker
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import EvaluationKind, RetryFailed, TaskStatus, TaskView
 
 KEY = "sk-conveyor-7Qx2-DISTINCTIVE-KEY-9f3e"

@@ -22,7 +22,8 @@ from store.models import LlmCallRow
 from tests.support.actors import eventually, nodes, rid
 from tests.support.fake_openai import FakeOpenAI, delay, reply, reply_json, status
 from worker import build_worker
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import NodeStatus, RetryFailed, TaskStatus, TaskView
 
 MODEL = "openai/fake-model"

@@ -16,7 +16,8 @@ from conveyor.client import ConveyorClient
 from conveyor.pipelines import parse_text
 from tests.support.actors import claim, rid, submit
 from workflows.evaluators import evaluate_programmatic, evaluator_problems
-from workflows.graph import EvaluatorSpec, PipelineInvalid, validate_pipeline
+from workflows.graph import EvaluatorSpec, PipelineInvalid
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import SaveDraft
 from workflows.patterns import PatternError, compile_pattern
 

@@ -20,7 +20,8 @@ from store.db import transaction
 from store.models import PipelineRow, PipelineVersionRow
 from tests.support.actors import claim, eventually, nodes, review, rid, submit
 from tests.support.pipelines import label_review
-from workflows.graph import Pipeline, validate_pipeline
+from workflows.graph import Pipeline
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import (
     Escalate,
     NodeStatus,

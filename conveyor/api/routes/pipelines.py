@@ -16,7 +16,8 @@ from conveyor.api.routes.common import ERRORS, Deps, PipelineName, in_store
 from conveyor.pipelines import parse_text
 from store.repositories import list_pipelines
 from store.schemas import PipelineInfo
-from workflows.graph import Pipeline, PipelineInvalid, Problem, validate_pipeline
+from workflows.graph import Pipeline, PipelineInvalid, Problem
+from workflows.graph_checks import validate_pipeline
 from workflows.messages import PipelineCommandResult, PipelineStatus, PipelineView
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"], responses=ERRORS)
