@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
+from workflows.errors import Invalid
+
 MAX_JSON_ITEM_CHARS = 16 * 1024 * 1024
 CSV_FIELD_LIMIT = 16 * 1024 * 1024
 """The largest CSV cell read (Python's csv module stops at 128 KiB by default)."""
@@ -36,7 +38,7 @@ _CHUNK = 64 * 1024
 _BOM = codecs.BOM_UTF8
 
 
-class UnreadableFile(ValueError):
+class UnreadableFile(Invalid, ValueError):
     """The file cannot be read on (not UTF-8, not a JSON array, a JSON syntax error)."""
 
 

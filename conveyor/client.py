@@ -35,6 +35,19 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
+# The library's errors live in conveyor.errors; they are importable from here as well.
+from conveyor.errors import ClientClosed as ClientClosed
+from conveyor.errors import CommandRejected as CommandRejected
+from conveyor.errors import Conflict as Conflict
+from conveyor.errors import ConveyorError as ConveyorError
+from conveyor.errors import Invalid as Invalid
+from conveyor.errors import InvalidSeedData as InvalidSeedData
+from conveyor.errors import NotFound as NotFound
+from conveyor.errors import NoWorkerResponded as NoWorkerResponded
+from conveyor.errors import PipelineCommandRejected as PipelineCommandRejected
+from conveyor.errors import PipelineNotAccepting as PipelineNotAccepting
+from conveyor.errors import Unavailable as Unavailable
+from conveyor.errors import UnknownPipeline as UnknownPipeline
 from conveyor.settings import Settings
 from workflows import engine
 from workflows.chains import unknown_target_fields
@@ -72,28 +85,6 @@ def new_request_id() -> str:
     return uuid.uuid4().hex
 
 
-class CommandRejected(Exception):
-    """The task refused a command; ``result`` says why (and per field, for forms)."""
-
-    def __init__(self, result: CommandResult):
-        self.result = result
-        detail = "".join(f"\n  {k}: {v}" for k, v in result.field_errors.items())
-        super().__init__(f"{result.command} rejected: {result.message}{detail}")
-
-
-class InvalidSeedData(ValueError):
-    """Seed data that does not fit the pipeline's predefined fields."""
-
-    def __init__(self, errors: Mapping[str, str]):
-        self.errors = dict(errors)
-        lines = "".join(f"\n  {k}: {v}" for k, v in self.errors.items())
-        super().__init__(f"seed data does not fit the pipeline:{lines}")
-
-
-class NoWorkerResponded(TimeoutError):
-    """An update got no answer in time: usually no worker polls the task queue."""
-
-
 def _update_id(command: Command) -> str:
     """The Temporal update id of ``command``: its request_id, per sender.
 
@@ -109,18 +100,6 @@ def _command_name(command: Command) -> str:
     if TASK_COMMANDS.get(command.type) is not type(command):
         raise TypeError(f"{type(command).__name__} is not a command callers may send")
     return command.type
-
-
-class UnknownPipeline(LookupError):
-    """No pipeline of that name was applied (``python starter.py pipeline apply FILE``)."""
-
-
-class PipelineNotAccepting(ValueError):
-    """The pipeline takes no new tasks in its status (Draft, Completed or Archived)."""
-
-
-class PipelineCommandRejected(ValueError):
-    """The pipeline refused a status change or a definition; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -194,10 +173,6 @@ class TaskClient:
     async def result(self) -> TaskView:
         """Wait until the task's workflow completes (the task is Finished)."""
         return await self.handle.result()
-
-
-class ClientClosed(RuntimeError):
-    """The :class:`ConveyorClient` was closed; connect a new one."""
 
 
 class ConveyorClient:

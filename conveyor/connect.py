@@ -14,17 +14,19 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from conveyor import errors
 from conveyor.client import ConveyorClient
+from conveyor.errors import Invalid
 from conveyor.settings import Settings, resolve_data_dir, store_url
 from store.db import check_schema, make_engine, safe_url, session_factory
 
 
-class CliError(ValueError):
+class CliError(Invalid, ValueError):
     """A problem with the caller's input or environment: the CLI prints it without a traceback
     (exit 3), the HTTP API answers 422 ``invalid_input``."""
 
 
-class Unavailable(CliError):
+class Unavailable(errors.Unavailable, CliError):
     """Temporal, the store or a worker cannot be reached (exit code 4)."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.client import CommandRejected, ConveyorClient
+from conveyor.errors import NotFound
 from store.db import transaction
 from store.workqueue import WorkItem, claimable, projected_seq
 from workflows.messages import Claim, CommandResult, NodeStatus
@@ -28,8 +29,10 @@ PROJECTION_WAIT = 3.0
 """How long a claim waits for the store to show it before answering anyway (seconds)."""
 
 
-class NoWorkAvailable(LookupError):
+class NoWorkAvailable(NotFound, LookupError):
     """Nothing the contributor may claim right now (the reason says why)."""
+
+    code = "no_work"
 
 
 class ClaimLimitReached(NoWorkAvailable):

@@ -48,6 +48,7 @@ from store.stats import (
     percentile,
     spearman,
 )
+from workflows.errors import UnknownPipeline as UnknownPipeline
 from workflows.messages import EvaluationKind
 
 DEFAULT_FAILING_LIMIT = 20
@@ -61,20 +62,6 @@ _STREAM_BATCH = 5000
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
-
-
-class UnknownPipeline(LookupError):
-    """Analytics asked for a pipeline the store has never heard of."""
-
-    def __init__(self, name: str, known: Sequence[str]):
-        listing = (
-            f"pipelines in the store: {', '.join(known)}"
-            if known
-            else "the store has no pipelines yet (apply one, or create a task)"
-        )
-        super().__init__(f"no pipeline named {name!r}; {listing}")
-        self.name = name
-        self.known = list(known)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -97,8 +84,13 @@ def _check_pipeline(session: Session, pipeline: str) -> None:
     ):
         if session.execute(select(column).where(column == pipeline).limit(1)).first():
             return
-    known = session.scalars(select(PipelineRow.name).order_by(PipelineRow.name))
-    raise UnknownPipeline(pipeline, sorted(known))
+    known = sorted(session.scalars(select(PipelineRow.name).order_by(PipelineRow.name)))
+    listing = (
+        f"pipelines in the store: {', '.join(known)}"
+        if known
+        else "the store has no pipelines yet (apply one, or create a task)"
+    )
+    raise UnknownPipeline(f"no pipeline named {pipeline!r}; {listing}", name=pipeline, known=known)
 
 
 def _stream(session: Session, query: Executable) -> Iterator[Any]:

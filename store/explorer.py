@@ -44,6 +44,7 @@ from store.models import (
     TaskTagRow,
     TimelineEventRow,
 )
+from workflows.errors import Invalid, NotFound
 from workflows.graph import FieldSource, FieldSpec, FieldType, NodeKind, Pipeline
 from workflows.messages import NodeStatus, ReviewRecord, TaskStatus
 
@@ -58,12 +59,16 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class InvalidCursor(ValueError):
+class InvalidCursor(Invalid, ValueError):
     """A cursor this module did not make, or one made for another sort order."""
 
+    code = "invalid_cursor"
 
-class TaskNotFound(LookupError):
+
+class TaskNotFound(NotFound, LookupError):
     """No task with that workflow id in the store."""
+
+    code = "task_not_found"
 
     def __init__(self, workflow_id: str):
         super().__init__(

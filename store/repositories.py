@@ -17,15 +17,11 @@ from sqlalchemy.orm import Session
 from store.dialect import dialect_insert, upsert_ignore
 from store.models import ContributorRow, PipelineRow, PipelineVersionRow
 from store.schemas import Contributor, PipelineInfo, PipelineStatus
+from workflows.errors import UnknownPipeline
 from workflows.graph import Pipeline
 
-
-class PipelineNotFound(LookupError):
-    """No pipeline of that name has been applied to the store."""
-
-    def __init__(self, name: str):
-        super().__init__(f"no pipeline named {name!r} in the store; apply its definition first")
-        self.name = name
+PipelineNotFound = UnknownPipeline
+"""The name this module's callers knew :class:`~workflows.errors.UnknownPipeline` by."""
 
 
 def _now() -> datetime:
@@ -172,7 +168,9 @@ def _update_pipeline(session: Session, name: str, **values: object) -> PipelineI
         .execution_options(synchronize_session=False)
     )
     if cast(CursorResult[Any], result).rowcount == 0:
-        raise PipelineNotFound(name)
+        raise UnknownPipeline(
+            f"no pipeline named {name!r} in the store; apply its definition first", name=name
+        )
     info = get_pipeline(session, name)
     assert info is not None
     return info

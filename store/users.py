@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from store.models import ApiKeyRow, UserRow
+from workflows.errors import Invalid, NotFound
 
 KEY_PREFIX = "cvk_"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,199}$")
@@ -63,11 +64,13 @@ class ApiKeyInfo(BaseModel):
     revoked: bool
 
 
-class InvalidUser(ValueError):
+class InvalidUser(Invalid, ValueError):
     """A user name, role or contributor role that cannot be stored."""
 
 
-class UnknownUser(LookupError):
+class UnknownUser(NotFound, LookupError):
+    """No user of that name."""
+
     def __init__(self, name: str):
         super().__init__(f"no user named {name!r}; create one with `starter.py user create`")
         self.name = name

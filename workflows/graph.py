@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from workflows.errors import Invalid
+
 
 class NodeKind(StrEnum):
     START = "start"
@@ -425,10 +427,15 @@ class Problem(_Model):
         return f"{self.where}: {self.message}"
 
 
-class PipelineInvalid(ValueError):
-    """Raised with every problem found in a pipeline definition."""
+class PipelineInvalid(Invalid, ValueError):
+    """Raised with every problem found in a pipeline definition (``details``: each one)."""
+
+    code = "invalid_pipeline"
 
     def __init__(self, problems: list[Problem]):
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"pipeline definition has {len(problems)} problem(s):\n{lines}")
+        super().__init__(
+            f"pipeline definition has {len(problems)} problem(s):\n{lines}",
+            details=[p.model_dump(mode="json") for p in problems],
+        )

@@ -4,8 +4,9 @@
 ``details`` carries structured data when there is any (per-field errors, a pipeline's problems,
 the refused command's result).
 
-The library's exceptions map to codes and statuses here, in one table, so every route answers
-the same way for the same problem:
+The library's exceptions map here by kind (``workflows.errors``: not found 404, invalid 422,
+conflict 409, unavailable 503), each with its own stable code, so every route answers the same
+way for the same problem:
 
 =========================  ======  ==============================================================
 code                       status  raised when
@@ -69,6 +70,7 @@ from starlette.types import Scope, Send
 # Shared with the web app; routes keep importing them from here.
 from conveyor.http_common import ApiError as ApiError
 from conveyor.http_common import unauthenticated as unauthenticated
+from workflows.errors import Conflict, ConveyorError, Invalid, NotFound, Unavailable
 
 log = logging.getLogger("conveyor.api")
 
@@ -158,6 +160,16 @@ def _invalid_input(errors: list[Any]) -> ApiError:
     return ApiError(422, "invalid_input", f"invalid request: {summary}", problems)
 
 
+_STATUS_OF_KIND: dict[type[ConveyorError], int] = {
+    NotFound: 404,
+    Invalid: 422,
+    Conflict: 409,
+    Unavailable: 503,
+}
+"""The HTTP status of each kind of :class:`~workflows.errors.ConveyorError`; the code is the
+error's own (``err.code``), the message ``str(err)``, the details ``err.details``."""
+
+
 def library_error(err: Exception) -> ApiError | None:
     """The :class:`ApiError` a library exception stands for, or None if it is not one of
     the exceptions the API knows (which then answers 500 ``internal_error``)."""
@@ -167,34 +179,26 @@ def library_error(err: Exception) -> ApiError | None:
     return None
 
 
+def _by_kind(err: ConveyorError) -> ApiError:
+    # The first kind in the error's MRO decides (connect.Unavailable is Unavailable first).
+    status = next((_STATUS_OF_KIND[c] for c in type(err).__mro__ if c in _STATUS_OF_KIND), 500)
+    return ApiError(status, err.code, str(err), err.details)
+
+
 def _library_mapping() -> list[tuple[type[Exception], Callable[[Any], ApiError]]]:
     # Imported here: errors.py is imported by auth.py, which the web app imports early.
     from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
     from temporalio.service import RPCError, RPCStatusCode
 
-    from conveyor.bulk import ConfirmationRequired, ExportStateMismatch, StateFileMismatch
-    from conveyor.client import (
-        CommandRejected,
-        InvalidSeedData,
-        NoWorkerResponded,
-        PipelineCommandRejected,
-        PipelineNotAccepting,
-        UnknownPipeline,
-    )
-    from conveyor.connect import CliError
-    from conveyor.workqueue import NoWorkAvailable
-    from store.analytics import UnknownPipeline as UnknownPipelineInStore
-    from store.explorer import InvalidCursor, TaskNotFound
-    from store.users import InvalidUser, UnknownUser
-    from workflows.graph import PipelineInvalid
+    from conveyor.errors import CommandRejected
 
     def rejected(err: CommandRejected) -> ApiError:
+        # A form's values that do not fit its fields are the caller's input: 422, not 409.
         result = err.result
-        details = result.model_dump(mode="json")
         if result.field_errors:
             fields = "; ".join(f"{k}: {v}" for k, v in result.field_errors.items())
-            return ApiError(422, "invalid_values", f"{result.message} ({fields})", details)
-        return ApiError(409, "rejected", result.message, details)
+            return ApiError(422, "invalid_values", f"{result.message} ({fields})", err.details)
+        return ApiError(409, err.code, result.message, err.details)
 
     def rpc(err: RPCError) -> ApiError:
         if err.status == RPCStatusCode.NOT_FOUND:
@@ -215,33 +219,10 @@ def _library_mapping() -> list[tuple[type[Exception], Callable[[Any], ApiError]]
         )
 
     return [
+        # Ours: by kind, except a command refused over its form's values (message differs too).
         (CommandRejected, rejected),
-        (InvalidSeedData, lambda e: ApiError(422, "invalid_seed_data", str(e), e.errors)),
-        (
-            PipelineInvalid,
-            lambda e: ApiError(
-                422,
-                "invalid_pipeline",
-                str(e),
-                [p.model_dump(mode="json") for p in e.problems],
-            ),
-        ),
-        (UnknownPipeline, lambda e: ApiError(404, "unknown_pipeline", str(e))),
-        (UnknownPipelineInStore, lambda e: ApiError(404, "unknown_pipeline", str(e))),
-        (TaskNotFound, lambda e: ApiError(404, "task_not_found", str(e))),
-        (NoWorkAvailable, lambda e: ApiError(404, "no_work", str(e))),
-        (UnknownUser, lambda e: ApiError(404, "not_found", str(e))),
-        (PipelineNotAccepting, lambda e: ApiError(409, "pipeline_not_accepting", str(e))),
-        (PipelineCommandRejected, lambda e: ApiError(409, "pipeline_rejected", str(e))),
-        (ExportStateMismatch, lambda e: ApiError(409, "conflict", str(e))),
-        (StateFileMismatch, lambda e: ApiError(409, "conflict", str(e))),
-        (InvalidCursor, lambda e: ApiError(422, "invalid_cursor", str(e))),
-        (ConfirmationRequired, lambda e: ApiError(422, "confirmation_required", str(e))),
-        (InvalidUser, lambda e: ApiError(422, "invalid_input", str(e))),
-        # conveyor/bulk_evaluation.py's helpers (evaluator references and checks) say what is
-        # wrong with the caller's input as CliError.
-        (CliError, lambda e: ApiError(422, "invalid_input", str(e))),
-        (NoWorkerResponded, lambda e: ApiError(503, "no_worker", str(e))),
+        (ConveyorError, _by_kind),
+        # Temporal's and pydantic's, for what reaches the API unwrapped.
         (
             WorkflowUpdateFailedError,
             lambda e: ApiError(409, "rejected", f"the workflow refused the command: {e.cause}"),

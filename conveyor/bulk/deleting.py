@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.bulk.selection import Progress, Selection
 from conveyor.client import ConveyorClient
+from conveyor.errors import Conflict, Invalid
 from store.db import transaction
 from store.deletion import delete_task_rows, ids_of_other_pipelines
 from store.explorer import TaskFilter, count_tasks, page_ids
@@ -28,11 +29,13 @@ DELETE_CHUNK_SIZE = 100
 DELETE_CONCURRENCY = 10
 
 
-class ConfirmationRequired(ValueError):
+class ConfirmationRequired(Invalid, ValueError):
     """A destructive bulk action was asked for without confirmation."""
 
+    code = "confirmation_required"
 
-class StateFileMismatch(ValueError):
+
+class StateFileMismatch(Conflict, ValueError):
     """The state file belongs to another selection."""
 
 

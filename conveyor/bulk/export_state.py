@@ -22,11 +22,12 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from conveyor.bulk.records import ExportFormat, Part, compact_json, export_columns, iso
+from conveyor.errors import Conflict
 from store.explorer import DataColumns, TaskFilter
 from store.export_csv import EXPORT_SORT
 
 
-class ExportStateMismatch(ValueError):
+class ExportStateMismatch(Conflict, ValueError):
     """An unfinished export to this path was started with other options, or cannot go on."""
 
 

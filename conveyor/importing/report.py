@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from conveyor.errors import Invalid
+
 ImportFormat = Literal["csv", "json", "jsonl"]
 IMPORT_FORMATS: tuple[ImportFormat, ...] = ("csv", "json", "jsonl")
 RESERVED_COLUMNS = ("_line", "_column", "_reason")
@@ -14,7 +16,7 @@ REJECTS_KEPT = 1000
 """How many rejects an :class:`ImportReport` lists (the rejects file has all of them)."""
 
 
-class HeaderMismatch(ValueError):
+class HeaderMismatch(Invalid, ValueError):
     """A CSV header that does not fit the pipeline; nothing was imported."""
 
     def __init__(
