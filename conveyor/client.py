@@ -35,6 +35,9 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
+from conveyor.creation import Created as Created
+from conveyor.creation import create_tasks
+
 # The library's errors live in conveyor.errors; they are importable from here as well.
 from conveyor.errors import ClientClosed as ClientClosed
 from conveyor.errors import CommandRejected as CommandRejected
@@ -109,13 +112,6 @@ class CreationTarget:
     pipeline: Pipeline
     start_paused: bool
     status: PipelineStatus
-
-
-@dataclass(frozen=True)
-class Created:
-    workflow_id: str
-    created: bool
-    """False when the task already existed (the same pipeline and key)."""
 
 
 class TaskClient:
@@ -451,8 +447,6 @@ class ConveyorClient:
         A pipeline given by name gets its current version; in a Paused pipeline the tasks start
         Paused.
         """
-        from conveyor.creation import create_tasks
-
         if isinstance(pipeline, str):
             target = await self.creation_target(pipeline)
             # A Paused pipeline's new tasks start Paused, whatever the caller asked for.

@@ -34,31 +34,54 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from conveyor.errors import InvalidSeedData
 from workflows import engine
 from workflows.forms import validate_value
 from workflows.graph import FieldSpec, FieldType, Pipeline
 from workflows.options import task_workflow_id
-
-if TYPE_CHECKING:
-    from conveyor.client import ConveyorClient
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
     "KEY_ERROR",
     "MAX_KEY_LENGTH",
     "MAX_ROWS_PER_CALL",
+    "Created",
     "PreparedRow",
     "RowOutcome",
     "RowResult",
     "SeedRows",
+    "TaskStarter",
     "coerce_value",
     "content_key",
     "create_tasks",
     "plan",
     "start_prepared",
 ]
+
+
+@dataclass(frozen=True)
+class Created:
+    """The answer to creating one task (:meth:`conveyor.client.ConveyorClient.create_task`)."""
+
+    workflow_id: str
+    created: bool
+    """False when the task already existed (the same pipeline and key)."""
+
+
+class TaskStarter(Protocol):
+    """What creating tasks needs of the client: :class:`conveyor.client.ConveyorClient`."""
+
+    async def create_task(
+        self,
+        pipeline: Pipeline,
+        key: str,
+        data: Mapping[str, Any] | None = None,
+        *,
+        start_paused: bool = False,
+    ) -> Created: ...
+
 
 MAX_ROWS_PER_CALL = 5000
 """The most rows one :func:`create_tasks` call takes."""
@@ -232,7 +255,7 @@ def _key_from(column: str, value: Any) -> str:
 
 
 async def create_tasks(
-    conveyor: ConveyorClient,
+    conveyor: TaskStarter,
     pipeline: Pipeline,
     rows: Sequence[Mapping[str, Any]],
     *,
@@ -313,7 +336,7 @@ def plan(
 
 
 async def start_prepared(
-    conveyor: ConveyorClient,
+    conveyor: TaskStarter,
     pipeline: Pipeline,
     prepared: Sequence[PreparedRow],
     *,
@@ -324,8 +347,6 @@ async def start_prepared(
     """Start already validated rows (see :func:`create_tasks`, which validates first)."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, not {concurrency}")
-    from conveyor.client import InvalidSeedData
-
     planned, repeats = plan(prepared, key_column)
     gate = asyncio.Semaphore(concurrency)
 
