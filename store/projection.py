@@ -29,6 +29,7 @@ from store.models import (
 from store.repositories import ensure_pipeline_version
 from workflows.messages import (
     EvaluationRecord,
+    EventKind,
     NodeState,
     ProjectionBatch,
     TaskView,
@@ -38,12 +39,12 @@ from workflows.messages import (
 )
 
 # Timeline event kinds that carry a form's values, and the submission kind each records.
-_SUBMISSION_KINDS = {
-    "draft_saved": "draft",
-    "submitted": "submit",
-    "llm_result": "llm",
-    "submission_edited": "edit",
-    "llm_draft": "llm_draft",
+_SUBMISSION_KINDS: dict[str, str] = {
+    EventKind.DRAFT_SAVED: "draft",
+    EventKind.SUBMITTED: "submit",
+    EventKind.LLM_RESULT: "llm",
+    EventKind.SUBMISSION_EDITED: "edit",
+    EventKind.LLM_DRAFT: "llm_draft",
 }
 
 
@@ -179,14 +180,14 @@ def insert_events(
                     "at": event.at,
                 },
             )
-        elif event.kind == "evaluated" and event.node is not None:
+        elif event.kind == EventKind.EVALUATED and event.node is not None:
             upsert_newer(
                 session,
                 EvaluationResultRow.__table__,
                 evaluation_values(workflow_id, pipeline, event),
                 ["workflow_id", "node", "criterion", "criterion_version"],
             )
-        elif event.kind == "reviewed" and event.node is not None:
+        elif event.kind == EventKind.REVIEWED and event.node is not None:
             upsert_ignore(
                 session,
                 ReviewRow.__table__,

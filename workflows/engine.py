@@ -42,6 +42,7 @@ from workflows.messages import (
     EditSubmission,
     Escalate,
     EvaluationRecord,
+    EventKind,
     JudgeResult,
     LlmDraft,
     LlmFailure,
@@ -147,7 +148,7 @@ def start_task(
         nodes={n.name: NodeState(name=n.name) for n in pipeline.nodes},
     )
     run = _Run(pipeline, state, ctx, actor=SYSTEM)
-    run.emit("created", SYSTEM, None, f"task '{task_key}' created", {"data": dict(data)})
+    run.emit(EventKind.CREATED, SYSTEM, None, f"task '{task_key}' created", {"data": dict(data)})
     if not start_pending:
         run.begin()
     if start_paused and run.state.status != TaskStatus.FINISHED:
@@ -236,7 +237,7 @@ def record_rejection(
     new = _working_copy(state)
     run = _Run(pipeline, new, ctx, actor=actor_of(command))
     run.emit(
-        "rejected",
+        EventKind.REJECTED,
         actor_of(command),
         getattr(command, "node", None),
         f"{command.type} rejected: {outcome.result.message}",
@@ -266,7 +267,7 @@ def record_undecodable(
     who = actor or SYSTEM
     run = _Run(pipeline, new, ctx, actor=who)
     run.emit(
-        "rejected",
+        EventKind.REJECTED,
         who,
         None,
         f"{result.command} rejected: {result.message}",
@@ -560,7 +561,7 @@ class _Run:
 
     def emit(
         self,
-        kind: str,
+        kind: EventKind,
         actor: str,
         node: str | None,
         message: str,
@@ -570,7 +571,7 @@ class _Run:
         event = TimelineEvent(
             seq=self.state.seq,
             at=self.ctx.now,
-            kind=kind,
+            kind=kind.value,
             actor=actor,
             node=node,
             message=message,
@@ -600,7 +601,7 @@ class _Run:
         if status == NodeStatus.AVAILABLE:
             node.available_since = self.ctx.now
         self.emit(
-            "node_status",
+            EventKind.NODE_STATUS,
             self.actor,
             name,
             message or f"{name}: {before} -> {status}",
@@ -615,7 +616,7 @@ class _Run:
         if status == TaskStatus.FINISHED:
             self.state.finished_at = self.ctx.now
         self.emit(
-            "task_status",
+            EventKind.TASK_STATUS,
             actor,
             None,
             f"task {before} -> {status}: {message}",
@@ -799,7 +800,7 @@ class _Run:
         self.node(record.node).evaluations[f"{record.criterion}:{record.version}"] = record
         self.recorded.append(record)
         self.emit(
-            "evaluated",
+            EventKind.EVALUATED,
             record.actor or SYSTEM,
             record.node,
             f"{record.criterion} on {record.node}: {verdict}"
@@ -889,7 +890,7 @@ def _claim(run: _Run, cmd: Claim) -> _Handled:
     claim = run.grant_claim(target, cmd.contributor)
     node = run.node(target)
     run.emit(
-        "claimed",
+        EventKind.CLAIMED,
         cmd.contributor,
         target,
         f"{cmd.contributor} claimed {target}",
@@ -906,7 +907,9 @@ def _release(run: _Run, cmd: Release) -> _Handled:
         raise Rejected("task is Finished; it accepts no more work")
     run.held_claim(cmd.node, cmd.contributor, cmd.token)
     run.drop_claim(cmd.node)
-    run.emit("released", cmd.contributor, cmd.node, f"{cmd.contributor} released {cmd.node}")
+    run.emit(
+        EventKind.RELEASED, cmd.contributor, cmd.node, f"{cmd.contributor} released {cmd.node}"
+    )
     return f"released {cmd.node}; the draft is kept", {"node": cmd.node}
 
 
@@ -920,7 +923,7 @@ def _save_draft(run: _Run, cmd: SaveDraft) -> _Handled:
         raise Rejected("the draft has invalid values", checked.errors)
     node.draft = {**node.draft, **checked.values}
     run.emit(
-        "draft_saved",
+        EventKind.DRAFT_SAVED,
         cmd.contributor,
         cmd.node,
         f"{cmd.contributor} saved a draft",
@@ -948,7 +951,7 @@ def _submit(run: _Run, cmd: Submit) -> _Handled:
     if not checked.ok:
         raise Rejected(f"the form of '{cmd.node}' has invalid values", checked.errors)
     run.emit(
-        "submitted",
+        EventKind.SUBMITTED,
         cmd.contributor,
         cmd.node,
         f"{cmd.contributor} submitted {cmd.node}",
@@ -987,7 +990,7 @@ def _review(run: _Run, cmd: Review) -> _Handled:
     )
     target = run.pipeline.reviewed_node(spec)
     run.emit(
-        "reviewed",
+        EventKind.REVIEWED,
         cmd.contributor,
         cmd.node,
         f"{cmd.contributor} {'passed' if cmd.verdict == Verdict.PASS else 'failed'} {target}"
@@ -1077,7 +1080,7 @@ def _claim_timeout(run: _Run, cmd: ClaimTimeout) -> _Handled:
     holder = claim.holder
     run.drop_claim(cmd.node)
     run.emit(
-        "claim_timeout",
+        EventKind.CLAIM_TIMEOUT,
         SYSTEM,
         cmd.node,
         f"{holder}'s claim on {cmd.node} timed out and was released; the draft is kept",
@@ -1099,7 +1102,7 @@ def _llm_started(run: _Run, cmd: LlmStarted) -> _Handled:
     holder = LLM_ACTOR_PREFIX + (model.model if model else "unknown")
     run.grant_claim(cmd.node, holder, expires=False)
     node.llm_runs += 1
-    run.emit("llm_started", holder, cmd.node, f"{holder} is generating {cmd.node}")
+    run.emit(EventKind.LLM_STARTED, holder, cmd.node, f"{holder} is generating {cmd.node}")
     return f"generating {cmd.node}", {"node": cmd.node}
 
 
@@ -1117,7 +1120,7 @@ def _llm_result(run: _Run, cmd: LlmResult) -> _Handled:
         raise Rejected("the LLM output does not fit the node's fields", checked.errors)
     holder = node.claim.holder
     run.emit(
-        "llm_result",
+        EventKind.LLM_RESULT,
         holder,
         cmd.node,
         f"{holder} generated {cmd.node}",
@@ -1137,7 +1140,7 @@ def _llm_failure(run: _Run, cmd: LlmFailure) -> _Handled:
     holder = node.claim.holder
     node.error = cmd.reason
     run.drop_claim(cmd.node)
-    run.emit("llm_failed", holder, cmd.node, f"{holder} failed on {cmd.node}: {cmd.reason}")
+    run.emit(EventKind.LLM_FAILED, holder, cmd.node, f"{holder} failed on {cmd.node}: {cmd.reason}")
     if run.state.status == TaskStatus.PAUSED:
         run.state.status_before_pause = TaskStatus.FAILED
         run.state.status_before_hold = TaskStatus.IN_PROGRESS
@@ -1162,7 +1165,7 @@ def _regenerate(run: _Run, cmd: Regenerate) -> _Handled:
         return f"a new draft of {cmd.node} is already being generated", {"node": cmd.node}
     node.llm_draft_wanted += 1
     run.emit(
-        "regenerate_requested",
+        EventKind.REGENERATE_REQUESTED,
         cmd.contributor,
         cmd.node,
         f"{cmd.contributor} asked for a new LLM draft of {cmd.node}",
@@ -1181,7 +1184,7 @@ def _llm_draft(run: _Run, cmd: LlmDraft) -> _Handled:
     node.llm_draft_runs = cmd.run
     if cmd.error is not None:
         run.emit(
-            "llm_draft_failed",
+            EventKind.LLM_DRAFT_FAILED,
             LLM_ACTOR_PREFIX + (cmd.model or "unknown"),
             cmd.node,
             f"the LLM draft of {cmd.node} failed: {cmd.error}; fill the fields or regenerate",
@@ -1196,7 +1199,7 @@ def _llm_draft(run: _Run, cmd: LlmDraft) -> _Handled:
         raise Rejected("the LLM draft does not fit the node's fields", checked.errors)
     node.draft = {**node.draft, **checked.values}
     run.emit(
-        "llm_draft",
+        EventKind.LLM_DRAFT,
         LLM_ACTOR_PREFIX + (cmd.model or "unknown"),
         cmd.node,
         f"{LLM_ACTOR_PREFIX}{cmd.model or 'unknown'} drafted {', '.join(checked.values)} "
@@ -1238,7 +1241,7 @@ def _edit_submission(run: _Run, cmd: EditSubmission) -> _Handled:
     before = dict(node.values)
     node.values = checked.values
     run.emit(
-        "submission_edited",
+        EventKind.SUBMISSION_EDITED,
         cmd.admin,
         cmd.node,
         f"{cmd.admin} edited the submission of {cmd.node}"
@@ -1258,7 +1261,7 @@ def _release_claim(run: _Run, cmd: ReleaseClaim) -> _Handled:
     holder = node.claim.holder
     run.drop_claim(cmd.node)
     run.emit(
-        "claim_released_by_admin",
+        EventKind.CLAIM_RELEASED_BY_ADMIN,
         cmd.admin,
         cmd.node,
         f"{cmd.admin} released {holder}'s claim on {cmd.node}"
@@ -1272,7 +1275,7 @@ def _escalate(run: _Run, cmd: Escalate) -> _Handled:
     if run.state.status != TaskStatus.IN_PROGRESS:
         raise Rejected(f"only an In Progress task can be escalated; this one is {run.state.status}")
     run.hold(TaskStatus.ESCALATED, cmd.admin, cmd.reason)
-    run.emit("escalated", cmd.admin, None, f"{cmd.admin} escalated the task: {cmd.reason}")
+    run.emit(EventKind.ESCALATED, cmd.admin, None, f"{cmd.admin} escalated the task: {cmd.reason}")
     return "escalated", {}
 
 
@@ -1289,7 +1292,7 @@ def _deescalate(run: _Run, cmd: Deescalate) -> _Handled:
             run.set_node(spec.name, NodeStatus.AVAILABLE)
     run.unhold(cmd.admin, "de-escalated")
     run.emit(
-        "deescalated",
+        EventKind.DEESCALATED,
         cmd.admin,
         None,
         f"{cmd.admin} de-escalated the task" + (f": {cmd.reason}" if cmd.reason else ""),
@@ -1303,7 +1306,7 @@ def _resolve_quarantine(run: _Run, cmd: ResolveQuarantine) -> _Handled:
     held = [s for s in run.pipeline.nodes if run.node(s.name).status == NodeStatus.QUARANTINED]
     note = f": {cmd.reason}" if cmd.reason else ""
     run.emit(
-        "quarantine_resolved",
+        EventKind.QUARANTINE_RESOLVED,
         cmd.admin,
         None,
         f"{cmd.admin} resolved the quarantine with '{cmd.action.value}'{note}",
@@ -1334,7 +1337,7 @@ def _tag(run: _Run, cmd: Tag) -> _Handled:
     if not new:
         return "already tagged", {}
     run.state.tags.extend(new)
-    run.emit("tagged", cmd.by, None, f"{cmd.by} tagged {', '.join(new)}", {"tags": new})
+    run.emit(EventKind.TAGGED, cmd.by, None, f"{cmd.by} tagged {', '.join(new)}", {"tags": new})
     return f"tagged {', '.join(new)}", {}
 
 
@@ -1346,7 +1349,9 @@ def _untag(run: _Run, cmd: Untag) -> _Handled:
             f"its tags are: {', '.join(run.state.tags) or '(none)'}"
         )
     run.state.tags = [t for t in run.state.tags if t not in gone]
-    run.emit("untagged", cmd.by, None, f"{cmd.by} removed tags {', '.join(gone)}", {"tags": gone})
+    run.emit(
+        EventKind.UNTAGGED, cmd.by, None, f"{cmd.by} removed tags {', '.join(gone)}", {"tags": gone}
+    )
     return f"removed {', '.join(gone)}", {}
 
 
@@ -1357,7 +1362,7 @@ def _retry(run: _Run, cmd: RetryFailed) -> _Handled:
         node.error = None
     run.unhold(cmd.admin, "retried")
     run.emit(
-        "retried",
+        EventKind.RETRIED,
         cmd.admin,
         None,
         f"{cmd.admin} retried the task" + (f": {cmd.reason}" if cmd.reason else ""),

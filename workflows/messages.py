@@ -488,12 +488,44 @@ class NodeState(_State):
         return self.claim.holder if self.claim else None
 
 
+class EventKind(StrEnum):
+    """What a timeline event records. Values are the strings recorded histories and stores hold,
+    so a ``TimelineEvent.kind`` compares equal to its member either way."""
+
+    CREATED = "created"
+    TASK_STATUS = "task_status"
+    NODE_STATUS = "node_status"
+    CLAIMED = "claimed"
+    RELEASED = "released"
+    CLAIM_TIMEOUT = "claim_timeout"
+    CLAIM_RELEASED_BY_ADMIN = "claim_released_by_admin"
+    DRAFT_SAVED = "draft_saved"
+    SUBMITTED = "submitted"
+    REVIEWED = "reviewed"
+    SUBMISSION_EDITED = "submission_edited"
+    ESCALATED = "escalated"
+    DEESCALATED = "deescalated"
+    QUARANTINE_RESOLVED = "quarantine_resolved"
+    TAGGED = "tagged"
+    UNTAGGED = "untagged"
+    RETRIED = "retried"
+    LLM_STARTED = "llm_started"
+    LLM_RESULT = "llm_result"
+    LLM_FAILED = "llm_failed"
+    LLM_DRAFT = "llm_draft"
+    LLM_DRAFT_FAILED = "llm_draft_failed"
+    REGENERATE_REQUESTED = "regenerate_requested"
+    EVALUATED = "evaluated"
+    REJECTED = "rejected"
+
+
 class TimelineEvent(_Msg):
     """One entry of a task's timeline: who did what, when. ``seq`` increases by one per event."""
 
     seq: int
     at: datetime
     kind: str
+    """An :class:`EventKind` value (a plain string in payloads, histories and the store)."""
     actor: str
     node: str | None = None
     message: str

@@ -51,6 +51,7 @@ from workflows.messages import (
     Deescalate,
     EditSubmission,
     Escalate,
+    EventKind,
     LlmFailure,
     LlmResult,
     LlmStarted,
@@ -211,6 +212,8 @@ class EngineMachine(RuleBasedStateMachine):
         assert result.command == command.type
         assert out.state.seq == before.seq + len(out.events)
         assert [e.seq for e in out.events] == list(range(before.seq + 1, out.state.seq + 1))
+        # Every event is of a known kind, stored as its plain string.
+        assert all(type(e.kind) is str and e.kind in set(EventKind) for e in out.events)
         if seen is not None:
             # A repeat: the first answer back (or a refusal if the id was another command's).
             assert out.state is before
