@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -383,6 +383,28 @@ TASK_COMMANDS: dict[str, type[Frozen]] = {
 }
 """The commands a task takes from outside, by name: each is an update and a signal of that name
 on ``TaskWorkflow``. The others in :data:`Command` come from the workflow itself."""
+
+COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(get_args(Command)[0])
+"""Every member of :data:`Command`: the engine has a handler for each."""
+
+INTERNAL_COMMANDS: dict[str, type[Frozen]] = {
+    model.model_fields["type"].default: model
+    for model in COMMAND_TYPES
+    if model not in TASK_COMMANDS.values()
+}
+"""The commands the workflow issues to itself (timers, LLM and judge results): never sendable."""
+
+ACTOR_FIELDS = ("contributor", "admin", "by")
+"""The fields naming who sends a command; each command has exactly one of them."""
+
+
+def actor_field(model: type[Frozen]) -> str:
+    """The field of a :data:`TASK_COMMANDS` model that names its sender (``contributor``,
+    ``admin`` or ``by``): interfaces fill it with the signed-in user, never from input."""
+    found = [name for name in ACTOR_FIELDS if name in model.model_fields]
+    if len(found) != 1:
+        raise TypeError(f"{model.__name__} names its sender in {found or 'no field'}")
+    return found[0]
 
 
 class Problem(Frozen):
