@@ -12,7 +12,7 @@ import argparse
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -27,6 +27,7 @@ from workflows.messages import (
     COMMAND_TYPES,
     INTERNAL_COMMANDS,
     TASK_COMMANDS,
+    Command,
     actor_field,
 )
 
@@ -59,10 +60,10 @@ def test_internal_commands_are_not_sendable() -> None:
 
 def test_the_client_sends_every_task_command_and_no_internal_one() -> None:
     for name, model in TASK_COMMANDS.items():
-        assert _command_name(model.model_construct()) == name
+        assert _command_name(cast(Command, model.model_construct())) == name
     for model in INTERNAL_COMMANDS.values():
         with pytest.raises(TypeError):
-            _command_name(model.model_construct())
+            _command_name(cast(Command, model.model_construct()))
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -33,7 +33,7 @@ def _pipeline(name: str) -> Pipeline:
     )
 
 
-async def _post(page: Page, url: str, **form: str) -> APIResponse:
+async def _post(page: Page, url: str, **form: str | float | bool) -> APIResponse:
     response = await page.request.post(url, form=form)
     assert response.ok, (url, form, response.status)
     return response
