@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import sys
-import uuid
 from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
@@ -31,33 +30,16 @@ from conveyor.cli_common import (
     store_sessions,
 )
 from conveyor.client import CommandRejected, InvalidSeedData, NoWorkerResponded
+from conveyor.commands import task_command
 from conveyor.pipelines import load_pipeline_file
 from conveyor.settings import Settings, resolve_data_dir
 from store.db import SchemaOutOfDate
 from workflows.graph import PipelineInvalid
 from workflows.messages import (
-    Activate,
-    Claim,
-    Command,
-    Deescalate,
-    EditSubmission,
-    Escalate,
     EvaluationRecord,
-    Pause,
     QuarantineAction,
-    Regenerate,
-    Release,
-    ReleaseClaim,
-    ResolveQuarantine,
-    Resume,
-    RetryFailed,
-    Review,
-    SaveDraft,
-    Submit,
-    Tag,
     TaskStatus,
     TaskView,
-    Untag,
     Verdict,
 )
 from workflows.task import TaskWorkflow
@@ -92,10 +74,6 @@ def _port(text: str, *, off: bool = False) -> int:
 
 def _port_or_off(text: str) -> int:
     return _port(text, off=True)
-
-
-def _rid(args: argparse.Namespace) -> str:
-    return args.request_id or uuid.uuid4().hex
 
 
 # --------------------------------------------------------------------------- printing
@@ -193,57 +171,53 @@ async def cmd_task_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_builders() -> dict[str, Callable[[argparse.Namespace], Command]]:
-    def values(a: argparse.Namespace) -> dict[str, Any]:
-        return _json_arg(a.values, "--values")
+def _values(a: argparse.Namespace) -> dict[str, Any]:
+    return _json_arg(a.values, "--values")
 
-    return {
-        "claim": lambda a: Claim(
-            request_id=_rid(a), contributor=a.as_, roles=a.roles or [], node=a.node
-        ),
-        "release": lambda a: Release(
-            request_id=_rid(a), contributor=a.as_, node=a.node, token=a.token
-        ),
-        "draft": lambda a: SaveDraft(
-            request_id=_rid(a), contributor=a.as_, node=a.node, token=a.token, values=values(a)
-        ),
-        "regenerate": lambda a: Regenerate(
-            request_id=_rid(a), contributor=a.as_, node=a.node, token=a.token
-        ),
-        "submit": lambda a: Submit(
-            request_id=_rid(a), contributor=a.as_, node=a.node, token=a.token, values=values(a)
-        ),
-        "review": lambda a: Review(
-            request_id=_rid(a),
-            contributor=a.as_,
-            node=a.node,
-            token=a.token,
-            verdict=Verdict(a.verdict),
-            reason=a.reason,
-            values=_json_arg(a.values, "--values") if a.values else {},
-        ),
-        "pause": lambda a: Pause(request_id=_rid(a), by=a.as_, reason=a.reason),
-        "resume": lambda a: Resume(request_id=_rid(a), by=a.as_),
-        "activate": lambda a: Activate(request_id=_rid(a), by=a.as_),
-        "tag": lambda a: Tag(request_id=_rid(a), by=a.as_, tags=a.tags),
-        "untag": lambda a: Untag(request_id=_rid(a), by=a.as_, tags=a.tags),
-        "admin edit": lambda a: EditSubmission(
-            request_id=_rid(a), admin=a.as_, node=a.node, values=values(a), reason=a.reason
-        ),
-        "admin release": lambda a: ReleaseClaim(
-            request_id=_rid(a), admin=a.as_, node=a.node, reason=a.reason
-        ),
-        "admin escalate": lambda a: Escalate(request_id=_rid(a), admin=a.as_, reason=a.reason),
-        "admin deescalate": lambda a: Deescalate(request_id=_rid(a), admin=a.as_, reason=a.reason),
-        "admin resolve": lambda a: ResolveQuarantine(
-            request_id=_rid(a), admin=a.as_, action=QuarantineAction(a.action), reason=a.reason
-        ),
-        "admin retry": lambda a: RetryFailed(request_id=_rid(a), admin=a.as_, reason=a.reason),
-    }
+
+def _node_token(a: argparse.Namespace) -> dict[str, Any]:
+    return {"node": a.node, "token": a.token}
+
+
+CLI_COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], dict[str, Any]]]] = {
+    "claim": ("claim", lambda a: {"roles": a.roles or [], "node": a.node}),
+    "release": ("release", _node_token),
+    "draft": ("save_draft", lambda a: {**_node_token(a), "values": _values(a)}),
+    "regenerate": ("regenerate", _node_token),
+    "submit": ("submit", lambda a: {**_node_token(a), "values": _values(a)}),
+    "review": (
+        "review",
+        lambda a: {
+            **_node_token(a),
+            "verdict": a.verdict,
+            "reason": a.reason,
+            "values": _values(a) if a.values else {},
+        },
+    ),
+    "pause": ("pause", lambda a: {"reason": a.reason}),
+    "resume": ("resume", lambda a: {}),
+    "activate": ("activate", lambda a: {}),
+    "tag": ("tag", lambda a: {"tags": a.tags}),
+    "untag": ("untag", lambda a: {"tags": a.tags}),
+    "admin edit": (
+        "edit_submission",
+        lambda a: {"node": a.node, "values": _values(a), "reason": a.reason},
+    ),
+    "admin release": ("release_claim", lambda a: {"node": a.node, "reason": a.reason}),
+    "admin escalate": ("escalate", lambda a: {"reason": a.reason}),
+    "admin deescalate": ("deescalate", lambda a: {"reason": a.reason}),
+    "admin resolve": ("resolve_quarantine", lambda a: {"action": a.action, "reason": a.reason}),
+    "admin retry": ("retry", lambda a: {"reason": a.reason}),
+}
+"""The task commands of the command line: subcommand → (command of
+:data:`workflows.messages.TASK_COMMANDS`, its fields from the subcommand's flags). The sender is
+``--as``; the request id ``--request-id`` or a fresh one. Every task command has a subcommand
+here (``tests/test_command_registry.py``)."""
 
 
 async def cmd_send(args: argparse.Namespace) -> int:
-    command = _command_builders()[args.command_name](args)
+    name, fields = CLI_COMMANDS[args.command_name]
+    command = task_command(name, actor=args.as_, request_id=args.request_id, **fields(args))
     conveyor = await connect_conveyor()
     task = conveyor.task(args.id)
     if args.signal:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.client import CommandRejected, ConveyorClient
+from conveyor.commands import task_command
 from conveyor.errors import NotFound
 from store.db import transaction
 from store.workqueue import WorkItem, claimable, projected_seq
-from workflows.messages import Claim, CommandResult, NodeStatus
+from workflows.messages import CommandResult, NodeStatus
 
 SPREAD = 8
 """How many of the oldest candidates a contributor picks from at random."""
@@ -140,11 +140,8 @@ async def _claim_item(
     """
     try:
         result = await conveyor.task(item.workflow_id).send(
-            Claim(
-                request_id=request_id or uuid.uuid4().hex,
-                contributor=contributor,
-                roles=roles,
-                node=item.node,
+            task_command(
+                "claim", actor=contributor, request_id=request_id, roles=roles, node=item.node
             )
         )
     except CommandRejected as rejected:

@@ -11,8 +11,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from workflows.base import Frozen
 from workflows.graph import EvaluatorSpec
 
 BULK_SELECT_ACTIVITY = "select_tasks_to_evaluate"
@@ -29,11 +30,7 @@ MAX_PAGE_IDS = 5000
 """The store's largest keyset page."""
 
 
-class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class NodeEvaluator(_Msg):
+class NodeEvaluator(Frozen):
     """One evaluator to run and the node whose submission it evaluates."""
 
     node: str = Field(min_length=1, max_length=200)
@@ -51,7 +48,7 @@ class BulkState(StrEnum):
     CANCELLED = "cancelled"
 
 
-class BulkEvaluateProgress(_Msg):
+class BulkEvaluateProgress(Frozen):
     """Where a bulk evaluation stands: the ``progress`` query's answer and the final result.
 
     Counts are per evaluation (one task x one evaluator) unless named ``tasks``:
@@ -116,7 +113,7 @@ class BulkEvaluateProgress(_Msg):
         return ", ".join(parts)
 
 
-class BulkCarried(_Msg):
+class BulkCarried(Frozen):
     """A run's position, handed to the next run on continue-as-new."""
 
     progress: BulkEvaluateProgress
@@ -127,7 +124,7 @@ class BulkCarried(_Msg):
     """The selection has no page after ``cursor``."""
 
 
-class BulkEvaluateInput(_Msg):
+class BulkEvaluateInput(Frozen):
     """What to evaluate. ``filter`` is a :class:`store.explorer.TaskFilter` as JSON (the
     workflow never imports the store); ``{"workflow_ids": [...]}`` selects explicit tasks."""
 
@@ -141,7 +138,7 @@ class BulkEvaluateInput(_Msg):
     """Set on continue-as-new: where the previous run stopped."""
 
 
-class SelectTasks(_Msg):
+class SelectTasks(Frozen):
     """The selection's next page of workflow ids, after ``after`` in ``created_at`` order."""
 
     pipeline: str
@@ -152,7 +149,7 @@ class SelectTasks(_Msg):
     """Also count the whole selection (on the first page)."""
 
 
-class TaskIdPage(_Msg):
+class TaskIdPage(Frozen):
     workflow_ids: list[str]
     next_cursor: str | None
     total: int | None = None
@@ -161,7 +158,7 @@ class TaskIdPage(_Msg):
     """With ``count`` and explicit ids: how many are not tasks of the pipeline."""
 
 
-class EvaluateChunk(_Msg):
+class EvaluateChunk(Frozen):
     """One chunk: run ``evaluators`` over these tasks of ``pipeline``."""
 
     pipeline: str
@@ -169,7 +166,7 @@ class EvaluateChunk(_Msg):
     evaluators: list[NodeEvaluator]
 
 
-class ChunkResult(_Msg):
+class ChunkResult(Frozen):
     """What one chunk did, counted per evaluation (see :class:`BulkEvaluateProgress`)."""
 
     tasks: int = 0

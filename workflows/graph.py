@@ -17,8 +17,9 @@ import math
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from workflows.base import Frozen
 from workflows.errors import Invalid
 
 
@@ -71,11 +72,7 @@ class LimitAction(StrEnum):
     ESCALATE = "escalate"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LlmSpec(_Model):
+class LlmSpec(Frozen):
     """How an ``llm`` field is generated. Keys never appear here: they come from the environment."""
 
     model: str = "conveyor/offline"
@@ -130,7 +127,7 @@ class PiiKind(StrEnum):
     CARD = "card"
 
 
-class JudgeSpec(_Model):
+class JudgeSpec(Frozen):
     """An LLM judge: a model scores the target fields through a prompt template."""
 
     model: str = "conveyor/offline"
@@ -155,7 +152,7 @@ class JudgeSpec(_Model):
     api_base: str | None = None
 
 
-class EvaluatorSpec(_Model):
+class EvaluatorSpec(Frozen):
     """A criterion checked on a node's fields whenever the node is submitted."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -189,7 +186,7 @@ class EvaluatorSpec(_Model):
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-class FieldSpec(_Model):
+class FieldSpec(Frozen):
     """One form field of a subtask or review node."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -230,13 +227,13 @@ class FieldSpec(_Model):
         return self.label or self.name
 
 
-class GateBranch(_Model):
+class GateBranch(Frozen):
     when: str
     """A condition in Conveyor's expression language, e.g. ``label == "spam" and score < 0.5``."""
     to: str
 
 
-class NodeSpec(_Model):
+class NodeSpec(Frozen):
     """One node of the pipeline graph. Which settings apply depends on ``kind``."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -302,7 +299,7 @@ class ChainTrigger(StrEnum):
     task per finished task, as a batch. Failed, Escalated or Quarantined tasks block it."""
 
 
-class ChainSpec(_Model):
+class ChainSpec(Frozen):
     """Tasks of this pipeline create tasks in pipeline ``to``.
 
     The target's seed data (its predefined fields) is filled by name from the source task's
@@ -323,7 +320,7 @@ MAX_CLAIM_TIMEOUT_SECONDS = 100 * 365 * 86400
 range and every claim would fail."""
 
 
-class Pipeline(_Model):
+class Pipeline(Frozen):
     """A whole pipeline definition, as applied from a YAML or JSON file."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
@@ -415,7 +412,7 @@ def parse_duration(value: Any) -> int:
     raise ValueError(f"claim_timeout {value!r} is not a duration; write e.g. 90s, 30m, 2h or 1d")
 
 
-class Problem(_Model):
+class Problem(Frozen):
     """One thing wrong with a pipeline definition."""
 
     where: str

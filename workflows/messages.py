@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from workflows.base import Frozen
 from workflows.graph import ChainSpec, EvaluatorSpec, FieldSpec, LlmSpec, Pipeline
 
 
@@ -44,10 +45,6 @@ class NodeStatus(StrEnum):
     DEFERRED = "Deferred"
 
 
-class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class _State(BaseModel):
     # Mutable on purpose: the engine deep-copies a task's state once per command and then
     # mutates the copy, which keeps transitions readable.
@@ -68,7 +65,7 @@ class EvaluationKind(StrEnum):
     HUMAN = "human"
 
 
-class EvaluationRecord(_Msg):
+class EvaluationRecord(Frozen):
     """One evaluator's verdict on a node's fields (programmatic, LLM judge or human rating)."""
 
     criterion: str
@@ -104,7 +101,7 @@ class EvaluationRecord(_Msg):
 # --------------------------------------------------------------------------- contributor commands
 
 
-class Claim(_Msg):
+class Claim(Frozen):
     """Take a node for work. Without ``node``, the first node this contributor may claim."""
 
     type: Literal["claim"] = "claim"
@@ -114,7 +111,7 @@ class Claim(_Msg):
     node: NodeName | None = None
 
 
-class Release(_Msg):
+class Release(Frozen):
     """Give a claimed node back; the draft is kept for whoever claims it next."""
 
     type: Literal["release"] = "release"
@@ -124,7 +121,7 @@ class Release(_Msg):
     token: str
 
 
-class SaveDraft(_Msg):
+class SaveDraft(Frozen):
     """Store unfinished values on a claimed node (not validated until submit)."""
 
     type: Literal["save_draft"] = "save_draft"
@@ -135,7 +132,7 @@ class SaveDraft(_Msg):
     values: dict[str, Any]
 
 
-class Submit(_Msg):
+class Submit(Frozen):
     """Hand in a claimed subtask's form. ``token`` must be the live claim's token."""
 
     type: Literal["submit"] = "submit"
@@ -151,7 +148,7 @@ class Verdict(StrEnum):
     FAIL = "fail"
 
 
-class Regenerate(_Msg):
+class Regenerate(Frozen):
     """Ask the model again for the LLM fields of a claimed node that mixes input and LLM fields.
 
     The new values replace the LLM fields of the draft when they arrive (the ``llm_draft``
@@ -165,7 +162,7 @@ class Regenerate(_Msg):
     token: str
 
 
-class Review(_Msg):
+class Review(Frozen):
     """Pass or fail the submission under a claimed review node. A fail needs a reason."""
 
     type: Literal["review"] = "review"
@@ -178,14 +175,14 @@ class Review(_Msg):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
-class Pause(_Msg):
+class Pause(Frozen):
     type: Literal["pause"] = "pause"
     request_id: RequestId
     by: Person = "system"
     reason: str | None = None
 
 
-class Activate(_Msg):
+class Activate(Frozen):
     """Make a Pending task available for work (its pipeline became active)."""
 
     type: Literal["activate"] = "activate"
@@ -193,7 +190,7 @@ class Activate(_Msg):
     by: Person = "system"
 
 
-class Resume(_Msg):
+class Resume(Frozen):
     type: Literal["resume"] = "resume"
     request_id: RequestId
     by: Person = "system"
@@ -205,7 +202,7 @@ class Resume(_Msg):
 # --------------------------------------------------------------------------- admin commands
 
 
-class EditSubmission(_Msg):
+class EditSubmission(Frozen):
     """Admin: replace submitted values of a node; the timeline keeps before and after."""
 
     type: Literal["edit_submission"] = "edit_submission"
@@ -216,7 +213,7 @@ class EditSubmission(_Msg):
     reason: str | None = None
 
 
-class ReleaseClaim(_Msg):
+class ReleaseClaim(Frozen):
     """Admin: release whatever claim is live on a node."""
 
     type: Literal["release_claim"] = "release_claim"
@@ -226,14 +223,14 @@ class ReleaseClaim(_Msg):
     reason: str | None = None
 
 
-class Escalate(_Msg):
+class Escalate(Frozen):
     type: Literal["escalate"] = "escalate"
     request_id: RequestId
     admin: Person
     reason: str = Field(min_length=1)
 
 
-class Deescalate(_Msg):
+class Deescalate(Frozen):
     type: Literal["deescalate"] = "deescalate"
     request_id: RequestId
     admin: Person
@@ -249,7 +246,7 @@ class QuarantineAction(StrEnum):
     """Give up on the task: it becomes Failed."""
 
 
-class ResolveQuarantine(_Msg):
+class ResolveQuarantine(Frozen):
     type: Literal["resolve_quarantine"] = "resolve_quarantine"
     request_id: RequestId
     admin: Person
@@ -257,21 +254,21 @@ class ResolveQuarantine(_Msg):
     reason: str | None = None
 
 
-class Tag(_Msg):
+class Tag(Frozen):
     type: Literal["tag"] = "tag"
     request_id: RequestId
     by: Person
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1)
 
 
-class Untag(_Msg):
+class Untag(Frozen):
     type: Literal["untag"] = "untag"
     request_id: RequestId
     by: Person
     tags: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(min_length=1)
 
 
-class RetryFailed(_Msg):
+class RetryFailed(Frozen):
     """Admin: put a Failed task back where it was, re-running what failed."""
 
     type: Literal["retry"] = "retry"
@@ -284,20 +281,20 @@ class RetryFailed(_Msg):
 # Issued by the workflow itself (timers, LLM activity results), never by callers.
 
 
-class ClaimTimeout(_Msg):
+class ClaimTimeout(Frozen):
     type: Literal["claim_timeout"] = "claim_timeout"
     request_id: RequestId
     node: NodeName
     token: str
 
 
-class LlmStarted(_Msg):
+class LlmStarted(Frozen):
     type: Literal["llm_started"] = "llm_started"
     request_id: RequestId
     node: NodeName
 
 
-class LlmResult(_Msg):
+class LlmResult(Frozen):
     type: Literal["llm_result"] = "llm_result"
     request_id: RequestId
     node: NodeName
@@ -305,14 +302,14 @@ class LlmResult(_Msg):
     model: str | None = None
 
 
-class LlmFailure(_Msg):
+class LlmFailure(Frozen):
     type: Literal["llm_failure"] = "llm_failure"
     request_id: RequestId
     node: NodeName
     reason: str
 
 
-class LlmDraft(_Msg):
+class LlmDraft(Frozen):
     """The LLM fields of a mixed node, generated as an editable draft (run ``run``)."""
 
     type: Literal["llm_draft"] = "llm_draft"
@@ -325,7 +322,7 @@ class LlmDraft(_Msg):
     """Set when generation failed: the contributor fills the fields or asks again."""
 
 
-class JudgeResult(_Msg):
+class JudgeResult(Frozen):
     """An LLM judge's verdict on a node's submission number ``run``."""
 
     type: Literal["judge_result"] = "judge_result"
@@ -362,7 +359,7 @@ Command = Annotated[
     Field(discriminator="type"),
 ]
 
-TASK_COMMANDS: dict[str, type[_Msg]] = {
+TASK_COMMANDS: dict[str, type[Frozen]] = {
     model.model_fields["type"].default: model
     for model in (
         Claim,
@@ -387,15 +384,37 @@ TASK_COMMANDS: dict[str, type[_Msg]] = {
 """The commands a task takes from outside, by name: each is an update and a signal of that name
 on ``TaskWorkflow``. The others in :data:`Command` come from the workflow itself."""
 
+COMMAND_TYPES: tuple[type[Frozen], ...] = get_args(get_args(Command)[0])
+"""Every member of :data:`Command`: the engine has a handler for each."""
 
-class Problem(_Msg):
+INTERNAL_COMMANDS: dict[str, type[Frozen]] = {
+    model.model_fields["type"].default: model
+    for model in COMMAND_TYPES
+    if model not in TASK_COMMANDS.values()
+}
+"""The commands the workflow issues to itself (timers, LLM and judge results): never sendable."""
+
+ACTOR_FIELDS = ("contributor", "admin", "by")
+"""The fields naming who sends a command; each command has exactly one of them."""
+
+
+def actor_field(model: type[Frozen]) -> str:
+    """The field of a :data:`TASK_COMMANDS` model that names its sender (``contributor``,
+    ``admin`` or ``by``): interfaces fill it with the signed-in user, never from input."""
+    found = [name for name in ACTOR_FIELDS if name in model.model_fields]
+    if len(found) != 1:
+        raise TypeError(f"{model.__name__} names its sender in {found or 'no field'}")
+    return found[0]
+
+
+class Problem(Frozen):
     """One thing wrong with a command's payload: where (``at``, a dotted path) and what."""
 
     at: str
     problem: str
 
 
-class CommandResult(_Msg):
+class CommandResult(Frozen):
     """The answer to a command. Rejections carry a reason and, for forms, per-field errors."""
 
     request_id: str
@@ -423,7 +442,7 @@ class CommandResult(_Msg):
 # --------------------------------------------------------------------------- state
 
 
-class ClaimInfo(_Msg):
+class ClaimInfo(Frozen):
     holder: str
     token: str
     claimed_at: datetime
@@ -434,7 +453,7 @@ class ClaimInfo(_Msg):
     """The node status a release puts back (Escalated for an escalation reviewer's claim)."""
 
 
-class ReviewRecord(_Msg):
+class ReviewRecord(Frozen):
     reviewer: str
     verdict: Verdict
     reason: str | None = None
@@ -519,7 +538,7 @@ class EventKind(StrEnum):
     REJECTED = "rejected"
 
 
-class TimelineEvent(_Msg):
+class TimelineEvent(Frozen):
     """One entry of a task's timeline: who did what, when. ``seq`` increases by one per event."""
 
     seq: int
@@ -560,7 +579,7 @@ class TaskState(_State):
     """Recent answers by request_id, so a repeated command gets its first answer."""
 
 
-class TaskInput(_Msg):
+class TaskInput(Frozen):
     """TaskWorkflow input: the pinned pipeline version, the task key, the seed data."""
 
     pipeline: Pipeline
@@ -575,7 +594,7 @@ class TaskInput(_Msg):
     """Set on continue-as-new: events the previous run had not yet confirmed in the store."""
 
 
-class TaskView(_Msg):
+class TaskView(Frozen):
     """The ``state`` query's answer."""
 
     workflow_id: str
@@ -613,7 +632,7 @@ def assignees(nodes: Iterable[NodeState]) -> list[str]:
     return sorted({h for h in holders if not h.startswith(LLM_ACTOR_PREFIX)})
 
 
-class StateQuery(_Msg):
+class StateQuery(Frozen):
     """Arguments of the ``state`` query (all optional)."""
 
     timeline: bool = True
@@ -622,7 +641,7 @@ class StateQuery(_Msg):
 # --------------------------------------------------------------------------- LLM activity
 
 
-class LlmRequest(_Msg):
+class LlmRequest(Frozen):
     """One LLM call: fill ``fields`` from ``spec``'s prompt rendered over ``context``."""
 
     workflow_id: str
@@ -635,7 +654,7 @@ class LlmRequest(_Msg):
     """Which call of the task this is (``<node>:<run>:<group>``), for LLM Analytics."""
 
 
-class LlmResponse(_Msg):
+class LlmResponse(Frozen):
     values: dict[str, Any]
     model: str
     prompt_tokens: int | None = None
@@ -646,7 +665,7 @@ class LlmResponse(_Msg):
     attempt: int = 1
 
 
-class JudgeRequest(_Msg):
+class JudgeRequest(Frozen):
     """One LLM judge call: score ``evaluator.fields`` of ``node`` over ``context``."""
 
     workflow_id: str
@@ -661,7 +680,7 @@ class JudgeRequest(_Msg):
 # --------------------------------------------------------------------------- projection
 
 
-class ClaimReservation(_Msg):
+class ClaimReservation(Frozen):
     """A claim about to be made under a claim limit (the claim activities' input)."""
 
     contributor: str
@@ -674,7 +693,7 @@ class ClaimReservation(_Msg):
     limit: int
 
 
-class ClaimGrant(_Msg):
+class ClaimGrant(Frozen):
     """The answer to a :class:`ClaimReservation`."""
 
     granted: bool
@@ -682,7 +701,7 @@ class ClaimGrant(_Msg):
     """When refused: the claims the contributor holds (and is making) in the pipeline."""
 
 
-class ProjectionBatch(_Msg):
+class ProjectionBatch(Frozen):
     """What the workflow hands the store: its snapshot at ``view.seq`` and the events since the
     last batch. The store applies the snapshot only if it is newer than what it holds."""
 
@@ -723,7 +742,7 @@ PIPELINE_TRANSITIONS: dict[PipelineStatus, tuple[PipelineStatus, ...]] = {
 ACCEPTS_TASKS = (PipelineStatus.ACTIVE, PipelineStatus.PAUSED)
 
 
-class ApplyVersion(_Msg):
+class ApplyVersion(Frozen):
     """Apply a definition: a new content hash becomes a new immutable version and the one new
     tasks are created with; the same content again changes nothing."""
 
@@ -732,7 +751,7 @@ class ApplyVersion(_Msg):
     by: Person = "system"
 
 
-class ChangeStatus(_Msg):
+class ChangeStatus(Frozen):
     """Move a pipeline to ``to`` (see :data:`PIPELINE_TRANSITIONS`)."""
 
     request_id: RequestId
@@ -741,19 +760,19 @@ class ChangeStatus(_Msg):
     reason: str | None = None
 
 
-class PipelineVersionInfo(_Msg):
+class PipelineVersionInfo(Frozen):
     hash: str
     applied_at: datetime
     applied_by: str
 
 
-class PipelineEvent(_Msg):
+class PipelineEvent(Frozen):
     at: datetime
     actor: str
     message: str
 
 
-class SweepProgress(_Msg):
+class SweepProgress(Frozen):
     """The pause or resume fan-out over a pipeline's tasks."""
 
     action: Literal["pause", "resume"]
@@ -765,7 +784,7 @@ class SweepProgress(_Msg):
     done: bool = False
 
 
-class PipelineCommandResult(_Msg):
+class PipelineCommandResult(Frozen):
     request_id: str
     accepted: bool
     message: str
@@ -792,7 +811,7 @@ class PipelineState(_State):
     """While Completed: task counts by status that keep completion chains from firing."""
 
 
-class PipelineInput(_Msg):
+class PipelineInput(Frozen):
     name: str
     carried: PipelineState | None = None
     recheck_seconds: float | None = None
@@ -800,7 +819,7 @@ class PipelineInput(_Msg):
     chains); the default is ``workflows.options.PIPELINE_RECHECK``."""
 
 
-class PipelineView(_Msg):
+class PipelineView(Frozen):
     """The ``describe`` query's answer."""
 
     name: str
@@ -816,7 +835,7 @@ class PipelineView(_Msg):
     """Active or Paused: tasks may be created (in a Paused pipeline they start Paused)."""
 
 
-class SweepRequest(_Msg):
+class SweepRequest(Frozen):
     """One round of a pipeline's pause or resume fan-out (activity input)."""
 
     pipeline: str
@@ -826,13 +845,13 @@ class SweepRequest(_Msg):
     concurrency: int = 50
 
 
-class SweepResult(_Msg):
+class SweepResult(Frozen):
     signalled: int
     remaining: int
     """pause: tasks of the pipeline the store still shows neither Paused nor Finished."""
 
 
-class PipelineProjection(_Msg):
+class PipelineProjection(Frozen):
     """What the store records of a pipeline: its status, current version and definitions."""
 
     name: str
@@ -842,25 +861,25 @@ class PipelineProjection(_Msg):
     """Definitions to store (new versions since the last projection)."""
 
 
-class CompletionCheck(_Msg):
+class CompletionCheck(Frozen):
     pipeline: str
 
 
-class CompletionStatus(_Msg):
+class CompletionStatus(Frozen):
     """Task counts by status of a Completed pipeline (from the store)."""
 
     counts: dict[str, int]
     total: int
 
 
-class FireCompletionChains(_Msg):
+class FireCompletionChains(Frozen):
     """Create the ``on_pipeline_completion`` chains' batch: one target task per Finished task
     of ``pipeline`` (activity input; the activity returns how many tasks it created)."""
 
     pipeline: Pipeline
 
 
-class FireTaskChains(_Msg):
+class FireTaskChains(Frozen):
     """A Finished task's ``on_task_completion`` chains: one target task per chain (activity
     input). Firing again creates nothing new: the target keys derive from the source task."""
 
@@ -874,7 +893,7 @@ class FireTaskChains(_Msg):
     chains: list[ChainSpec]
 
 
-class ChainsFired(_Msg):
+class ChainsFired(Frozen):
     """What :class:`FireTaskChains` did, by target task workflow id."""
 
     created: list[str] = Field(default_factory=list)

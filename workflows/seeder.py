@@ -50,8 +50,9 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ConfigDict, Field, model_validator
+    from pydantic import Field, model_validator
 
+    from workflows.base import Frozen
     from workflows.markdown import md
     from workflows.payloads import Undecodable, decode
 
@@ -106,14 +107,10 @@ COUNT_RETRY = RetryPolicy(
 _KEY_PREFIX_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$"
 
 
-class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 # --------------------------------------------------------------------------- sources
 
 
-class FileSource(_Msg):
+class FileSource(Frozen):
     """A CSV (header row: the dataset fields), JSON Lines or JSON-array file, cycled."""
 
     kind: Literal["file"] = "file"
@@ -124,7 +121,7 @@ class FileSource(_Msg):
         return f"file {self.path}"
 
 
-class GeneratorSource(_Msg):
+class GeneratorSource(Frozen):
     """``package.module:function``, called with no arguments, returning an iterator of dicts.
 
     It must yield the same items in the same order on every call: the seeder resumes it by
@@ -139,7 +136,7 @@ class GeneratorSource(_Msg):
         return f"generator {self.target}"
 
 
-class LlmSource(_Msg):
+class LlmSource(Frozen):
     """A prompt asking a model for ``rows_per_call`` new rows per call.
 
     ``prompt`` and ``system`` are Jinja2 templates over ``n`` (rows wanted), ``call`` (the call's
@@ -178,14 +175,14 @@ def llm_key(prefix: str, call: int, row: int) -> str:
     return f"{prefix}-l{call}-{row}"
 
 
-class PendingRow(_Msg):
+class PendingRow(Frozen):
     """A row the model generated and the seeder has not used yet (valid for the pipeline)."""
 
     key: str
     data: dict[str, Any]
 
 
-class SeedCursor(_Msg):
+class SeedCursor(Frozen):
     """Where the source stands: the next row to use."""
 
     cycle: int = Field(default=0, ge=0)
@@ -210,7 +207,7 @@ class SeedCursor(_Msg):
 # --------------------------------------------------------------------------- activities
 
 
-class SeedBatch(_Msg):
+class SeedBatch(Frozen):
     """Create up to ``count`` tasks of ``pipeline`` from ``source``, starting at ``cursor``."""
 
     pipeline: str
@@ -228,14 +225,14 @@ class SeedOutcome(StrEnum):
     """The row does not fit the pipeline's dataset fields; it is skipped."""
 
 
-class SeededRow(_Msg):
+class SeededRow(Frozen):
     key: str
     outcome: SeedOutcome
     reason: str | None = None
     """Why an invalid row was skipped (short)."""
 
 
-class LlmUsage(_Msg):
+class LlmUsage(Frozen):
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -243,7 +240,7 @@ class LlmUsage(_Msg):
     """None once any call's price is unknown."""
 
 
-class SeedBatchResult(_Msg):
+class SeedBatchResult(Frozen):
     cursor: SeedCursor
     """Where the next batch starts."""
     rows: list[SeededRow] = Field(default_factory=list)
@@ -254,14 +251,14 @@ class SeedBatchResult(_Msg):
     llm: LlmUsage = Field(default_factory=LlmUsage)
 
 
-class InFlightQuery(_Msg):
+class InFlightQuery(Frozen):
     """Count the pipeline's unfinished tasks in the store; say which of ``keys`` it lacks."""
 
     pipeline: str
     keys: list[str] = Field(default_factory=list)
 
 
-class InFlightCount(_Msg):
+class InFlightCount(Frozen):
     unfinished: int
     """Tasks of the pipeline in the store whose status is not Finished."""
     missing: list[str] = Field(default_factory=list)
@@ -282,19 +279,19 @@ class SeederState(StrEnum):
     FAILED = "failed"
 
 
-class StopSeeding(_Msg):
+class StopSeeding(Frozen):
     by: str = Field(default="operator", min_length=1, max_length=200)
     reason: str | None = None
 
 
-class Unconfirmed(_Msg):
+class Unconfirmed(Frozen):
     """A task the seeder created (or found) that the store has not shown yet."""
 
     key: str
     at: datetime
 
 
-class SeederProgress(_Msg):
+class SeederProgress(Frozen):
     """Where a seeder stands: the ``progress`` query's answer and the final result."""
 
     pipeline: str
@@ -359,7 +356,7 @@ class SeederProgress(_Msg):
         return f"{line} — {self.note}" if self.note else line
 
 
-class SeederCarried(_Msg):
+class SeederCarried(Frozen):
     """A run's position, handed to the next run on continue-as-new."""
 
     progress: SeederProgress
@@ -369,7 +366,7 @@ class SeederCarried(_Msg):
     credit_at: datetime | None = None
 
 
-class SeederInput(_Msg):
+class SeederInput(Frozen):
     """What to seed, from where, and how fast. Exactly one of ``in_flight`` and
     ``rate_per_minute``."""
 

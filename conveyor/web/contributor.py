@@ -8,7 +8,6 @@ answers (accepted, or why not, per field) are shown on the page.
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.client import CommandRejected, NoWorkerResponded
+from conveyor.commands import task_command
 from conveyor.web.common import (
     PageError,
     PageRoute,
@@ -63,13 +63,9 @@ from store.workqueue import (
 )
 from workflows.graph import NodeKind, NodeSpec, Pipeline
 from workflows.messages import (
+    Command,
     EvaluationRecord,
     NodeState,
-    Regenerate,
-    Release,
-    Review,
-    SaveDraft,
-    Submit,
     TaskView,
     Verdict,
 )
@@ -412,6 +408,32 @@ def _evaluation_text(evaluations: list[EvaluationRecord]) -> str:
     return "; ".join(parts)
 
 
+FORM_ACTIONS = {
+    "release": "release",
+    "regenerate": "regenerate",
+    "save": "save_draft",
+    "submit": "submit",
+    "pass": "review",
+    "fail": "review",
+}
+"""The buttons of the task and review forms: the form's ``action`` → the command of
+:data:`workflows.messages.TASK_COMMANDS` it sends (the contributor is the sender)."""
+
+CLAIM_FORMS = {"/work/claim": "claim", "/work/next": "claim"}
+"""The work queue's forms that claim (through ``conveyor.workqueue``, which keeps claim limits)."""
+
+
+def _command_for(action: str, kind: NodeKind) -> str:
+    """The command a form's ``action`` sends: on a review node every button but release and
+    regenerate decides the review; on a subtask anything but save (Enter in a field) submits."""
+    name = FORM_ACTIONS.get(action)
+    if name in ("release", "regenerate"):
+        return name
+    if kind == NodeKind.REVIEW:
+        return "review"
+    return "save_draft" if name == "save_draft" else "submit"
+
+
 @router.post("/work/task")
 async def task_action(request: Request, user: PageUser) -> Response:
     """Save a draft, submit, release, ask for a new LLM suggestion, or decide a review."""
@@ -424,54 +446,38 @@ async def task_action(request: Request, user: PageUser) -> Response:
     pipeline = await _pipeline_of(request, view)
     spec = pipeline.node(node)
     task = deps(request).conveyor.task(workflow_id)
-    rid = uuid.uuid4().hex
     here = _form_url(workflow_id, node)
+    name = _command_for(action, spec.kind)
     values: dict[str, Any] = {}
+
+    def command(**fields: Any) -> Command:
+        return task_command(name, actor=user.name, node=node, token=token, **fields)
+
     try:
-        if action == "release":
-            result = await task.send(
-                Release(request_id=rid, contributor=user.name, node=node, token=token)
-            )
+        if name == "release":
+            result = await task.send(command())
             await wait_projected(request, workflow_id, result.seq)
             return redirect("/work?tab=claimed", notice=f"released {node}; your draft is kept")
-        if action == "regenerate":
-            await task.send(
-                Regenerate(request_id=rid, contributor=user.name, node=node, token=token)
-            )
+        if name == "regenerate":
+            await task.send(command())
             return redirect(here, notice="asked the model for a new suggestion; reload shortly")
-        if spec.kind == NodeKind.REVIEW:
+        if name == "review":
             values = read_form(spec.fields, form)
             verdict = Verdict.FAIL if action == "fail" else Verdict.PASS
             reason = str(form.get("reason", "")).strip() or None
-            result = await task.send(
-                Review(
-                    request_id=rid,
-                    contributor=user.name,
-                    node=node,
-                    token=token,
-                    verdict=verdict,
-                    reason=reason,
-                    values=values,
-                )
-            )
+            result = await task.send(command(verdict=verdict, reason=reason, values=values))
             await wait_projected(request, workflow_id, result.seq)
             return redirect(
                 "/work?tab=submitted",
                 notice=f"review {verdict.value}ed: {view.workflow_id} ({node})",
             )
-        if action == "save":
+        if name == "save_draft":
             values = read_form(spec.fields, form, draft=True)
-            result = await task.send(
-                SaveDraft(
-                    request_id=rid, contributor=user.name, node=node, token=token, values=values
-                )
-            )
+            result = await task.send(command(values=values))
             extra = _evaluation_text(result.evaluations)
             return redirect(here, notice="draft saved" + (f" — {extra}" if extra else ""))
         values = read_form(spec.fields, form)
-        result = await task.send(
-            Submit(request_id=rid, contributor=user.name, node=node, token=token, values=values)
-        )
+        result = await task.send(command(values=values))
         extra = _evaluation_text(result.evaluations)
         await wait_projected(request, workflow_id, result.seq)
         return redirect(

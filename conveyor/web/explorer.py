@@ -24,6 +24,7 @@ from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 
 from conveyor.bulk import EXPORT_FORMATS, Selection, delete_tasks, export
+from conveyor.commands import task_command
 from conveyor.connect import CliError
 from conveyor.web import charts
 from conveyor.web.common import (
@@ -64,19 +65,9 @@ from store.users import User
 from workflows import expr
 from workflows.graph import FieldSource, NodeKind, Pipeline
 from workflows.messages import (
-    Deescalate,
-    EditSubmission,
-    Escalate,
     NodeStatus,
-    Pause,
     QuarantineAction,
-    ReleaseClaim,
-    ResolveQuarantine,
-    Resume,
-    RetryFailed,
-    Tag,
     TaskStatus,
-    Untag,
 )
 
 router = APIRouter(include_in_schema=False, route_class=PageRoute)
@@ -97,6 +88,29 @@ SORTS = {
     "task_key": "Task key",
 }
 MAX_DERIVED = 5
+
+TASK_OPS = {
+    "pause": "pause",
+    "resume": "resume",
+    "escalate": "escalate",
+    "deescalate": "deescalate",
+    "tag": "tag",
+    "untag": "untag",
+    "release": "release_claim",
+    "resolve": "resolve_quarantine",
+    "retry": "retry",
+    "edit": "edit_submission",
+}
+"""The admin operations of a task's page: the form's ``op`` → the command of
+:data:`workflows.messages.TASK_COMMANDS` it sends (the admin is the sender)."""
+
+NOT_OFFERED = {
+    "activate": "tasks become available when their pipeline is activated; an operator "
+    "activates a single Pending task with the CLI or the HTTP API",
+}
+"""Task commands the web app deliberately has no form for, and why. With the contributor's
+forms (``contributor.FORM_ACTIONS``) and :data:`TASK_OPS`, every command is accounted for
+(``tests/test_command_registry.py``)."""
 
 
 def pipeline_url(name: str, **params: Any) -> str:
@@ -469,38 +483,33 @@ async def task_action(request: Request, user: PageUser) -> Response:
     reason = str(form.get("reason", "")).strip() or None
     node = str(form.get("node", ""))
     back = task_url(workflow_id, str(form.get("view", "")) or None)
-    rid, me = uuid.uuid4().hex, user.name
-    command: Any
-    if op == "pause":
-        command = Pause(request_id=rid, by=me, reason=reason)
-    elif op == "resume":
-        command = Resume(request_id=rid, by=me)
-    elif op == "escalate":
-        if reason is None:
-            return redirect(back, error="escalating needs a reason")
-        command = Escalate(request_id=rid, admin=me, reason=reason)
-    elif op == "deescalate":
-        command = Deescalate(request_id=rid, admin=me, reason=reason)
+    name = TASK_OPS.get(op)
+    if name is None:
+        return redirect(back, error=f"unknown operation {op!r}")
+    fields: dict[str, Any]
+    if op == "resume":
+        fields = {}
     elif op in ("tag", "untag"):
         tags = _tags(str(form.get("tags", "")))
         if not tags:
             return redirect(back, error="give at least one tag")
-        kind = Tag if op == "tag" else Untag
-        command = kind(request_id=rid, by=me, tags=tags)
+        fields = {"tags": tags}
     elif op == "release":
-        command = ReleaseClaim(request_id=rid, admin=me, node=node, reason=reason)
+        fields = {"node": node, "reason": reason}
     elif op == "resolve":
         try:
             action = QuarantineAction(str(form.get("action", "")))
         except ValueError:
             return redirect(back, error="choose rework, finish or fail")
-        command = ResolveQuarantine(request_id=rid, admin=me, action=action, reason=reason)
-    elif op == "retry":
-        command = RetryFailed(request_id=rid, admin=me, reason=reason)
+        fields = {"action": action, "reason": reason}
     elif op == "edit":
-        command = await _edit_command(request, workflow_id, node, form, rid, me, reason)
-    else:
-        return redirect(back, error=f"unknown operation {op!r}")
+        values = await _edited_values(request, workflow_id, node, form)
+        fields = {"node": node, "values": values, "reason": reason}
+    elif op == "escalate" and reason is None:
+        return redirect(back, error="escalating needs a reason")
+    else:  # pause, escalate, deescalate, retry
+        fields = {"reason": reason}
+    command = task_command(name, actor=user.name, **fields)
     try:
         result = await deps(request).conveyor.task(workflow_id).send(command)
     except Exception as err:
@@ -512,15 +521,9 @@ async def task_action(request: Request, user: PageUser) -> Response:
     return redirect(back, notice=result.message)
 
 
-async def _edit_command(
-    request: Request,
-    workflow_id: str,
-    node: str,
-    form: FormData,
-    rid: str,
-    admin: str,
-    reason: str | None,
-) -> EditSubmission:
+async def _edited_values(
+    request: Request, workflow_id: str, node: str, form: FormData
+) -> dict[str, Any]:
     def load(session: Session) -> Any:
         try:
             return task_detail(session, workflow_id)
@@ -531,8 +534,7 @@ async def _edit_command(
     found = next((n for n in detail.nodes if n.name == node), None)
     if found is None:
         raise not_found(f"task {workflow_id} has no node {node!r}")
-    values = read_form(found.fields, form)
-    return EditSubmission(request_id=rid, admin=admin, node=node, values=values, reason=reason)
+    return read_form(found.fields, form)
 
 
 # --------------------------------------------------------------------------- bulk actions

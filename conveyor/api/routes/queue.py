@@ -9,16 +9,16 @@ with. Nobody sees another person's claims here.
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from conveyor.api.auth import Worker
 from conveyor.api.errors import conflict, forbidden, not_found
+from conveyor.api.routes.commands import WORK_ROUTES, add_command_routes
 from conveyor.api.routes.common import (
     ERRORS,
     PIPELINE_NAME,
@@ -27,6 +27,7 @@ from conveyor.api.routes.common import (
     WorkflowId,
     in_store,
 )
+from conveyor.commands import request_id_or_new
 from conveyor.workqueue import (
     ClaimLimitReached,
     NoWorkAvailable,
@@ -40,14 +41,8 @@ from workflows.graph import FieldSpec, NodeKind
 from workflows.messages import (
     CommandResult,
     NodeStatus,
-    Regenerate,
-    Release,
-    Review,
     ReviewRecord,
-    SaveDraft,
-    Submit,
     TaskStatus,
-    Verdict,
 )
 
 router = APIRouter(tags=["work queue"], responses=ERRORS)
@@ -70,10 +65,6 @@ RolesQuery = Annotated[
         "the roles to act with",
     ),
 ]
-
-
-def _rid(request_id: str | None) -> str:
-    return request_id or uuid.uuid4().hex
 
 
 def work_roles(user: User, requested: list[str] | None) -> list[str]:
@@ -169,28 +160,6 @@ class ClaimBody(BaseModel):
     request_id: RequestId = None
     node: NodeName
     roles: Roles = None
-
-
-class TokenBody(BaseModel):
-    request_id: RequestId = None
-    node: NodeName
-    token: str = Field(min_length=1, max_length=200)
-
-
-class ValuesBody(TokenBody):
-    values: dict[str, Any]
-
-
-class ReviewBody(TokenBody):
-    verdict: Verdict
-    reason: str | None = Field(default=None, max_length=5000, description="required on fail")
-    values: dict[str, Any] = Field(default_factory=dict, description="the review's own fields")
-
-    @model_validator(mode="after")
-    def _reason_on_fail(self) -> ReviewBody:
-        if self.verdict is Verdict.FAIL and not (self.reason or "").strip():
-            raise ValueError("a failed review needs a reason: say what to fix")
-        return self
 
 
 class WorkNode(BaseModel):
@@ -446,7 +415,7 @@ async def claim(workflow_id: WorkflowId, body: ClaimBody, deps: Deps, user: Work
             acting,
             workflow_id,
             body.node,
-            request_id=_rid(body.request_id),
+            request_id=request_id_or_new(body.request_id),
         )
     except ClaimLimitReached:
         count = await in_store(deps, lambda s: _count(s, user.name, acting, pipeline))
@@ -464,92 +433,6 @@ async def claim(workflow_id: WorkflowId, body: ClaimBody, deps: Deps, user: Work
 
 
 # --------------------------------------------------------------------------- claimed work
+# release, draft, submit, review, regenerate: from the one table of command routes.
 
-
-@router.post(
-    "/tasks/{workflow_id:path}/release",
-    response_model=CommandResult,
-    summary="Give a claimed node back (the draft is kept)",
-)
-async def release(
-    workflow_id: WorkflowId, body: TokenBody, deps: Deps, user: Worker
-) -> CommandResult:
-    pipeline_of(workflow_id)
-    command = Release(
-        request_id=_rid(body.request_id), contributor=user.name, node=body.node, token=body.token
-    )
-    return await deps.conveyor.task(workflow_id).send(command)
-
-
-@router.post(
-    "/tasks/{workflow_id:path}/draft",
-    response_model=CommandResult,
-    summary="Save a draft on a claimed node (inline evaluators answer)",
-)
-async def draft(
-    workflow_id: WorkflowId, body: ValuesBody, deps: Deps, user: Worker
-) -> CommandResult:
-    pipeline_of(workflow_id)
-    command = SaveDraft(
-        request_id=_rid(body.request_id),
-        contributor=user.name,
-        node=body.node,
-        token=body.token,
-        values=body.values,
-    )
-    return await deps.conveyor.task(workflow_id).send(command)
-
-
-@router.post(
-    "/tasks/{workflow_id:path}/submit",
-    response_model=CommandResult,
-    summary="Submit a claimed subtask's form (422 invalid_values with per-field errors)",
-)
-async def submit(
-    workflow_id: WorkflowId, body: ValuesBody, deps: Deps, user: Worker
-) -> CommandResult:
-    pipeline_of(workflow_id)
-    command = Submit(
-        request_id=_rid(body.request_id),
-        contributor=user.name,
-        node=body.node,
-        token=body.token,
-        values=body.values,
-    )
-    return await deps.conveyor.task(workflow_id).send(command)
-
-
-@router.post(
-    "/tasks/{workflow_id:path}/review",
-    response_model=CommandResult,
-    summary="Pass or fail a claimed review (a fail needs a reason)",
-)
-async def review(
-    workflow_id: WorkflowId, body: ReviewBody, deps: Deps, user: Worker
-) -> CommandResult:
-    pipeline_of(workflow_id)
-    command = Review(
-        request_id=_rid(body.request_id),
-        contributor=user.name,
-        node=body.node,
-        token=body.token,
-        verdict=body.verdict,
-        reason=body.reason,
-        values=body.values,
-    )
-    return await deps.conveyor.task(workflow_id).send(command)
-
-
-@router.post(
-    "/tasks/{workflow_id:path}/regenerate",
-    response_model=CommandResult,
-    summary="Ask the model again for the LLM fields of a claimed node's draft",
-)
-async def regenerate(
-    workflow_id: WorkflowId, body: TokenBody, deps: Deps, user: Worker
-) -> CommandResult:
-    pipeline_of(workflow_id)
-    command = Regenerate(
-        request_id=_rid(body.request_id), contributor=user.name, node=body.node, token=body.token
-    )
-    return await deps.conveyor.task(workflow_id).send(command)
+add_command_routes(router, WORK_ROUTES, Worker, check=pipeline_of)

@@ -1,25 +1,22 @@
 """Tasks: create one or many, the Data Explorer (list, counts, detail) and admin operations —
 the same calls as ``starter.py task create``, ``explore …`` and ``admin …``.
 
-(No ``from __future__ import annotations`` here: the admin routes are made in a loop, and
-FastAPI reads their body types from the annotations at run time.)
+The admin operations are routes of the one table of command routes (``routes/commands.py``).
 """
 
-import uuid
-from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from conveyor.api.auth import Admin, Creator, Reader
 from conveyor.api.errors import invalid
+from conveyor.api.routes.commands import ADMIN_ROUTES, add_command_routes
 from conveyor.api.routes.common import (
     ERRORS,
     Deps,
     PipelineName,
-    RequestId,
     Timestamp,
     WorkflowId,
     in_store,
@@ -40,35 +37,12 @@ from store.explorer import (
     task_detail,
 )
 from workflows.messages import (
-    Activate,
-    Command,
-    CommandResult,
-    Deescalate,
-    EditSubmission,
-    Escalate,
     NodeStatus,
-    Pause,
-    QuarantineAction,
-    ReleaseClaim,
-    ResolveQuarantine,
-    Resume,
-    RetryFailed,
-    Tag,
     TaskStatus,
     TaskView,
-    Untag,
 )
 
 router = APIRouter(tags=["tasks"], responses=ERRORS)
-
-Text = Annotated[str, Field(min_length=1, max_length=200)]
-Reason = Annotated[str | None, Field(max_length=2000)]
-TagName = Annotated[str, Field(min_length=1, max_length=100)]
-
-
-def _rid(request_id: str | None) -> str:
-    return request_id or uuid.uuid4().hex
-
 
 # --------------------------------------------------------------------------- creating
 
@@ -258,163 +232,10 @@ async def list_tasks(
 # --------------------------------------------------------------------------- admin operations
 
 
-class PauseBody(BaseModel):
-    request_id: RequestId = None
-    reason: Reason = None
+# pause, resume, activate, tag, untag, edit, release-claim, escalate, deescalate, resolve, retry:
+# from the one table of command routes.
 
-
-class ByBody(BaseModel):
-    request_id: RequestId = None
-
-
-class TagBody(BaseModel):
-    request_id: RequestId = None
-    tags: list[TagName] = Field(min_length=1, max_length=100)
-
-
-class EditBody(BaseModel):
-    request_id: RequestId = None
-    node: Text
-    values: dict[str, Any]
-    reason: Reason = None
-
-
-class ReleaseClaimBody(BaseModel):
-    request_id: RequestId = None
-    node: Text
-    reason: Reason = None
-
-
-class EscalateBody(BaseModel):
-    request_id: RequestId = None
-    reason: str = Field(min_length=1, max_length=2000)
-
-
-class ReasonBody(BaseModel):
-    request_id: RequestId = None
-    reason: Reason = None
-
-
-class ResolveBody(BaseModel):
-    request_id: RequestId = None
-    action: QuarantineAction
-    reason: Reason = None
-
-
-_ADMIN_OPS: list[tuple[str, type[BaseModel], Callable[[Any, str], Command], str]] = [
-    (
-        "pause",
-        PauseBody,
-        lambda b, who: Pause(request_id=_rid(b.request_id), by=who, reason=b.reason),
-        "Pause a task (claims' timers and LLM work freeze)",
-    ),
-    (
-        "resume",
-        ByBody,
-        lambda b, who: Resume(request_id=_rid(b.request_id), by=who),
-        "Resume a paused task exactly where it was",
-    ),
-    (
-        "activate",
-        ByBody,
-        lambda b, who: Activate(request_id=_rid(b.request_id), by=who),
-        "Make a Pending task available for work",
-    ),
-    (
-        "tag",
-        TagBody,
-        lambda b, who: Tag(request_id=_rid(b.request_id), by=who, tags=b.tags),
-        "Add tags",
-    ),
-    (
-        "untag",
-        TagBody,
-        lambda b, who: Untag(request_id=_rid(b.request_id), by=who, tags=b.tags),
-        "Remove tags",
-    ),
-    (
-        "edit",
-        EditBody,
-        lambda b, who: EditSubmission(
-            request_id=_rid(b.request_id), admin=who, node=b.node, values=b.values, reason=b.reason
-        ),
-        "Edit a submission (the timeline keeps before and after)",
-    ),
-    (
-        "release-claim",
-        ReleaseClaimBody,
-        lambda b, who: ReleaseClaim(
-            request_id=_rid(b.request_id), admin=who, node=b.node, reason=b.reason
-        ),
-        "Release whoever holds a node",
-    ),
-    (
-        "escalate",
-        EscalateBody,
-        lambda b, who: Escalate(request_id=_rid(b.request_id), admin=who, reason=b.reason),
-        "Flag a task for admin attention",
-    ),
-    (
-        "deescalate",
-        ReasonBody,
-        lambda b, who: Deescalate(request_id=_rid(b.request_id), admin=who, reason=b.reason),
-        "Return an Escalated task to work",
-    ),
-    (
-        "resolve",
-        ResolveBody,
-        lambda b, who: ResolveQuarantine(
-            request_id=_rid(b.request_id), admin=who, action=b.action, reason=b.reason
-        ),
-        "Resolve a Quarantined task: rework, finish or fail",
-    ),
-    (
-        "retry",
-        ReasonBody,
-        lambda b, who: RetryFailed(request_id=_rid(b.request_id), admin=who, reason=b.reason),
-        "Put a Failed task back where it was and re-run what failed",
-    ),
-]
-
-
-def _admin_route(
-    body_type: type[BaseModel], build: Callable[[Any, str], Command], optional: bool
-) -> Callable[..., Any]:
-    if optional:
-
-        async def send_optional(
-            workflow_id: WorkflowId,
-            deps: Deps,
-            user: Admin,
-            body: Annotated[body_type | None, Body()] = None,  # type: ignore[valid-type]
-        ) -> CommandResult:
-            command = build(body if body is not None else body_type(), user.name)
-            return await deps.conveyor.task(workflow_id).send(command)
-
-        return send_optional
-
-    async def send(
-        workflow_id: WorkflowId,
-        deps: Deps,
-        user: Admin,
-        body: Annotated[body_type, Body()],  # type: ignore[valid-type]
-    ) -> CommandResult:
-        return await deps.conveyor.task(workflow_id).send(build(body, user.name))
-
-    return send
-
-
-for _op, _body, _build, _summary in _ADMIN_OPS:
-    _optional = all(not f.is_required() for f in _body.model_fields.values())
-    router.add_api_route(
-        f"/tasks/{{workflow_id:path}}/admin/{_op}",
-        _admin_route(_body, _build, _optional),
-        methods=["POST"],
-        response_model=CommandResult,
-        name=f"admin_{_op.replace('-', '_')}",
-        summary=f"Admin: {_summary}",
-        tags=["admin"],
-    )
+add_command_routes(router, ADMIN_ROUTES, Admin, tags=["admin"])
 
 
 @router.get(
