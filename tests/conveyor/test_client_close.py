@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -17,9 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 SCRIPT = """
 import asyncio
 
-from conveyor.client import ConveyorClient
-from conveyor.pipelines import load_pipeline_file
-from workflows.messages import TaskStatus
+from conveyor import ConveyorClient, TaskStatus, UnknownPipeline, load_pipeline_file
 
 
 async def main() -> None:
@@ -30,7 +29,7 @@ async def main() -> None:
             break
         try:
             await conveyor.describe_pipeline("no-such-pipeline")
-        except LookupError:
+        except UnknownPipeline:
             pass
     print("done")
 
@@ -78,3 +77,18 @@ async def test_close_is_idempotent_and_final(temporal_env: WorkflowEnvironment) 
         assert "closed" in str(err)
     else:
         raise AssertionError("a closed client still made a task handle")
+
+
+def test_the_readmes_python_examples_import_what_exists() -> None:
+    """Every ``from conveyor… import …`` line of the README's Python blocks imports."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    lines = [
+        line
+        for block in blocks
+        for line in block.splitlines()
+        if re.match(r"from (conveyor|workflows)[\w.]* import ", line)
+    ]
+    assert any(line.startswith("from conveyor import ") for line in lines), lines
+    for line in lines:
+        exec(line, {})  # raises ImportError for a name the library does not have
