@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from conveyor.cli_common import (
+from conveyor.cli.common import (
     EXIT_FAILED,
     EXIT_INVALID,
     EXIT_REJECTED,
@@ -122,7 +122,7 @@ async def cmd_pipeline_validate(args: argparse.Namespace) -> int:
 
 
 async def cmd_task_create(args: argparse.Namespace) -> int:
-    from conveyor.cli_pipeline import creation_target
+    from conveyor.cli.pipeline import creation_target
 
     data = _json_arg(args.data, "--data")
     conveyor = await connect_conveyor()
@@ -249,7 +249,7 @@ def _verdict_line(record: EvaluationRecord) -> str:
 
 
 async def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from conveyor.cli_common import sqlite_path
+    from conveyor.cli.common import sqlite_path
     from conveyor.settings import store_url
     from store.db import current_revision, make_engine, migrate, safe_url
 
@@ -425,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(handler=cmd_dev)
 
-    from conveyor.cli_pipeline import register as register_pipeline_commands
+    from conveyor.cli.pipeline import register as register_pipeline_commands
 
     pipeline = sub.add_parser("pipeline", help="pipeline definitions and their lifecycle")
     psub = pipeline.add_subparsers(dest="action", required=True)
@@ -454,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--status", choices=[s.value for s in TaskStatus])
     listing.add_argument("--limit", type=int, default=100)
     listing.set_defaults(handler=cmd_task_list)
-    from conveyor.cli_import import register as register_task_import
+    from conveyor.cli.importing import register as register_task_import
 
     register_task_import(tsub)
 
@@ -529,15 +529,15 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--fix", action="store_true", help="repair what drifted")
     rec.set_defaults(handler=cmd_reconcile)
 
-    from conveyor.cli_analytics import register as register_analytics
-    from conveyor.cli_evaluate import register as register_evaluate
-    from conveyor.cli_explorer import register as register_explorer
+    from conveyor.cli.analytics import register as register_analytics
+    from conveyor.cli.evaluate import register as register_evaluate
+    from conveyor.cli.explorer import register as register_explorer
 
     register_explorer(sub)
 
     register_evaluate(sub)
     register_analytics(sub)
-    from conveyor.cli_seed import register as register_seed
+    from conveyor.cli.seed import register as register_seed
 
     register_seed(sub)
     from conveyor.api.cli import register as register_api

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 from temporalio.runtime import Runtime, TelemetryConfig
 
-from conveyor.cli_common import EXIT_UNAVAILABLE
+from conveyor.cli.common import EXIT_UNAVAILABLE
 from conveyor.client import ConveyorClient
 from conveyor.devserver import start_dev_server
 from conveyor.pipelines import load_pipeline_file

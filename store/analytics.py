@@ -1,7 +1,7 @@
 """LLM Analytics and Evaluation Analytics: what LLM calls cost and how evaluators judge.
 
 Pure functions over a caller's :class:`~sqlalchemy.orm.Session` (they never commit), returning
-frozen pydantic models; the CLI (``conveyor/cli_analytics.py``) and the HTTP API share them.
+frozen pydantic models; the CLI (``conveyor/cli/analytics.py``) and the HTTP API share them.
 
 * :func:`llm_analytics` reads ``llm_calls`` (one row per attempt of a call): calls, attempts,
   retries, tokens, cost, latency percentiles, error rate and errors by class, per pipeline /

@@ -1,7 +1,7 @@
 """The Data Explorer's queries: header counts, filtered and sorted pages, task data, task detail.
 
 Pure functions over a caller's :class:`~sqlalchemy.orm.Session` (they never commit), returning
-frozen pydantic models; the CLI (``conveyor/cli_explorer.py``), bulk actions
+frozen pydantic models; the CLI (``conveyor/cli/explorer.py``), bulk actions
 (``conveyor/bulk/``) and the HTTP API share them.
 
 Pages use **keyset pagination**, never ``OFFSET``: a page is "the next ``limit`` rows after the

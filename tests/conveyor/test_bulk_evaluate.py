@@ -28,8 +28,8 @@ from temporalio.worker import Replayer, Worker
 from activities.evaluate import JUDGE_ATTEMPTS, EvaluateActivities
 from activities.llm import LlmSettings
 from conveyor.bulk_evaluation import check_evaluators, evaluators_by_name, start_bulk_evaluation
-from conveyor.cli_common import CliError
-from conveyor.cli_evaluate import load_evaluator_file, register
+from conveyor.cli.common import CliError
+from conveyor.cli.evaluate import load_evaluator_file, register
 from store.db import transaction
 from store.explorer import TaskFilter, task_detail
 from store.models import EvaluationResultRow, LlmCallRow

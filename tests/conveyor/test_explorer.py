@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from conveyor.cli_explorer import register
+from conveyor.cli.explorer import register
 from store.db import transaction
 from store.explorer import (
     InvalidCursor,

@@ -26,8 +26,8 @@ from temporalio.worker import Replayer
 
 from activities.llm import OFFLINE_LABEL, LlmSettings
 from activities.seeding import SeedingActivities, parse_llm_rows, read_rows
-from conveyor.cli_common import CliError
-from conveyor.cli_seed import register, seeder_handle, start_seeder
+from conveyor.cli.common import CliError
+from conveyor.cli.seed import register, seeder_handle, start_seeder
 from conveyor.client import ConveyorClient
 from store.db import transaction
 from store.models import TaskRow

@@ -30,7 +30,7 @@ from conveyor.bulk import (
     delete_tasks,
     export,
 )
-from conveyor.cli_common import CliError, connect_conveyor, store_sessions
+from conveyor.cli.common import CliError, connect_conveyor, store_sessions
 from store.db import transaction
 from store.explorer import (
     DEFAULT_PAGE_SIZE,

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from conveyor.cli_common import CliError, connect_conveyor, store_sessions
+from conveyor.cli.common import CliError, connect_conveyor, store_sessions
 from conveyor.client import (
     ConveyorClient,
     CreationTarget,

@@ -37,8 +37,8 @@ from conveyor.bulk_evaluation import (
     evaluators_by_name,
     start_bulk_evaluation,
 )
-from conveyor.cli_common import CliError, connect_conveyor, store_sessions
-from conveyor.cli_explorer import _add_filters, _criteria
+from conveyor.cli.common import CliError, connect_conveyor, store_sessions
+from conveyor.cli.explorer import _add_filters, _criteria
 from conveyor.pipelines import load_raw
 from store.db import transaction
 from store.explorer import TaskFilter, pipeline_versions

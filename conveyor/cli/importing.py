@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 from conveyor.bulk import ProgressBar
-from conveyor.cli_common import CliError, connect_conveyor
-from conveyor.cli_pipeline import creation_target
+from conveyor.cli.common import CliError, connect_conveyor
+from conveyor.cli.pipeline import creation_target
 from conveyor.client import ConveyorClient, UnknownPipeline
 from conveyor.creation import DEFAULT_CONCURRENCY, MAX_ROWS_PER_CALL
 from conveyor.importing import (

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from conveyor.cli_common import CliError, store_sessions
+from conveyor.cli.common import CliError, store_sessions
 from store.analytics import (
     DEFAULT_DISAGREEMENT_LIMIT,
     DEFAULT_FAILING_LIMIT,

@@ -33,7 +33,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from conveyor.cli_common import CliError, connect_conveyor
+from conveyor.cli.common import CliError, connect_conveyor
 from conveyor.client import (
     _RACE_RETRIES,
     ConveyorClient,
