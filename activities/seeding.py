@@ -75,7 +75,7 @@ from store.db import transaction
 from store.models import TaskRow
 from workflows.graph import FieldSpec
 from workflows.messages import TaskStatus
-from workflows.seeder import (
+from workflows.seeder_messages import (
     IN_FLIGHT_ACTIVITY,
     REASON_CHARS,
     SEED_BATCH_ACTIVITY,

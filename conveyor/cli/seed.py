@@ -41,7 +41,8 @@ from conveyor.client import (
     UnknownPipeline,
     _is_continue_as_new_race,
 )
-from workflows.seeder import (
+from workflows.seeder import SeederWorkflow
+from workflows.seeder_messages import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_KEY_PREFIX,
     MAX_BATCH_SIZE,
@@ -51,7 +52,6 @@ from workflows.seeder import (
     SeedCursor,
     SeederInput,
     SeederProgress,
-    SeederWorkflow,
     SeedSource,
     StopSeeding,
     seeder_workflow_id,

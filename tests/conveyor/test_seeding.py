@@ -37,7 +37,8 @@ from worker import build_worker
 from workflows.graph import Pipeline
 from workflows.graph_checks import validate_pipeline
 from workflows.messages import PipelineStatus, TaskStatus
-from workflows.seeder import (
+from workflows.seeder import SeederWorkflow
+from workflows.seeder_messages import (
     SEED_BATCH_ACTIVITY,
     FileSource,
     GeneratorSource,
@@ -48,7 +49,6 @@ from workflows.seeder import (
     SeederInput,
     SeederProgress,
     SeederState,
-    SeederWorkflow,
     StopSeeding,
     seeder_workflow_id,
 )
