@@ -6,8 +6,8 @@
   Finished (``on_pipeline_completion``): one target task per Finished task, read from the store
   in keyset pages and created with bounded concurrency.
 
-Each target is resolved through :meth:`ConveyorClient.creation_target`: its current definition,
-and whether its tasks start Paused. The target task's key derives from the source task
+Each target is resolved through :meth:`conveyor.starting.Starter.creation_target`: its current
+definition, and whether its tasks start Paused. The target task's key derives from the source task
 (:func:`workflows.chains.chain_task_key`) and creating a task is idempotent, so an activity
 that runs again (a retry, a chain firing twice) creates nothing twice.
 """
@@ -25,14 +25,9 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from conveyor.client import (
-    ConveyorClient,
-    Created,
-    CreationTarget,
-    InvalidSeedData,
-    PipelineNotAccepting,
-    UnknownPipeline,
-)
+from conveyor.creation import Created
+from conveyor.errors import InvalidSeedData, PipelineNotAccepting, UnknownPipeline
+from conveyor.starting import CreationTarget, Starter
 from store.db import transaction
 from store.models import NodeRow, TaskRow
 from workflows.chains import ChainMappingError, chain_task_key, map_seed_data
@@ -87,8 +82,8 @@ class ChainActivities:
         self._client = client
         self._concurrency = concurrency
 
-    def _conveyor(self) -> ConveyorClient:
-        return ConveyorClient(self._client or activity.client(), activity.info().task_queue)
+    def _conveyor(self) -> Starter:
+        return Starter(self._client or activity.client(), activity.info().task_queue)
 
     @activity.defn(name=FIRE_TASK_CHAINS_ACTIVITY)
     async def fire_task_chains(self, request: FireTaskChains) -> ChainsFired:
@@ -195,7 +190,7 @@ class ChainActivities:
         return progress.created
 
 
-async def resolve_target(conveyor: ConveyorClient, name: str) -> CreationTarget:
+async def resolve_target(conveyor: Starter, name: str) -> CreationTarget:
     """The target pipeline's current definition and whether new tasks start Paused.
 
     Raises:
@@ -221,7 +216,7 @@ async def resolve_target(conveyor: ConveyorClient, name: str) -> CreationTarget:
 
 
 async def create_chained(
-    conveyor: ConveyorClient,
+    conveyor: Starter,
     chain: ChainSpec,
     target: CreationTarget,
     source_pipeline: str,

@@ -3,9 +3,9 @@
 ``SeedingActivities.seed_batch`` reads the next rows from the source at the cursor, validates
 each against the pipeline's dataset fields (as :mod:`conveyor.creation` does for imports: CSV
 cells are read as the field's type), and creates a task per valid row under the key its position
-gives (:mod:`workflows.seeder`), through :meth:`ConveyorClient.creation_target` and
-:meth:`ConveyorClient.create_task`. It returns the new cursor and one outcome per row; being
-positional, a batch repeated from the same cursor creates nothing twice.
+gives (:mod:`workflows.seeder`), through :meth:`conveyor.starting.Starter.creation_target` and
+:meth:`~conveyor.starting.Starter.create_task`. It returns the new cursor and one outcome per
+row; being positional, a batch repeated from the same cursor creates nothing twice.
 
 Sources:
 
@@ -63,14 +63,9 @@ from activities.rows import (
     RawRow,
     UnreadableFile,
 )
-from conveyor.client import (
-    ConveyorClient,
-    CreationTarget,
-    InvalidSeedData,
-    PipelineNotAccepting,
-    UnknownPipeline,
-)
 from conveyor.creation import SeedRows
+from conveyor.errors import InvalidSeedData, PipelineNotAccepting, UnknownPipeline
+from conveyor.starting import CreationTarget, Starter
 from store.db import transaction
 from store.models import TaskRow
 from workflows.graph import FieldSpec
@@ -345,7 +340,7 @@ class SeedingActivities:
                 a valid row; ``InvalidPromptTemplate`` and provider errors as for
                 :meth:`activities.llm.LlmActivities.call_llm`.
         """
-        conveyor = ConveyorClient(activity.client(), activity.info().task_queue)
+        conveyor = Starter(activity.client(), activity.info().task_queue)
         try:
             target = await conveyor.creation_target(request.pipeline)
         except (UnknownPipeline, PipelineNotAccepting) as err:
@@ -406,7 +401,7 @@ class SeedingActivities:
     # ------------------------------------------------------------------ creating
 
     async def _create(
-        self, conveyor: ConveyorClient, target: CreationTarget, draw: _Draw
+        self, conveyor: Starter, target: CreationTarget, draw: _Draw
     ) -> list[SeededRow]:
         gate = asyncio.Semaphore(CREATE_CONCURRENCY)
 

@@ -16,7 +16,6 @@ import contextlib
 import gc
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from temporalio.client import (
@@ -26,8 +25,6 @@ from temporalio.client import (
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
-    SearchAttributePair,
-    TypedSearchAttributes,
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
@@ -52,7 +49,8 @@ from conveyor.errors import PipelineNotAccepting as PipelineNotAccepting
 from conveyor.errors import Unavailable as Unavailable
 from conveyor.errors import UnknownPipeline as UnknownPipeline
 from conveyor.settings import Settings
-from workflows import engine
+from conveyor.starting import CreationTarget as CreationTarget
+from conveyor.starting import Starter
 from workflows.chains import unknown_target_fields
 from workflows.engine import actor_of
 from workflows.graph import Pipeline
@@ -67,16 +65,13 @@ from workflows.messages import (
     PipelineInput,
     PipelineStatus,
     PipelineView,
-    TaskInput,
     TaskStatus,
     TaskView,
 )
 from workflows.options import (
     DEFAULT_TASK_QUEUE,
-    SA_PIPELINE,
     SA_STATUS,
     pipeline_workflow_id,
-    task_workflow_id,
 )
 from workflows.pipeline import REJECTED as PIPELINE_REJECTED
 from workflows.pipeline import PipelineWorkflow
@@ -103,15 +98,6 @@ def _command_name(command: Command) -> str:
     if TASK_COMMANDS.get(command.type) is not type(command):
         raise TypeError(f"{type(command).__name__} is not a command callers may send")
     return command.type
-
-
-@dataclass(frozen=True)
-class CreationTarget:
-    """Where new tasks of a pipeline go: its current definition, and whether they start Paused."""
-
-    pipeline: Pipeline
-    start_paused: bool
-    status: PipelineStatus
 
 
 class TaskClient:
@@ -239,6 +225,11 @@ class ConveyorClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @property
+    def starter(self) -> Starter:
+        """Starts tasks and reads creation targets (:mod:`conveyor.starting`)."""
+        return Starter(self.client, self.task_queue)
+
     def task(self, workflow_id: str) -> TaskClient:
         return TaskClient(
             self.client.get_workflow_handle_for(TaskWorkflow.run, workflow_id), self.update_timeout
@@ -258,36 +249,9 @@ class ConveyorClient:
         Raises:
             InvalidSeedData: ``data`` does not fit the pipeline's predefined fields.
         """
-        data = dict(data or {})
-        errors = engine.check_seed_data(pipeline, data)
-        if errors:
-            raise InvalidSeedData(errors)
-        workflow_id = task_workflow_id(pipeline.name, key)
-        try:
-            await self.client.start_workflow(
-                TaskWorkflow.run,
-                TaskInput(
-                    pipeline=pipeline,
-                    task_key=key,
-                    data=data,
-                    start_paused=start_paused,
-                    start_pending=start_pending,
-                ),
-                id=workflow_id,
-                task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        SearchAttributePair(SA_PIPELINE, pipeline.name),
-                        SearchAttributePair(SA_STATUS, TaskStatus.PENDING.value),
-                    ]
-                ),
-                static_summary=f"{pipeline.name} · {key}"[:200],
-            )
-        except WorkflowAlreadyStartedError:
-            return Created(workflow_id, created=False)
-        return Created(workflow_id, created=True)
+        return await self.starter.create_task(
+            pipeline, key, data, start_paused=start_paused, start_pending=start_pending
+        )
 
     # ------------------------------------------------------------------ pipelines
 
@@ -381,15 +345,7 @@ class ConveyorClient:
         Raises:
             UnknownPipeline: it was never applied.
         """
-        try:
-            return await self.pipeline_handle(name).query(PipelineWorkflow.describe)
-        except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                raise UnknownPipeline(
-                    f"no pipeline named {name!r}; apply its definition first "
-                    "(python starter.py pipeline apply FILE)"
-                ) from None
-            raise
+        return await self.starter.describe_pipeline(name)
 
     async def list_pipelines(self, *, timeout: float = 5.0) -> list[PipelineView]:
         """Every applied pipeline that answers within ``timeout`` seconds, by name.
@@ -421,22 +377,7 @@ class ConveyorClient:
             UnknownPipeline: it was never applied.
             PipelineNotAccepting: it is Draft, Completed or Archived.
         """
-        view = await self.describe_pipeline(name)
-        if not view.accepts_tasks or view.current is None:
-            hint = {
-                PipelineStatus.DRAFT: "activate it first (python starter.py pipeline activate "
-                f"{name})",
-                PipelineStatus.COMPLETED: "it is Completed; reopen it with pipeline activate",
-                PipelineStatus.ARCHIVED: "it is Archived",
-            }.get(view.status, "")
-            raise PipelineNotAccepting(
-                f"pipeline {name!r} is {view.status} and takes no new tasks; {hint}"
-            )
-        return CreationTarget(
-            pipeline=view.current,
-            start_paused=view.status == PipelineStatus.PAUSED,
-            status=view.status,
-        )
+        return await self.starter.creation_target(name)
 
     async def create_tasks(
         self, pipeline: str | Pipeline, rows: Sequence[Mapping[str, Any]], **options: Any

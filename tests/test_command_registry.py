@@ -141,3 +141,17 @@ def test_every_task_command_has_a_web_form_or_is_deliberately_left_out() -> None
     )
     assert not offered & set(explorer.NOT_OFFERED)
     assert offered | set(explorer.NOT_OFFERED) == ALL
+
+
+def test_workflows_started_by_name_keep_their_names() -> None:
+    """The starter below the activities starts and queries workflows by these names."""
+    from temporalio import workflow
+
+    from workflows.options import PIPELINE_DESCRIBE_QUERY, PIPELINE_WORKFLOW, TASK_WORKFLOW
+    from workflows.pipeline import PipelineWorkflow
+    from workflows.task import TaskWorkflow
+
+    assert workflow._Definition.must_from_class(TaskWorkflow).name == TASK_WORKFLOW
+    pipeline = workflow._Definition.must_from_class(PipelineWorkflow)
+    assert pipeline.name == PIPELINE_WORKFLOW
+    assert PIPELINE_DESCRIBE_QUERY in pipeline.queries

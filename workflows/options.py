@@ -33,6 +33,13 @@ JUDGE_ACTIVITY = "judge_llm"
 """Activity name of :meth:`activities.llm.LlmActivities.judge_llm`: one LLM judge evaluation.
 Same timeouts and retry policy as :data:`LLM_ACTIVITY`."""
 
+TASK_WORKFLOW = "TaskWorkflow"
+"""Workflow type of :class:`workflows.task.TaskWorkflow` (started by name below the client)."""
+PIPELINE_WORKFLOW = "PipelineWorkflow"
+"""Workflow type of :class:`workflows.pipeline.PipelineWorkflow`."""
+PIPELINE_DESCRIBE_QUERY = "describe"
+"""Query name of :meth:`workflows.pipeline.PipelineWorkflow.describe`."""
+
 BULK_EVALUATE_WORKFLOW = "BulkEvaluate"
 """Workflow type of :class:`workflows.bulk_evaluate.BulkEvaluateWorkflow`."""
 BULK_EVALUATE_ACTIVITY = "evaluate_chunk"
