@@ -323,3 +323,10 @@ def test_loops_through_other_pipelines() -> None:
     assert _chain_loop("c", edges) == ["c", "a", "b", "c"]
     assert _chain_loop("a", {"a": ["b"], "b": ["d"]}) is None
     assert _chain_loop("a", {"a": ["a"]}) is None  # reported by the definition's own checks
+
+
+@pytest.mark.parametrize("trigger", [["on_task_completion"], {"a": 1}, 3])
+def test_a_trigger_that_is_not_a_string_is_a_problem_not_a_crash(trigger: object) -> None:
+    found = problems(source(chains=[{"to": "dst", "trigger": trigger}]))
+    assert len(found) == 1
+    assert "trigger" in found[0]
