@@ -27,6 +27,8 @@ from store.models import (
     TimelineEventRow,
 )
 from store.repositories import ensure_pipeline_version
+from workflows import events as ev
+from workflows.events import event_data
 from workflows.messages import (
     EvaluationRecord,
     EventKind,
@@ -39,6 +41,9 @@ from workflows.messages import (
 )
 
 # Timeline event kinds that carry a form's values, and the submission kind each records.
+_CARRY_VALUES = (ev.DraftSaved, ev.Submitted, ev.LlmGenerated, ev.LlmDrafted)
+"""The event data of submission kinds whose ``values`` are the submitted values."""
+
 _SUBMISSION_KINDS: dict[str, str] = {
     EventKind.DRAFT_SAVED: "draft",
     EventKind.SUBMITTED: "submit",
@@ -165,7 +170,12 @@ def insert_events(
         )
         kind = _SUBMISSION_KINDS.get(event.kind)
         if kind is not None and event.node is not None:
-            values = event.data.get("after") if kind == "edit" else event.data.get("values")
+            data = event_data(event)
+            if isinstance(data, ev.SubmissionEdited):
+                values = data.after
+            else:
+                assert isinstance(data, _CARRY_VALUES), data
+                values = data.values
             upsert_ignore(
                 session,
                 SubmissionRow.__table__,
@@ -175,8 +185,8 @@ def insert_events(
                     "node": event.node,
                     "kind": kind,
                     "actor": event.actor,
-                    "attempt": event.data.get("attempt"),
-                    "values": values or {},
+                    "attempt": data.attempt if isinstance(data, ev.Submitted) else None,
+                    "values": values,
                     "at": event.at,
                 },
             )
@@ -188,6 +198,8 @@ def insert_events(
                 ["workflow_id", "node", "criterion", "criterion_version"],
             )
         elif event.kind == EventKind.REVIEWED and event.node is not None:
+            review = event_data(event)
+            assert isinstance(review, ev.Reviewed), review
             upsert_ignore(
                 session,
                 ReviewRow.__table__,
@@ -196,9 +208,9 @@ def insert_events(
                     "seq": event.seq,
                     "node": event.node,
                     "reviewer": event.actor,
-                    "verdict": event.data.get("verdict", ""),
-                    "reason": event.data.get("reason"),
-                    "values": event.data.get("values") or {},
+                    "verdict": review.verdict,
+                    "reason": review.reason,
+                    "values": review.values,
                     "at": event.at,
                 },
             )
@@ -206,7 +218,9 @@ def insert_events(
 
 def evaluation_values(workflow_id: str, pipeline: str, event: TimelineEvent) -> dict[str, Any]:
     """The ``evaluation_results`` row of an ``evaluated`` event (its data is the record)."""
-    record = EvaluationRecord.model_validate(event.data)
+    evaluated = event_data(event)
+    assert isinstance(evaluated, ev.Evaluated), evaluated
+    record = evaluated.record
     return evaluation_row(workflow_id, pipeline, record, source="task", seq=event.seq, at=event.at)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from workflows import expr
+from workflows import events, expr
 from workflows.evaluators import evaluate_human, evaluate_programmatic
 from workflows.forms import validate_form
 from workflows.graph import (
@@ -42,7 +42,6 @@ from workflows.messages import (
     EditSubmission,
     Escalate,
     EvaluationRecord,
-    EventKind,
     JudgeResult,
     LlmDraft,
     LlmFailure,
@@ -148,7 +147,7 @@ def start_task(
         nodes={n.name: NodeState(name=n.name) for n in pipeline.nodes},
     )
     run = _Run(pipeline, state, ctx, actor=SYSTEM)
-    run.emit(EventKind.CREATED, SYSTEM, None, f"task '{task_key}' created", {"data": dict(data)})
+    run.emit(SYSTEM, None, f"task '{task_key}' created", events.Created(data=dict(data)))
     if not start_pending:
         run.begin()
     if start_paused and run.state.status != TaskStatus.FINISHED:
@@ -237,11 +236,10 @@ def record_rejection(
     new = _working_copy(state)
     run = _Run(pipeline, new, ctx, actor=actor_of(command))
     run.emit(
-        EventKind.REJECTED,
         actor_of(command),
         getattr(command, "node", None),
         f"{command.type} rejected: {outcome.result.message}",
-        {"request_id": command.request_id, "field_errors": outcome.result.field_errors},
+        events.Rejected(request_id=command.request_id, field_errors=outcome.result.field_errors),
     )
     # A request_id refused for belonging to an earlier command keeps that command's answer.
     if command.request_id not in new.responses:
@@ -267,15 +265,14 @@ def record_undecodable(
     who = actor or SYSTEM
     run = _Run(pipeline, new, ctx, actor=who)
     run.emit(
-        EventKind.REJECTED,
         who,
         None,
         f"{result.command} rejected: {result.message}",
-        {
-            "request_id": result.request_id or None,
-            "field_errors": result.field_errors,
-            "problems": [p.model_dump() for p in result.problems],
-        },
+        events.Rejected(
+            request_id=result.request_id or None,
+            field_errors=result.field_errors,
+            problems=[p.model_dump() for p in result.problems],
+        ),
     )
     return Outcome(new, result, run.events)
 
@@ -559,23 +556,17 @@ class _Run:
 
     # -- bookkeeping
 
-    def emit(
-        self,
-        kind: EventKind,
-        actor: str,
-        node: str | None,
-        message: str,
-        data: Mapping[str, Any] | None = None,
-    ) -> None:
+    def emit(self, actor: str, node: str | None, message: str, data: events.EventData) -> None:
+        """Record one timeline event; its kind is that of ``data``'s model."""
         self.state.seq += 1
         event = TimelineEvent(
             seq=self.state.seq,
             at=self.ctx.now,
-            kind=kind.value,
+            kind=data.KIND.value,
             actor=actor,
             node=node,
             message=message,
-            data=dict(data or {}),
+            data=data.to_data(),
         )
         self.events.append(event)
         self.state.timeline.append(event)
@@ -601,11 +592,10 @@ class _Run:
         if status == NodeStatus.AVAILABLE:
             node.available_since = self.ctx.now
         self.emit(
-            EventKind.NODE_STATUS,
             self.actor,
             name,
             message or f"{name}: {before} -> {status}",
-            {"from": before.value, "to": status.value},
+            events.NodeStatusChanged(from_=before.value, to=status.value),
         )
 
     def set_task(self, status: TaskStatus, actor: str, message: str) -> None:
@@ -616,11 +606,10 @@ class _Run:
         if status == TaskStatus.FINISHED:
             self.state.finished_at = self.ctx.now
         self.emit(
-            EventKind.TASK_STATUS,
             actor,
             None,
             f"task {before} -> {status}: {message}",
-            {"from": before.value, "to": status.value},
+            events.TaskStatusChanged(from_=before.value, to=status.value),
         )
 
     # -- claims
@@ -800,12 +789,11 @@ class _Run:
         self.node(record.node).evaluations[f"{record.criterion}:{record.version}"] = record
         self.recorded.append(record)
         self.emit(
-            EventKind.EVALUATED,
             record.actor or SYSTEM,
             record.node,
             f"{record.criterion} on {record.node}: {verdict}"
             + (f" ({record.error})" if record.error else ""),
-            record.model_dump(mode="json"),
+            events.Evaluated(record=record),
         )
 
     def send_to_rework(self, review: NodeSpec, reason: str | None) -> None:
@@ -890,11 +878,10 @@ def _claim(run: _Run, cmd: Claim) -> _Handled:
     claim = run.grant_claim(target, cmd.contributor)
     node = run.node(target)
     run.emit(
-        EventKind.CLAIMED,
         cmd.contributor,
         target,
         f"{cmd.contributor} claimed {target}",
-        {"expires_at": claim.expires_at.isoformat() if claim.expires_at else None},
+        events.Claimed(expires_at=claim.expires_at.isoformat() if claim.expires_at else None),
     )
     message = f"claimed {target}"
     if node.rework_reason:
@@ -907,9 +894,7 @@ def _release(run: _Run, cmd: Release) -> _Handled:
         raise Rejected("task is Finished; it accepts no more work")
     run.held_claim(cmd.node, cmd.contributor, cmd.token)
     run.drop_claim(cmd.node)
-    run.emit(
-        EventKind.RELEASED, cmd.contributor, cmd.node, f"{cmd.contributor} released {cmd.node}"
-    )
+    run.emit(cmd.contributor, cmd.node, f"{cmd.contributor} released {cmd.node}", events.Released())
     return f"released {cmd.node}; the draft is kept", {"node": cmd.node}
 
 
@@ -923,11 +908,10 @@ def _save_draft(run: _Run, cmd: SaveDraft) -> _Handled:
         raise Rejected("the draft has invalid values", checked.errors)
     node.draft = {**node.draft, **checked.values}
     run.emit(
-        EventKind.DRAFT_SAVED,
         cmd.contributor,
         cmd.node,
         f"{cmd.contributor} saved a draft",
-        {"values": checked.values},
+        events.DraftSaved(values=checked.values),
     )
     inline = inline_evaluations(run.pipeline, run.state, cmd.node)
     return "draft saved", {"node": cmd.node, "evaluations": inline}
@@ -951,11 +935,10 @@ def _submit(run: _Run, cmd: Submit) -> _Handled:
     if not checked.ok:
         raise Rejected(f"the form of '{cmd.node}' has invalid values", checked.errors)
     run.emit(
-        EventKind.SUBMITTED,
         cmd.contributor,
         cmd.node,
         f"{cmd.contributor} submitted {cmd.node}",
-        {"values": checked.values, "attempt": run.node(cmd.node).attempts + 1},
+        events.Submitted(values=checked.values, attempt=run.node(cmd.node).attempts + 1),
     )
     run.hand_in(cmd.node, checked.values, cmd.contributor)
     inline = [r for r in run.recorded if r.mode == EvaluatorMode.INLINE]
@@ -990,12 +973,11 @@ def _review(run: _Run, cmd: Review) -> _Handled:
     )
     target = run.pipeline.reviewed_node(spec)
     run.emit(
-        EventKind.REVIEWED,
         cmd.contributor,
         cmd.node,
         f"{cmd.contributor} {'passed' if cmd.verdict == Verdict.PASS else 'failed'} {target}"
         + (f": {reason}" if reason else ""),
-        {"verdict": cmd.verdict.value, "reason": reason, "values": checked.values},
+        events.Reviewed(verdict=cmd.verdict.value, reason=reason, values=checked.values),
     )
     run.evaluate(cmd.node, cmd.contributor)
     if escalated:
@@ -1080,11 +1062,10 @@ def _claim_timeout(run: _Run, cmd: ClaimTimeout) -> _Handled:
     holder = claim.holder
     run.drop_claim(cmd.node)
     run.emit(
-        EventKind.CLAIM_TIMEOUT,
         SYSTEM,
         cmd.node,
         f"{holder}'s claim on {cmd.node} timed out and was released; the draft is kept",
-        {"holder": holder},
+        events.ClaimTimedOut(holder=holder),
     )
     return f"released {cmd.node} after the claim timeout", {"node": cmd.node}
 
@@ -1102,7 +1083,7 @@ def _llm_started(run: _Run, cmd: LlmStarted) -> _Handled:
     holder = LLM_ACTOR_PREFIX + (model.model if model else "unknown")
     run.grant_claim(cmd.node, holder, expires=False)
     node.llm_runs += 1
-    run.emit(EventKind.LLM_STARTED, holder, cmd.node, f"{holder} is generating {cmd.node}")
+    run.emit(holder, cmd.node, f"{holder} is generating {cmd.node}", events.LlmStarted())
     return f"generating {cmd.node}", {"node": cmd.node}
 
 
@@ -1120,11 +1101,10 @@ def _llm_result(run: _Run, cmd: LlmResult) -> _Handled:
         raise Rejected("the LLM output does not fit the node's fields", checked.errors)
     holder = node.claim.holder
     run.emit(
-        EventKind.LLM_RESULT,
         holder,
         cmd.node,
         f"{holder} generated {cmd.node}",
-        {"values": checked.values, "model": cmd.model},
+        events.LlmGenerated(values=checked.values, model=cmd.model),
     )
     run.hand_in(cmd.node, checked.values, holder)
     return f"generated {cmd.node}", {"node": cmd.node}
@@ -1140,7 +1120,7 @@ def _llm_failure(run: _Run, cmd: LlmFailure) -> _Handled:
     holder = node.claim.holder
     node.error = cmd.reason
     run.drop_claim(cmd.node)
-    run.emit(EventKind.LLM_FAILED, holder, cmd.node, f"{holder} failed on {cmd.node}: {cmd.reason}")
+    run.emit(holder, cmd.node, f"{holder} failed on {cmd.node}: {cmd.reason}", events.LlmFailed())
     if run.state.status == TaskStatus.PAUSED:
         run.state.status_before_pause = TaskStatus.FAILED
         run.state.status_before_hold = TaskStatus.IN_PROGRESS
@@ -1165,11 +1145,10 @@ def _regenerate(run: _Run, cmd: Regenerate) -> _Handled:
         return f"a new draft of {cmd.node} is already being generated", {"node": cmd.node}
     node.llm_draft_wanted += 1
     run.emit(
-        EventKind.REGENERATE_REQUESTED,
         cmd.contributor,
         cmd.node,
         f"{cmd.contributor} asked for a new LLM draft of {cmd.node}",
-        {"run": node.llm_draft_wanted},
+        events.RegenerateRequested(run=node.llm_draft_wanted),
     )
     return f"generating a new draft of {cmd.node}", {"node": cmd.node}
 
@@ -1184,11 +1163,10 @@ def _llm_draft(run: _Run, cmd: LlmDraft) -> _Handled:
     node.llm_draft_runs = cmd.run
     if cmd.error is not None:
         run.emit(
-            EventKind.LLM_DRAFT_FAILED,
             LLM_ACTOR_PREFIX + (cmd.model or "unknown"),
             cmd.node,
             f"the LLM draft of {cmd.node} failed: {cmd.error}; fill the fields or regenerate",
-            {"run": cmd.run, "error": cmd.error},
+            events.LlmDraftFailed(run=cmd.run, error=cmd.error),
         )
         return f"draft of {cmd.node} failed", {"node": cmd.node}
     names = {f.name for f in spec.llm_fields()}
@@ -1199,12 +1177,11 @@ def _llm_draft(run: _Run, cmd: LlmDraft) -> _Handled:
         raise Rejected("the LLM draft does not fit the node's fields", checked.errors)
     node.draft = {**node.draft, **checked.values}
     run.emit(
-        EventKind.LLM_DRAFT,
         LLM_ACTOR_PREFIX + (cmd.model or "unknown"),
         cmd.node,
         f"{LLM_ACTOR_PREFIX}{cmd.model or 'unknown'} drafted {', '.join(checked.values)} "
         f"of {cmd.node}",
-        {"run": cmd.run, "values": checked.values, "model": cmd.model},
+        events.LlmDrafted(run=cmd.run, values=checked.values, model=cmd.model),
     )
     return f"drafted {cmd.node}", {"node": cmd.node}
 
@@ -1241,12 +1218,11 @@ def _edit_submission(run: _Run, cmd: EditSubmission) -> _Handled:
     before = dict(node.values)
     node.values = checked.values
     run.emit(
-        EventKind.SUBMISSION_EDITED,
         cmd.admin,
         cmd.node,
         f"{cmd.admin} edited the submission of {cmd.node}"
         + (f": {cmd.reason}" if cmd.reason else ""),
-        {"before": before, "after": checked.values, "reason": cmd.reason},
+        events.SubmissionEdited(before=before, after=checked.values, reason=cmd.reason),
     )
     return f"edited {cmd.node}", {"node": cmd.node}
 
@@ -1261,12 +1237,11 @@ def _release_claim(run: _Run, cmd: ReleaseClaim) -> _Handled:
     holder = node.claim.holder
     run.drop_claim(cmd.node)
     run.emit(
-        EventKind.CLAIM_RELEASED_BY_ADMIN,
         cmd.admin,
         cmd.node,
         f"{cmd.admin} released {holder}'s claim on {cmd.node}"
         + (f": {cmd.reason}" if cmd.reason else ""),
-        {"holder": holder, "reason": cmd.reason},
+        events.ClaimReleasedByAdmin(holder=holder, reason=cmd.reason),
     )
     return f"released {holder}'s claim on {cmd.node}", {"node": cmd.node}
 
@@ -1275,7 +1250,7 @@ def _escalate(run: _Run, cmd: Escalate) -> _Handled:
     if run.state.status != TaskStatus.IN_PROGRESS:
         raise Rejected(f"only an In Progress task can be escalated; this one is {run.state.status}")
     run.hold(TaskStatus.ESCALATED, cmd.admin, cmd.reason)
-    run.emit(EventKind.ESCALATED, cmd.admin, None, f"{cmd.admin} escalated the task: {cmd.reason}")
+    run.emit(cmd.admin, None, f"{cmd.admin} escalated the task: {cmd.reason}", events.Escalated())
     return "escalated", {}
 
 
@@ -1292,10 +1267,10 @@ def _deescalate(run: _Run, cmd: Deescalate) -> _Handled:
             run.set_node(spec.name, NodeStatus.AVAILABLE)
     run.unhold(cmd.admin, "de-escalated")
     run.emit(
-        EventKind.DEESCALATED,
         cmd.admin,
         None,
         f"{cmd.admin} de-escalated the task" + (f": {cmd.reason}" if cmd.reason else ""),
+        events.Deescalated(),
     )
     return "de-escalated", {}
 
@@ -1306,11 +1281,10 @@ def _resolve_quarantine(run: _Run, cmd: ResolveQuarantine) -> _Handled:
     held = [s for s in run.pipeline.nodes if run.node(s.name).status == NodeStatus.QUARANTINED]
     note = f": {cmd.reason}" if cmd.reason else ""
     run.emit(
-        EventKind.QUARANTINE_RESOLVED,
         cmd.admin,
         None,
         f"{cmd.admin} resolved the quarantine with '{cmd.action.value}'{note}",
-        {"action": cmd.action.value, "reason": cmd.reason},
+        events.QuarantineResolved(action=cmd.action.value, reason=cmd.reason),
     )
     if cmd.action == QuarantineAction.FAIL:
         run.hold(TaskStatus.FAILED, cmd.admin, cmd.reason or "failed by an admin from quarantine")
@@ -1337,7 +1311,7 @@ def _tag(run: _Run, cmd: Tag) -> _Handled:
     if not new:
         return "already tagged", {}
     run.state.tags.extend(new)
-    run.emit(EventKind.TAGGED, cmd.by, None, f"{cmd.by} tagged {', '.join(new)}", {"tags": new})
+    run.emit(cmd.by, None, f"{cmd.by} tagged {', '.join(new)}", events.Tagged(tags=new))
     return f"tagged {', '.join(new)}", {}
 
 
@@ -1349,9 +1323,7 @@ def _untag(run: _Run, cmd: Untag) -> _Handled:
             f"its tags are: {', '.join(run.state.tags) or '(none)'}"
         )
     run.state.tags = [t for t in run.state.tags if t not in gone]
-    run.emit(
-        EventKind.UNTAGGED, cmd.by, None, f"{cmd.by} removed tags {', '.join(gone)}", {"tags": gone}
-    )
+    run.emit(cmd.by, None, f"{cmd.by} removed tags {', '.join(gone)}", events.Untagged(tags=gone))
     return f"removed {', '.join(gone)}", {}
 
 
@@ -1362,10 +1334,10 @@ def _retry(run: _Run, cmd: RetryFailed) -> _Handled:
         node.error = None
     run.unhold(cmd.admin, "retried")
     run.emit(
-        EventKind.RETRIED,
         cmd.admin,
         None,
         f"{cmd.admin} retried the task" + (f": {cmd.reason}" if cmd.reason else ""),
+        events.Retried(),
     )
     return "retried", {}
 
