@@ -6,7 +6,7 @@ once; ``--signal`` sends it fire-and-forget instead.
 
 The commands live in ``conveyor/cli/`` (the parser and the exit codes in ``conveyor/cli/main.py``).
 This entry adds the two pieces that sit above that layer, which it may not import: ``dev``'s
-handler (``conveyor/dev.py``) and the ``user`` and ``api`` commands (``conveyor/api/cli.py``).
+handler (``conveyor/dev.py``) and the ``user`` and ``api`` commands (``conveyor/server.py``).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ async def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from conveyor.api.cli import register as register_api
+    from conveyor.server import register as register_api
 
     return build_cli_parser(dev_handler=cmd_dev, register_api=register_api)
 

@@ -264,8 +264,9 @@ async def _run_dev(
     app_metrics_port: int | None,
     temporal_address: str | None,
 ) -> int:
-    from conveyor.api import ApiDeps, create_app
+    from conveyor.api import ApiDeps
     from conveyor.metrics import sdk_runtime, serve_app_metrics
+    from conveyor.server import create_app
     from conveyor.web.server import start_server
     from store.db import make_engine, migrate, safe_url, session_factory
     from worker import build_worker

@@ -1,7 +1,7 @@
 """What the HTTP API and the web app share: the process's dependencies, API-key sign-in and
 the error both answer with.
 
-One FastAPI application serves both (``conveyor.api.create_app``); neither package imports the
+One FastAPI application serves both (``conveyor.server.create_app``); neither package imports the
 other, so what they share lives here, below both.
 """
 

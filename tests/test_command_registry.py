@@ -17,7 +17,7 @@ from typing import Any, cast
 import pytest
 
 import starter
-from conveyor.api.app import API_PREFIX, create_app
+from conveyor.api.app import API_PREFIX, create_api
 from conveyor.api.routes.commands import CLAIM_ROUTES, COMMAND_ROUTES
 from conveyor.client import _command_name
 from conveyor.commands import task_command
@@ -113,7 +113,7 @@ def test_every_task_command_has_a_cli_subcommand() -> None:
 def test_every_task_command_has_an_http_route() -> None:
     assert {r.command for r in COMMAND_ROUTES} | set(CLAIM_ROUTES) == ALL
     assert not {r.command for r in COMMAND_ROUTES} & set(CLAIM_ROUTES)
-    paths: dict[str, Any] = create_app().openapi()["paths"]
+    paths: dict[str, Any] = create_api().openapi()["paths"]
     served = [f"/tasks/{{workflow_id}}/{r.path}" for r in COMMAND_ROUTES]
     served += [p for routes in CLAIM_ROUTES.values() for p in routes]
     for path in served:

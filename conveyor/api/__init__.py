@@ -1,10 +1,11 @@
-"""Conveyor's HTTP API (FastAPI) and the web app it serves.
+"""Conveyor's HTTP API (FastAPI).
 
-``create_app(deps)`` builds the application; ``python starter.py api`` serves it. Every route
-goes through the same client library and store queries the CLI uses.
+``create_api(deps)`` builds it; :func:`conveyor.server.create_app` serves it together with the
+web app (``python starter.py api``). Every route goes through the same client library and store
+queries the CLI uses.
 """
 
-from conveyor.api.app import create_app
+from conveyor.api.app import create_api
 from conveyor.http_common import ApiDeps
 
-__all__ = ["ApiDeps", "create_app"]
+__all__ = ["ApiDeps", "create_api"]

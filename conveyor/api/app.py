@@ -1,4 +1,5 @@
-"""The FastAPI application and how it is put together (what it needs: ``conveyor.api.deps``)."""
+"""The API's FastAPI application and how it is put together (what it needs:
+:class:`conveyor.http_common.ApiDeps`); :mod:`conveyor.server` serves it with the web app."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from conveyor.http_common import ApiDeps
 API_PREFIX = "/api/v1"
 
 
-def create_app(deps: ApiDeps | None = None) -> FastAPI:
-    """The API (under ``/api/v1``) and the web app; ``deps=None`` connects from ``CONVEYOR_*``
-    settings when the server starts."""
+def create_api(deps: ApiDeps | None = None) -> FastAPI:
+    """The API (under ``/api/v1``); ``deps=None`` connects from ``CONVEYOR_*`` settings when the
+    server starts. :func:`conveyor.server.create_app` adds the web app to it."""
     from conveyor.api.docs import mount_docs
     from conveyor.api.exports import ExportJobs
     from conveyor.api.limits import BodyLimits
@@ -59,7 +60,4 @@ def create_app(deps: ApiDeps | None = None) -> FastAPI:
     errors.install(app)
     for router in routers():
         app.include_router(router, prefix=API_PREFIX)
-    from conveyor import web
-
-    web.mount(app)
     return app

@@ -1,6 +1,7 @@
-"""The HTTP API's commands: ``user …`` (users and API keys) and ``api`` (serve it).
+"""The HTTP API's users and keys: ``user …`` (:mod:`conveyor.server` adds ``api``, which serves
+the API).
 
-``starter.py`` adds these commands with :func:`register`::
+``starter.py`` adds these commands through :func:`conveyor.server.register`::
 
     python starter.py user create ana --role contributor --roles labeler,reviewer
     python starter.py user list
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
 
 from conveyor.connect import CliError, store_sessions
 from store.db import transaction
@@ -32,12 +32,9 @@ from store.users import (
     upsert_user,
 )
 
-if TYPE_CHECKING:
-    import uvicorn
-
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``user`` and ``api`` to the CLI's subcommands."""
+    """Add ``user`` to the CLI's subcommands (:func:`conveyor.server.register` adds ``api``)."""
     user = sub.add_parser("user", help="users and API keys of the HTTP API and the web app")
     usub = user.add_subparsers(dest="action", required=True)
 
@@ -69,11 +66,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     revoke.add_argument("name")
     revoke.add_argument("--prefix", help="the key's first characters, as `user list` shows them")
     revoke.set_defaults(handler=cmd_user_revoke)
-
-    api = sub.add_parser("api", help="serve the HTTP API (and the web app) with uvicorn")
-    api.add_argument("--host", default="127.0.0.1")
-    api.add_argument("--port", type=int, default=8000)
-    api.set_defaults(handler=cmd_api)
 
 
 def _roles(text: str) -> list[str]:
@@ -144,34 +136,3 @@ async def cmd_user_revoke(args: argparse.Namespace) -> int:
     which = f" starting {args.prefix}" if args.prefix else ""
     print(f"revoked {count} key(s){which} of {args.name}")
     return 0 if count or not args.prefix else 1
-
-
-def server_config(host: str, port: int) -> uvicorn.Config:
-    """The uvicorn server of ``starter.py api``: proxy headers only from
-    ``CONVEYOR_TRUSTED_PROXIES``."""
-    import uvicorn
-
-    from conveyor.api import create_app
-    from conveyor.settings import Settings
-
-    return uvicorn.Config(
-        create_app(),
-        host=host,
-        port=port,
-        log_level="info",
-        **Settings.from_env().uvicorn_proxy_options(),
-    )
-
-
-async def cmd_api(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    config = server_config(args.host, args.port)
-    print(
-        f"Conveyor API on http://{args.host}:{args.port}/api/v1 "
-        f"(OpenAPI: /openapi.json, docs: /docs)",
-        file=sys.stderr,
-        flush=True,
-    )
-    await uvicorn.Server(config).serve()
-    return 0

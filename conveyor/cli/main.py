@@ -68,7 +68,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(*, dev_handler: Handler, register_api: Register) -> argparse.ArgumentParser:
     """Every command of ``starter.py``. ``dev_handler`` (runs :mod:`conveyor.dev`) and
-    ``register_api`` (adds ``user`` and ``api`` from :mod:`conveyor.api.cli`) come from layers
+    ``register_api`` (adds ``user`` and ``api`` from :mod:`conveyor.server`) come from layers
     this package may not import (``[tool.importlinter]``), so the entry passes them in."""
     parser = _Parser(
         prog="starter.py",

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from activities.llm import LlmSettings
-from conveyor.api import ApiDeps, create_app
+from conveyor.api import ApiDeps
 from conveyor.client import ConveyorClient
+from conveyor.server import create_app
 from store.db import make_engine, migrate, session_factory, transaction
 from store.users import create_key, disable_user, revoke_keys, upsert_user
 from tests.support.database import (  # db_url: a fresh store per test, on each dialect

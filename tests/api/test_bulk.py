@@ -10,7 +10,8 @@ from typing import Any
 
 import httpx
 
-from conveyor.api import ApiDeps, create_app
+from conveyor.api import ApiDeps
+from conveyor.server import create_app
 from tests.api.conftest import Api, error_of, label_definition, until
 
 

@@ -35,8 +35,9 @@ from schemathesis.specs.openapi.checks import (
 from temporalio.client import Client
 
 from activities.llm import LlmSettings
-from conveyor.api import ApiDeps, create_app
+from conveyor.api import ApiDeps
 from conveyor.client import ConveyorClient
+from conveyor.server import create_app
 from store.db import make_engine, migrate, session_factory, transaction
 from store.users import create_key, upsert_user
 from worker import build_worker

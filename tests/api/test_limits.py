@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from conveyor.api import ApiDeps, create_app
+from conveyor.api import ApiDeps
 from conveyor.api.limits import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
@@ -18,6 +18,7 @@ from conveyor.api.limits import (
     MAX_PAYLOAD_BODY_BYTES,
     body_limit,
 )
+from conveyor.server import create_app
 from conveyor.web.server import free_port, start_server
 from tests.api.conftest import Api, error_of
 
@@ -88,7 +89,7 @@ async def test_batches_and_definitions_may_be_larger_up_to_the_global_cap(api: A
 
 def test_every_route_has_its_body_limit() -> None:
     """The large-body table names real routes, and only those."""
-    from conveyor.api import create_app
+    from conveyor.server import create_app
 
     large = set()
     for path, operations in create_app().openapi()["paths"].items():

@@ -7,8 +7,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conveyor.api import ApiDeps, create_app
-from conveyor.api.cli import server_config
+from conveyor.api import ApiDeps
+from conveyor.server import create_app, server_config
 from conveyor.settings import Settings
 from conveyor.web.server import free_port, start_server
 from tests.api.conftest import Api

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
 
 from activities.llm import LlmSettings
-from conveyor.api import ApiDeps, create_app
+from conveyor.api import ApiDeps
 from conveyor.client import ConveyorClient
+from conveyor.server import create_app
 from conveyor.web.server import free_port, start_server
 from store.db import make_engine, migrate, session_factory, transaction
 from store.users import create_key, upsert_user

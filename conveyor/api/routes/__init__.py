@@ -1,4 +1,4 @@
-"""The API's routes, one module per area; :func:`routers` lists them for ``create_app``."""
+"""The API's routes, one module per area; :func:`routers` lists them for ``create_api``."""
 
 from __future__ import annotations
 
