@@ -136,7 +136,7 @@ class TaskRow(Base):
         # Data Explorer: keyset pages sorted by finished time or status (workflow_id breaks ties).
         Index("ix_tasks_pipeline_finished", "pipeline_name", "finished_at", "workflow_id"),
         Index("ix_tasks_pipeline_status_workflow", "pipeline_name", "status", "workflow_id"),
-        # Data Explorer: does any task of these states lack a finished time (store/explorer.py)?
+        # Data Explorer: does any task of these states lack a finished time (store/explorer/)?
         Index(
             "ix_tasks_pipeline_unfinished",
             "pipeline_name",

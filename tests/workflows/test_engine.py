@@ -1,4 +1,4 @@
-"""Unit tests of the pure task state machine (``workflows/engine.py``): no Temporal, no I/O.
+"""Unit tests of the pure task state machine (``workflows/engine/``): no Temporal, no I/O.
 
 One test per accepted transition and per rejection of every command handler, using the small
 pipelines of ``tests/support/pipelines.py`` (and a few built here for the odd corner).
@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from tests.support.pipelines import gate_and_join, label_review, llm_then_edit
-from workflows import engine
 from workflows.engine import (
     Context,
     Outcome,
@@ -508,8 +507,10 @@ def test_rejected_commands_are_not_remembered() -> None:
 def test_responses_and_timeline_are_trimmed_but_seq_keeps_counting(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(engine, "RESPONSES_KEPT", 3)
-    monkeypatch.setattr(engine, "TIMELINE_KEPT", 5)
+    from workflows.engine import run  # the limits are read where the engine trims
+
+    monkeypatch.setattr(run, "RESPONSES_KEPT", 3)
+    monkeypatch.setattr(run, "TIMELINE_KEPT", 5)
     task = Task(label_review())
     for i in range(6):
         ok(task.tag(f"t{i}"))

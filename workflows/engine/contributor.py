@@ -1,0 +1,176 @@
+"""Handlers of the commands contributors send on a task: claim, release, save a draft, submit a
+subtask and review one."""
+
+from __future__ import annotations
+
+from workflows import events
+from workflows.engine.queries import _claim_refusal, _status_refusal, claimable, inline_evaluations
+from workflows.engine.run import Rejected, _Handled, _Run
+from workflows.forms import validate_form
+from workflows.graph import EvaluatorMode, LimitAction, NodeKind
+from workflows.messages import (
+    Claim,
+    NodeStatus,
+    Release,
+    Review,
+    ReviewRecord,
+    SaveDraft,
+    Submit,
+    TaskStatus,
+    Verdict,
+)
+
+
+def _claim(run: _Run, cmd: Claim) -> _Handled:
+    state, pipeline = run.state, run.pipeline
+    if cmd.node is not None:
+        spec = run.spec(cmd.node)
+        refusal = _claim_refusal(pipeline, state, spec, cmd.contributor, cmd.roles)
+        if refusal:
+            raise Rejected(refusal)
+        target = spec.name
+    else:
+        options = claimable(pipeline, state, cmd.contributor, cmd.roles)
+        if not options:
+            refusal = _status_refusal(state, "claim")
+            if refusal is None:
+                waiting = [
+                    _claim_refusal(pipeline, state, spec, cmd.contributor, cmd.roles)
+                    for spec in pipeline.nodes
+                    if spec.is_human
+                    and state.nodes[spec.name].status
+                    in (NodeStatus.AVAILABLE, NodeStatus.CLAIMED, NodeStatus.ESCALATED)
+                ]
+                why = "; ".join(r for r in waiting if r) or "no node is waiting for a person"
+                refusal = f"nothing on this task is claimable by {cmd.contributor}: {why}"
+            raise Rejected(refusal)
+        target = options[0]
+    claim = run.grant_claim(target, cmd.contributor)
+    node = run.node(target)
+    run.emit(
+        cmd.contributor,
+        target,
+        f"{cmd.contributor} claimed {target}",
+        events.Claimed(expires_at=claim.expires_at.isoformat() if claim.expires_at else None),
+    )
+    message = f"claimed {target}"
+    if node.rework_reason:
+        message += f" (rework: {node.rework_reason})"
+    return message, {"node": target, "token": claim.token}
+
+
+def _release(run: _Run, cmd: Release) -> _Handled:
+    if run.state.status == TaskStatus.FINISHED:
+        raise Rejected("task is Finished; it accepts no more work")
+    run.held_claim(cmd.node, cmd.contributor, cmd.token)
+    run.drop_claim(cmd.node)
+    run.emit(cmd.contributor, cmd.node, f"{cmd.contributor} released {cmd.node}", events.Released())
+    return f"released {cmd.node}; the draft is kept", {"node": cmd.node}
+
+
+def _save_draft(run: _Run, cmd: SaveDraft) -> _Handled:
+    if run.state.status == TaskStatus.FINISHED:
+        raise Rejected("task is Finished; it accepts no more work")
+    node = run.held_claim(cmd.node, cmd.contributor, cmd.token)
+    spec = run.spec(cmd.node)
+    checked = validate_form(spec.fields, cmd.values, partial=True)
+    if not checked.ok:
+        raise Rejected("the draft has invalid values", checked.errors)
+    node.draft = {**node.draft, **checked.values}
+    run.emit(
+        cmd.contributor,
+        cmd.node,
+        f"{cmd.contributor} saved a draft",
+        events.DraftSaved(values=checked.values),
+    )
+    inline = inline_evaluations(run.pipeline, run.state, cmd.node)
+    return "draft saved", {"node": cmd.node, "evaluations": inline}
+
+
+def _submit(run: _Run, cmd: Submit) -> _Handled:
+    refusal = _status_refusal(run.state, "submit")
+    if refusal:
+        raise Rejected(refusal)
+    spec = run.spec(cmd.node)
+    if spec.kind != NodeKind.SUBTASK:
+        raise Rejected(f"node '{cmd.node}' is a {spec.kind} node; use review to decide it")
+    node = run.held_claim(cmd.node, cmd.contributor, cmd.token)
+    # LLM fields arrive as a draft: the contributor may edit them or leave them as generated.
+    generated = {
+        f.name: node.draft[f.name]
+        for f in spec.llm_fields()
+        if f.name not in cmd.values and node.draft.get(f.name) is not None
+    }
+    checked = validate_form(spec.fields, {**generated, **cmd.values})
+    if not checked.ok:
+        raise Rejected(f"the form of '{cmd.node}' has invalid values", checked.errors)
+    run.emit(
+        cmd.contributor,
+        cmd.node,
+        f"{cmd.contributor} submitted {cmd.node}",
+        events.Submitted(values=checked.values, attempt=run.node(cmd.node).attempts + 1),
+    )
+    run.hand_in(cmd.node, checked.values, cmd.contributor)
+    inline = [r for r in run.recorded if r.mode == EvaluatorMode.INLINE]
+    return f"submitted {cmd.node}", {"node": cmd.node, "evaluations": inline}
+
+
+def _review(run: _Run, cmd: Review) -> _Handled:
+    refusal = _status_refusal(run.state, "review")
+    if refusal:
+        raise Rejected(refusal)
+    spec = run.spec(cmd.node)
+    if spec.kind != NodeKind.REVIEW:
+        raise Rejected(f"node '{cmd.node}' is a {spec.kind} node, not a review; use submit")
+    node = run.held_claim(cmd.node, cmd.contributor, cmd.token)
+    errors: dict[str, str] = {}
+    reason = (cmd.reason or "").strip() or None
+    if cmd.verdict == Verdict.FAIL and reason is None:
+        errors["reason"] = "required when failing a review: tell the contributor what to fix"
+    checked = validate_form(spec.fields, cmd.values)
+    errors.update(checked.errors)
+    if errors:
+        raise Rejected(f"the review of '{cmd.node}' is incomplete", errors)
+    escalated = node.claim is not None and node.claim.returns_to == NodeStatus.ESCALATED
+    node.claim = None
+    node.values = checked.values
+    node.last_review = ReviewRecord(
+        reviewer=cmd.contributor,
+        verdict=cmd.verdict,
+        reason=reason,
+        values=checked.values,
+        at=run.ctx.now,
+    )
+    target = run.pipeline.reviewed_node(spec)
+    run.emit(
+        cmd.contributor,
+        cmd.node,
+        f"{cmd.contributor} {'passed' if cmd.verdict == Verdict.PASS else 'failed'} {target}"
+        + (f": {reason}" if reason else ""),
+        events.Reviewed(verdict=cmd.verdict.value, reason=reason, values=checked.values),
+    )
+    run.evaluate(cmd.node, cmd.contributor)
+    if escalated:
+        run.unhold(cmd.contributor, "escalation review decided")
+    if cmd.verdict == Verdict.PASS:
+        node.passes += 1
+        run.set_node(cmd.node, NodeStatus.FINISHED)
+        run.set_node(target, NodeStatus.FINISHED)
+        run.after_finished(target)
+        run.after_finished(cmd.node)
+        return f"passed {target}", {"node": cmd.node}
+    node.failures += 1
+    node.total_failures += 1
+    if escalated:
+        node.failures = 0
+    elif node.failures > spec.max_rereviews:
+        limit = f"{target} failed review {node.failures} times (max_rereviews {spec.max_rereviews})"
+        if spec.on_limit == LimitAction.ESCALATE:
+            run.set_node(cmd.node, NodeStatus.ESCALATED)
+            run.hold(TaskStatus.ESCALATED, cmd.contributor, limit)
+        else:
+            run.set_node(cmd.node, NodeStatus.QUARANTINED)
+            run.hold(TaskStatus.QUARANTINED, cmd.contributor, limit)
+        return f"failed {target}; {limit}", {"node": cmd.node}
+    run.send_to_rework(spec, reason)
+    return f"failed {target}; sent back for rework", {"node": cmd.node}
