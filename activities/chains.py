@@ -33,13 +33,15 @@ from store.models import NodeRow, TaskRow
 from workflows.chains import ChainMappingError, chain_task_key, map_seed_data
 from workflows.graph import ChainSpec, ChainTrigger
 from workflows.messages import (
+    TaskStatus,
+)
+from workflows.options import FIRE_COMPLETION_CHAINS_ACTIVITY, FIRE_TASK_CHAINS_ACTIVITY
+from workflows.pipeline_messages import (
     ChainsFired,
     FireCompletionChains,
     FireTaskChains,
     PipelineStatus,
-    TaskStatus,
 )
-from workflows.options import FIRE_COMPLETION_CHAINS_ACTIVITY, FIRE_TASK_CHAINS_ACTIVITY
 
 PAGE_SIZE = 500
 DEFAULT_CONCURRENCY = 20

@@ -25,19 +25,21 @@ from store.models import PipelineRow, TaskRow
 from store.repositories import ensure_pipeline_version
 from workflows.engine import PIPELINE_ACTOR
 from workflows.messages import (
-    CompletionCheck,
-    CompletionStatus,
     Pause,
-    PipelineProjection,
     Resume,
-    SweepRequest,
-    SweepResult,
     TaskStatus,
 )
 from workflows.options import (
     COMPLETION_CHECK_ACTIVITY,
     PIPELINE_PROJECT_ACTIVITY,
     SWEEP_ACTIVITY,
+)
+from workflows.pipeline_messages import (
+    CompletionCheck,
+    CompletionStatus,
+    PipelineProjection,
+    SweepRequest,
+    SweepResult,
 )
 
 PAGE_SIZE = 1000

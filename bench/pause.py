@@ -41,7 +41,13 @@ with workflow.unsafe.imports_passed_through():
     from conveyor.client import ConveyorClient, TaskClient
     from store.models import TaskRow, TimelineEventRow
     from worker import build_worker
-    from workflows.messages import PipelineStatus, SweepRequest, TaskStatus
+    from workflows.messages import (
+        TaskStatus,
+    )
+    from workflows.pipeline_messages import (
+        PipelineStatus,
+        SweepRequest,
+    )
 
 TARGET_SECONDS = 30.0
 BARE_PROJECT_ACTIVITY = "bench_bare_pause_project"

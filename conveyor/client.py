@@ -57,14 +57,8 @@ from workflows.graph import Pipeline
 from workflows.graph_checks import chain_problems, shortest_cycle
 from workflows.messages import (
     TASK_COMMANDS,
-    ApplyVersion,
-    ChangeStatus,
     Command,
     CommandResult,
-    PipelineCommandResult,
-    PipelineInput,
-    PipelineStatus,
-    PipelineView,
     TaskStatus,
     TaskView,
 )
@@ -75,6 +69,14 @@ from workflows.options import (
 )
 from workflows.pipeline import REJECTED as PIPELINE_REJECTED
 from workflows.pipeline import PipelineWorkflow
+from workflows.pipeline_messages import (
+    ApplyVersion,
+    ChangeStatus,
+    PipelineCommandResult,
+    PipelineInput,
+    PipelineStatus,
+    PipelineView,
+)
 from workflows.task import REJECTED, TaskWorkflow
 
 

@@ -32,8 +32,10 @@ from conveyor.client import ConveyorClient
 from conveyor.devserver import start_dev_server
 from conveyor.pipelines import load_pipeline_file
 from conveyor.settings import PROJECT_ROOT, Settings, resolve_data_dir
-from workflows.messages import PipelineStatus
 from workflows.options import DEFAULT_TASK_QUEUE
+from workflows.pipeline_messages import (
+    PipelineStatus,
+)
 
 EXAMPLES = PROJECT_ROOT / "examples"
 STARTER = PROJECT_ROOT / "starter.py"

@@ -27,7 +27,10 @@ from conveyor.creation import Created
 from conveyor.errors import InvalidSeedData, PipelineNotAccepting, UnknownPipeline
 from workflows import engine
 from workflows.graph import Pipeline
-from workflows.messages import PipelineStatus, PipelineView, TaskInput, TaskStatus
+from workflows.messages import (
+    TaskInput,
+    TaskStatus,
+)
 from workflows.options import (
     PIPELINE_DESCRIBE_QUERY,
     SA_PIPELINE,
@@ -35,6 +38,10 @@ from workflows.options import (
     TASK_WORKFLOW,
     pipeline_workflow_id,
     task_workflow_id,
+)
+from workflows.pipeline_messages import (
+    PipelineStatus,
+    PipelineView,
 )
 
 __all__ = ["CreationTarget", "Starter"]

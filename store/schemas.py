@@ -6,7 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from workflows.messages import PipelineStatus
+from workflows.pipeline_messages import (
+    PipelineStatus,
+)
 
 __all__ = ["Contributor", "PipelineInfo", "PipelineStatus"]
 

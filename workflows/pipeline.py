@@ -3,7 +3,7 @@
 * ``apply`` stores a definition as an immutable version (by content hash; the same content
   again is no new version) and makes it the one new tasks start on. Running tasks keep theirs.
 * ``change_status`` moves the pipeline through Draft, Active, Paused, Completed and Archived
-  (:data:`~workflows.messages.PIPELINE_TRANSITIONS`).
+  (:data:`~workflows.pipeline_messages.PIPELINE_TRANSITIONS`).
 * Pausing fans a ``pause`` signal out to every running task of the pipeline from the store,
   with bounded concurrency, and keeps re-checking while Paused: a task the fan-out missed (a
   worker crash, a task created at the same moment) is paused by the next round. Resuming sends
@@ -31,6 +31,23 @@ with workflow.unsafe.imports_passed_through():
     from workflows.graph import ChainTrigger, Pipeline
     from workflows.markdown import md
     from workflows.messages import (
+        TaskStatus,
+    )
+    from workflows.options import (
+        COMPLETION_CHECK_ACTIVITY,
+        FIRE_COMPLETION_CHAINS_ACTIVITY,
+        PIPELINE_ACTIVITY_RETRY,
+        PIPELINE_ACTIVITY_TIMEOUT,
+        PIPELINE_PROJECT_ACTIVITY,
+        PIPELINE_RECHECK,
+        PROJECT_RETRY,
+        PROJECT_START_TO_CLOSE,
+        SWEEP_ACTIVITY,
+        SWEEP_HEARTBEAT,
+        SWEEP_START_TO_CLOSE,
+    )
+    from workflows.payloads import Undecodable, decode
+    from workflows.pipeline_messages import (
         ACCEPTS_TASKS,
         PIPELINE_TRANSITIONS,
         ApplyVersion,
@@ -49,22 +66,7 @@ with workflow.unsafe.imports_passed_through():
         SweepProgress,
         SweepRequest,
         SweepResult,
-        TaskStatus,
     )
-    from workflows.options import (
-        COMPLETION_CHECK_ACTIVITY,
-        FIRE_COMPLETION_CHAINS_ACTIVITY,
-        PIPELINE_ACTIVITY_RETRY,
-        PIPELINE_ACTIVITY_TIMEOUT,
-        PIPELINE_PROJECT_ACTIVITY,
-        PIPELINE_RECHECK,
-        PROJECT_RETRY,
-        PROJECT_START_TO_CLOSE,
-        SWEEP_ACTIVITY,
-        SWEEP_HEARTBEAT,
-        SWEEP_START_TO_CLOSE,
-    )
-    from workflows.payloads import Undecodable, decode
 
 REJECTED = "PipelineCommandRejected"
 C = TypeVar("C", ApplyVersion, ChangeStatus)

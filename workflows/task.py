@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.markdown import md
     from workflows.messages import (
         TASK_COMMANDS,
-        ChainsFired,
         Claim,
         ClaimGrant,
         ClaimReservation,
@@ -46,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         CommandResult,
         EvaluationKind,
         EvaluationRecord,
-        FireTaskChains,
         JudgeRequest,
         JudgeResult,
         LlmDraft,
@@ -85,6 +83,10 @@ with workflow.unsafe.imports_passed_through():
         SA_TAGS,
     )
     from workflows.payloads import Undecodable, decode_command
+    from workflows.pipeline_messages import (
+        ChainsFired,
+        FireTaskChains,
+    )
 
 TASK_CHAINS_PATCH = "task-completion-chains"
 """``workflow.patched`` id of firing ``on_task_completion`` chains as a task finishes."""

@@ -26,7 +26,10 @@ from conveyor.client import (
 )
 from conveyor.pipelines import load_pipeline_file
 from workflows.graph import Pipeline
-from workflows.messages import PipelineStatus, PipelineView
+from workflows.pipeline_messages import (
+    PipelineStatus,
+    PipelineView,
+)
 
 EXIT_REFUSED = 3
 

@@ -24,7 +24,9 @@ from conveyor.importing import (
 from conveyor.pipelines import load_pipeline_file
 from tests.conveyor.test_creation import idle_conveyor, seeded, unique
 from tests.test_starter import run, server_env
-from workflows.messages import PipelineStatus
+from workflows.pipeline_messages import (
+    PipelineStatus,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

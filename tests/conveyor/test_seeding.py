@@ -36,7 +36,12 @@ from tests.support.fake_openai import FakeOpenAI
 from worker import build_worker
 from workflows.graph import Pipeline
 from workflows.graph_checks import validate_pipeline
-from workflows.messages import PipelineStatus, TaskStatus
+from workflows.messages import (
+    TaskStatus,
+)
+from workflows.pipeline_messages import (
+    PipelineStatus,
+)
 from workflows.seeder import SeederWorkflow
 from workflows.seeder_messages import (
     SEED_BATCH_ACTIVITY,

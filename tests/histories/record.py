@@ -36,7 +36,6 @@ from worker import build_worker
 from workflows.messages import (
     Claim,
     Pause,
-    PipelineStatus,
     QuarantineAction,
     Regenerate,
     ResolveQuarantine,
@@ -46,6 +45,9 @@ from workflows.messages import (
     Verdict,
 )
 from workflows.options import SEARCH_ATTRIBUTES
+from workflows.pipeline_messages import (
+    PipelineStatus,
+)
 
 HERE = Path(__file__).parent
 

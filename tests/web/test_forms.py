@@ -15,7 +15,13 @@ from tests.support.actors import claim, eventually, nodes, rid
 from tests.web.conftest import SignIn, WebApp
 from workflows.graph import Pipeline
 from workflows.graph_checks import validate_pipeline
-from workflows.messages import NodeStatus, PipelineStatus, Submit
+from workflows.messages import (
+    NodeStatus,
+    Submit,
+)
+from workflows.pipeline_messages import (
+    PipelineStatus,
+)
 
 PIPELINE = "field-showcase"
 TICKETS = [

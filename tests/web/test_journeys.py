@@ -24,11 +24,13 @@ from workflows.graph import Pipeline
 from workflows.graph_checks import validate_pipeline
 from workflows.messages import (
     Escalate,
-    PipelineStatus,
     Review,
     Submit,
     TaskStatus,
     Verdict,
+)
+from workflows.pipeline_messages import (
+    PipelineStatus,
 )
 
 PIPELINE = "support-answers"

@@ -12,7 +12,13 @@ from tests.support.actors import eventually, nodes
 from tests.web.conftest import SignIn, WebApp
 from workflows.graph import Pipeline
 from workflows.graph_checks import validate_pipeline
-from workflows.messages import NodeStatus, PipelineStatus, TaskStatus
+from workflows.messages import (
+    NodeStatus,
+    TaskStatus,
+)
+from workflows.pipeline_messages import (
+    PipelineStatus,
+)
 
 
 def _pipeline(name: str) -> Pipeline:

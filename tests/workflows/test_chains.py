@@ -23,15 +23,17 @@ from workflows.chains import chain_task_key
 from workflows.graph import ChainSpec, ChainTrigger, Pipeline
 from workflows.graph_checks import validate_pipeline
 from workflows.messages import (
-    ChainsFired,
     Deescalate,
     Escalate,
-    FireTaskChains,
-    PipelineStatus,
-    PipelineView,
     TaskStatus,
 )
 from workflows.options import task_workflow_id
+from workflows.pipeline_messages import (
+    ChainsFired,
+    FireTaskChains,
+    PipelineStatus,
+    PipelineView,
+)
 from workflows.task import TaskWorkflow
 
 TASK = ChainTrigger.ON_TASK_COMPLETION

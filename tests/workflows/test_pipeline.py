@@ -26,9 +26,11 @@ from workflows.messages import (
     Escalate,
     NodeStatus,
     Pause,
+    TaskStatus,
+)
+from workflows.pipeline_messages import (
     PipelineStatus,
     PipelineView,
-    TaskStatus,
 )
 
 

@@ -18,7 +18,11 @@ from store.repositories import list_pipelines
 from store.schemas import PipelineInfo
 from workflows.graph import Pipeline, PipelineInvalid, Problem
 from workflows.graph_checks import validate_pipeline
-from workflows.messages import PipelineCommandResult, PipelineStatus, PipelineView
+from workflows.pipeline_messages import (
+    PipelineCommandResult,
+    PipelineStatus,
+    PipelineView,
+)
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"], responses=ERRORS)
 
