@@ -38,7 +38,7 @@ from conveyor.bulk_evaluation import (
     start_bulk_evaluation,
 )
 from conveyor.cli.common import CliError, connect_conveyor, store_sessions
-from conveyor.cli.explorer import _add_filters, _criteria
+from conveyor.cli.explorer import add_filters, criteria_of
 from conveyor.pipelines import load_raw
 from store.db import transaction
 from store.explorer import TaskFilter, pipeline_versions
@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument(
         "--file", type=Path, help="YAML or JSON list of {node: ..., evaluator: {...}} entries"
     )
-    _add_filters(start, ids=True)
+    add_filters(start, ids=True)
     start.add_argument("--chunk-size", type=_bounded(1, MAX_CHUNK_SIZE), default=DEFAULT_CHUNK_SIZE)
     start.add_argument(
         "--concurrency",
@@ -195,7 +195,7 @@ async def cmd_evaluate_start(args: argparse.Namespace) -> int:
         check_evaluators(pipeline, evaluators)
     else:
         evaluators = evaluators_by_name(pipeline, args.evaluator)
-    criteria: TaskFilter = _criteria(args)
+    criteria: TaskFilter = criteria_of(args)
     request = BulkEvaluateInput(
         pipeline=args.pipeline,
         filter=criteria.model_dump(mode="json", exclude_defaults=True),

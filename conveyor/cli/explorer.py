@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     tasks = esub.add_parser("tasks", help="a page of tasks (Task Metadata, or --data)")
     tasks.add_argument("--pipeline", required=True)
-    _add_filters(tasks)
+    add_filters(tasks)
     sorts = [f.value for f in SortField]
     tasks.add_argument(
         "--sort",
@@ -94,14 +94,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="discard an unfinished export to --out and start over",
     )
-    _add_filters(exp, ids=True)
+    add_filters(exp, ids=True)
     exp.set_defaults(handler=cmd_export)
 
     rm = sub.add_parser(
         "delete", help="delete tasks: their workflows and store rows (cannot be undone)"
     )
     rm.add_argument("--pipeline", help="required unless --ids is given")
-    _add_filters(rm, ids=True)
+    add_filters(rm, ids=True)
     rm.add_argument("--yes", action="store_true", help="confirm: deletion cannot be undone")
     rm.add_argument(
         "--state-file",
@@ -115,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- arguments
 
 
-def _add_filters(parser: argparse.ArgumentParser, *, ids: bool = False) -> None:
+def add_filters(parser: argparse.ArgumentParser, *, ids: bool = False) -> None:
     states = [s.value for s in TaskStatus]
     node_states = [s.value for s in NodeStatus]
     parser.add_argument("--status", action="append", choices=states, help="repeatable")
@@ -130,7 +130,7 @@ def _add_filters(parser: argparse.ArgumentParser, *, ids: bool = False) -> None:
         parser.add_argument("--ids", nargs="+", metavar="ID", help="explicit workflow ids")
 
 
-def _criteria(args: argparse.Namespace) -> TaskFilter:
+def criteria_of(args: argparse.Namespace) -> TaskFilter:
     return TaskFilter(
         status=[TaskStatus(s) for s in args.status or []],
         node=args.node,
@@ -188,7 +188,7 @@ async def cmd_explore_tasks(args: argparse.Namespace) -> int:
         result = page(
             session,
             args.pipeline,
-            _criteria(args),
+            criteria_of(args),
             sort,
             limit=args.limit,
             after=args.after,
@@ -218,7 +218,7 @@ async def cmd_explore_task(args: argparse.Namespace) -> int:
 
 async def cmd_export(args: argparse.Namespace) -> int:
     sessions = store_sessions()
-    criteria = _criteria(args)
+    criteria = criteria_of(args)
     stop = threading.Event()
 
     def resuming(rows: int) -> None:
@@ -264,7 +264,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
 
 async def cmd_delete(args: argparse.Namespace) -> int:
     try:
-        selection = Selection(pipeline=args.pipeline, filter=_criteria(args))
+        selection = Selection(pipeline=args.pipeline, filter=criteria_of(args))
     except ValueError:
         raise CliError("delete needs --pipeline (or explicit --ids)") from None
     if not args.yes:  # before connecting anywhere
