@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from store import gauges
 from store.db import transaction
-from store.models import LlmCallRow, NodeRow, PipelineRow, TaskRow
-from workflows.messages import NodeStatus, TaskStatus
+from workflows.messages import TaskStatus
 
 log = logging.getLogger("conveyor.metrics")
 
@@ -121,22 +120,10 @@ def store_families(session: Session) -> list[Family]:
     so a series drops to 0 instead of vanishing. LLM sums cover known values only: a model with
     no known price has no cost series (never a 0 that would read as free).
     """
-    pipelines = set(session.scalars(select(PipelineRow.name)))
-    task_counts: dict[tuple[str, str], int] = {}
-    for pipeline, status, count in session.execute(
-        select(TaskRow.pipeline_name, TaskRow.status, func.count()).group_by(
-            TaskRow.pipeline_name, TaskRow.status
-        )
-    ):
-        task_counts[(pipeline, status)] = count
-        pipelines.add(pipeline)
-    claims: dict[str, int] = {}
-    for pipeline, count in session.execute(
-        select(NodeRow.pipeline_name, func.count())
-        .where(NodeRow.status == NodeStatus.CLAIMED.value)
-        .group_by(NodeRow.pipeline_name)
-    ):
-        claims[pipeline] = count
+    pipelines = gauges.pipeline_names(session)
+    task_counts = gauges.task_counts(session)
+    pipelines.update(pipeline for pipeline, _ in task_counts)
+    claims = gauges.claimed_node_counts(session)
     pipelines.update(claims)
 
     tasks = Family("conveyor_tasks", "gauge", "Tasks in the store by pipeline and status.")
@@ -167,30 +154,14 @@ def store_families(session: Session) -> list[Family]:
         "LLM call attempts by outcome (ok, retry: failed and retried, failed: failed for good).",
     )
     sums: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
-    for row in session.execute(
-        select(
-            LlmCallRow.pipeline_name,
-            LlmCallRow.model,
-            LlmCallRow.outcome,
-            func.count(),
-            func.sum(LlmCallRow.prompt_tokens),
-            func.count(LlmCallRow.prompt_tokens),
-            func.sum(LlmCallRow.completion_tokens),
-            func.count(LlmCallRow.completion_tokens),
-            func.sum(LlmCallRow.cost_usd),
-            func.count(LlmCallRow.cost_usd),
-        )
-        .group_by(LlmCallRow.pipeline_name, LlmCallRow.model, LlmCallRow.outcome)
-        .order_by(LlmCallRow.pipeline_name, LlmCallRow.model, LlmCallRow.outcome)
-    ):
-        pipeline, model, outcome, count, prompt, n_prompt, completion, n_completion = row[:8]
-        cost_sum, n_cost = row[8:]
-        calls.samples.append(({"pipeline": pipeline, "model": model, "outcome": outcome}, count))
-        pair = sums[(pipeline, model)]
+    for row in gauges.llm_call_totals(session):
+        outcome = {"pipeline": row.pipeline, "model": row.model, "outcome": row.outcome}
+        calls.samples.append((outcome, row.calls))
+        pair = sums[(row.pipeline, row.model)]
         for key, total, known in (
-            ("prompt", prompt, n_prompt),
-            ("completion", completion, n_completion),
-            ("cost", cost_sum, n_cost),
+            ("prompt", row.prompt_tokens, row.prompt_known),
+            ("completion", row.completion_tokens, row.completion_known),
+            ("cost", row.cost_usd, row.cost_known),
         ):
             if known:
                 pair[key] = pair.get(key, 0) + total

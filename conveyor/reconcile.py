@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryReverseRequest
@@ -27,8 +26,15 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.client import ConveyorClient
 from store.db import transaction
-from store.models import NodeRow, TaskRow, TaskTagRow, TimelineEventRow
 from store.projection import apply_batch, node_values, task_values
+from store.reconciling import (
+    stored_nodes,
+    stored_tags,
+    stored_task,
+    stored_timeline_seqs,
+    task_ids,
+    unguard_task,
+)
 from store.repositories import get_pipeline_version
 from workflows import engine
 from workflows.messages import ProjectionBatch, TaskView
@@ -110,41 +116,32 @@ def _blocked(session: Session, view: TaskView) -> dict[str, str]:
 def diff_task(session: Session, view: TaskView) -> list[str]:
     """What the store has wrong about this task (empty when it matches the workflow)."""
     blocked = _blocked(session, view)
-    row = session.get(TaskRow, view.workflow_id)
+    row = stored_task(session, view.workflow_id)
     if row is None:
         return ["task row missing"]
     problems: list[str] = []
     want = task_values(view)
     for column in _TASK_COLUMNS:
-        have = getattr(row, column)
+        have = row[column]
         if _norm(have) != _norm(want[column]):
             problems.append(f"{column}: store {have!r}, workflow {want[column]!r}")
-    stored_nodes = {
-        n.node: n
-        for n in session.scalars(select(NodeRow).where(NodeRow.workflow_id == view.workflow_id))
-    }
+    nodes = stored_nodes(session, view.workflow_id)
     for node in view.nodes:
-        stored = stored_nodes.get(node.name)
+        stored = nodes.get(node.name)
         if stored is None:
             problems.append(f"node {node.name}: row missing")
             continue
         want_node = node_values(view, node, blocked.get(node.name))
         for column in _NODE_COLUMNS:
-            have = getattr(stored, column)
+            have = stored[column]
             if _norm(have) != _norm(want_node[column]):
                 problems.append(
                     f"node {node.name} {column}: store {have!r}, workflow {want_node[column]!r}"
                 )
-    tags = set(
-        session.scalars(select(TaskTagRow.tag).where(TaskTagRow.workflow_id == view.workflow_id))
-    )
+    tags = stored_tags(session, view.workflow_id)
     if tags != set(view.tags):
         problems.append(f"tags: store {sorted(tags)}, workflow {sorted(view.tags)}")
-    seqs = set(
-        session.scalars(
-            select(TimelineEventRow.seq).where(TimelineEventRow.workflow_id == view.workflow_id)
-        )
-    )
+    seqs = stored_timeline_seqs(session, view.workflow_id)
     missing = [e.seq for e in view.timeline if e.seq not in seqs]
     if missing:
         problems.append(f"{len(missing)} timeline event(s) missing (seq {_ranges(missing)})")
@@ -154,8 +151,7 @@ def diff_task(session: Session, view: TaskView) -> list[str]:
 def repair(session: Session, view: TaskView) -> None:
     """Rewrite the store's picture of a task from the workflow's view."""
     # Force past the newer-only guard: the store's seq may be wrong too.
-    session.execute(update(TaskRow).where(TaskRow.workflow_id == view.workflow_id).values(seq=-1))
-    session.execute(update(NodeRow).where(NodeRow.workflow_id == view.workflow_id).values(seq=-1))
+    unguard_task(session, view.workflow_id)
     batch = ProjectionBatch(view=view, events=view.timeline, blocked=_blocked(session, view))
     apply_batch(session, batch)
 
@@ -176,10 +172,7 @@ async def reconcile(
     query; one that does not is reported in ``unanswered`` (usually no worker is running).
     """
     with transaction(sessions) as session:
-        query = select(TaskRow.workflow_id)
-        if pipeline:
-            query = query.where(TaskRow.pipeline_name == pipeline)
-        ids = set(session.scalars(query))
+        ids = task_ids(session, pipeline)
     async for workflow_id, _ in conveyor.list_tasks(pipeline=pipeline):
         ids.add(workflow_id)
     report = ReconcileReport()

@@ -24,13 +24,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from conveyor.http_common import COOKIE, ApiDeps, ApiError, deps_of, user_of_key
 from store.db import transaction
-from store.models import TaskRow
 from store.users import Role, User
+from store.workqueue import projected_seq
 
 HERE = Path(__file__).resolve().parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -189,10 +188,7 @@ async def wait_projected(
     deadline = loop.time() + timeout
 
     def current(session: Session) -> int:
-        found = session.execute(
-            select(TaskRow.seq).where(TaskRow.workflow_id == workflow_id)
-        ).scalar_one_or_none()
-        return int(found or 0)
+        return projected_seq(session, workflow_id)
 
     while loop.time() < deadline:
         if await in_store(request, current) >= seq:

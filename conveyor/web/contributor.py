@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import tuple_
 from sqlalchemy.orm import Session
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -49,14 +48,13 @@ from conveyor.workqueue import (
     next_work,
 )
 from store.explorer import pipeline_versions
-from store.models import NodeRow
 from store.repositories import get_pipeline_version
 from store.users import Role, User
+from store.web_queries import QueuePosition, claimable_page
 from store.workqueue import (
     SubmittedItem,
     WorkItem,
     claim_limit,
-    claimable_query,
     held_count,
     my_claims,
     my_submitted,
@@ -132,7 +130,7 @@ def _encode_after(item: WorkItem) -> str | None:
     return f"{item.available_since.isoformat()}|{item.workflow_id}|{item.node}"
 
 
-def _decode_after(text: str | None) -> tuple[datetime, str, str] | None:
+def _decode_after(text: str | None) -> QueuePosition | None:
     if not text:
         return None
     try:
@@ -150,16 +148,14 @@ def _queue(
     rows: list[QueueRow] = []
     next_after: str | None = None
     if tab == "available":
-        query = claimable_query(session, user.name, roles, pipeline=pipeline)
-        position = _decode_after(after)
-        if position is not None:
-            query = query.where(
-                tuple_(NodeRow.available_since, NodeRow.workflow_id, NodeRow.node) > position
-            )
-        items = [
-            WorkItem(w, n, p, s, a, r)
-            for w, n, p, s, a, r in session.execute(query.limit(QUEUE_PAGE + 1))
-        ]
+        items = claimable_page(
+            session,
+            user.name,
+            roles,
+            pipeline=pipeline,
+            after=_decode_after(after),
+            limit=QUEUE_PAGE + 1,
+        )
         if len(items) > QUEUE_PAGE:
             items = items[:QUEUE_PAGE]
             next_after = _encode_after(items[-1])
