@@ -19,7 +19,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
@@ -29,12 +28,10 @@ from conveyor.creation import Created
 from conveyor.errors import InvalidSeedData, PipelineNotAccepting, UnknownPipeline
 from conveyor.starting import CreationTarget, Starter
 from store.db import transaction
-from store.models import NodeRow, TaskRow
+from store.tasks import FinishedTask
+from store.tasks import finished_tasks as finished_tasks_page
 from workflows.chains import ChainMappingError, chain_task_key, map_seed_data
 from workflows.graph import ChainSpec, ChainTrigger
-from workflows.messages import (
-    TaskStatus,
-)
 from workflows.options import FIRE_COMPLETION_CHAINS_ACTIVITY, FIRE_TASK_CHAINS_ACTIVITY
 from workflows.pipeline_messages import (
     ChainsFired,
@@ -58,13 +55,8 @@ class ChainFailure(Exception):
         self.retryable = retryable
 
 
-@dataclass(frozen=True)
-class SourceTask:
-    """A Finished source task: its key and its data (seed data and every field value)."""
-
-    workflow_id: str
-    task_key: str
-    data: dict[str, Any]
+SourceTask = FinishedTask
+"""A Finished source task: its key and its data (seed data and every field value)."""
 
 
 class ChainActivities:
@@ -253,26 +245,9 @@ def finished_tasks(
 ) -> list[SourceTask]:
     """One keyset page of a pipeline's Finished tasks, each with its data as the workflow sees
     it (:func:`workflows.engine.task_data`): seed data plus every node's values, by field name
-    and as ``node.field``."""
+    and as ``node.field`` (:func:`store.tasks.finished_tasks`)."""
     with transaction(sessions) as session:
-        query = select(TaskRow.workflow_id, TaskRow.task_key, TaskRow.data).where(
-            TaskRow.pipeline_name == pipeline, TaskRow.status == TaskStatus.FINISHED.value
-        )
-        if after is not None:
-            query = query.where(TaskRow.workflow_id > after)
-        rows = session.execute(query.order_by(TaskRow.workflow_id).limit(limit)).all()
-        data = {wid: dict(seed or {}) for wid, _, seed in rows}
-        if data:
-            nodes = session.execute(
-                select(NodeRow.workflow_id, NodeRow.node, NodeRow.values).where(
-                    NodeRow.workflow_id.in_(list(data))
-                )
-            ).all()
-            for wid, node, values in nodes:
-                for key, value in (values or {}).items():
-                    data[wid][key] = value
-                    data[wid][f"{node}.{key}"] = value
-    return [SourceTask(wid, key, data[wid]) for wid, key, _ in rows]
+        return finished_tasks_page(session, pipeline, after, limit)
 
 
 @dataclass

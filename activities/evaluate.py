@@ -29,14 +29,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.llm import MAX_OUTPUT_ATTEMPTS, LlmSettings, run_judge
 from store.db import transaction
-from store.dialect import upsert_ignore
+from store.evaluations import insert_results, result_keys
 from store.explorer import (
     BULK_SOURCE,
     InvalidCursor,
@@ -46,8 +45,8 @@ from store.explorer import (
     count_tasks,
     page_ids,
 )
-from store.models import EvaluationResultRow, NodeRow, TaskRow
 from store.projection import evaluation_row
+from store.tasks import node_inputs, task_seeds
 from workflows.bulk_evaluate_messages import (
     BULK_SELECT_ACTIVITY,
     ChunkResult,
@@ -311,40 +310,15 @@ class EvaluateActivities:
         criteria = {ev.evaluator.name for ev in request.evaluators}
         wanted = {(ev.node, ev.evaluator.name, ev.evaluator.version) for ev in request.evaluators}
         with transaction(self.sessions) as session:
-            seeds: dict[str, dict[str, Any] | None] = {
-                wid: data
-                for wid, data in session.execute(
-                    select(TaskRow.workflow_id, TaskRow.data).where(
-                        TaskRow.workflow_id.in_(ids), TaskRow.pipeline_name == request.pipeline
-                    )
-                )
-            }
+            seeds = task_seeds(session, request.pipeline, ids)
             values: dict[str, dict[str, dict[str, Any]]] = {i: {} for i in seeds}
             submitted: dict[str, dict[str, bool]] = {i: {} for i in seeds}
-            for wid, node, node_values, submitted_at, last_review in session.execute(
-                select(
-                    NodeRow.workflow_id,
-                    NodeRow.node,
-                    NodeRow.values,
-                    NodeRow.submitted_at,
-                    NodeRow.last_review,
-                ).where(NodeRow.workflow_id.in_(list(seeds)))
-            ):
-                values[wid][node] = node_values or {}
-                submitted[wid][node] = submitted_at is not None or last_review is not None
+            for entry in node_inputs(session, list(seeds)):
+                values[entry.workflow_id][entry.node] = entry.values
+                submitted[entry.workflow_id][entry.node] = entry.submitted
             done = {
                 (wid, node, criterion, version)
-                for wid, node, criterion, version in session.execute(
-                    select(
-                        EvaluationResultRow.workflow_id,
-                        EvaluationResultRow.node,
-                        EvaluationResultRow.criterion,
-                        EvaluationResultRow.criterion_version,
-                    ).where(
-                        EvaluationResultRow.workflow_id.in_(list(seeds)),
-                        EvaluationResultRow.criterion.in_(criteria),
-                    )
-                )
+                for wid, node, criterion, version in result_keys(session, list(seeds), criteria)
                 if (node, criterion, version) in wanted
             }
         tasks = [
@@ -363,10 +337,8 @@ class EvaluateActivities:
         with transaction(self.sessions) as session:
             clean = [r for r in rows if r["error"] is None]
             failed = [r for r in rows if r["error"] is not None]
-            written = sum(upsert_ignore(session, EvaluationResultRow, b) for b in _batches(clean))
-            with_error = sum(
-                upsert_ignore(session, EvaluationResultRow, b) for b in _batches(failed)
-            )
+            written = sum(insert_results(session, b) for b in _batches(clean))
+            with_error = sum(insert_results(session, b) for b in _batches(failed))
         return written + with_error, with_error
 
 

@@ -11,23 +11,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from store.db import transaction
-from store.models import PipelineRow, TaskRow
-from store.repositories import ensure_pipeline_version
+from store.repositories import record_pipeline
+from store.tasks import SweepAction, count_not_paused, status_counts, sweep_page
 from workflows.engine import PIPELINE_ACTOR
 from workflows.messages import (
     Pause,
     Resume,
-    TaskStatus,
 )
 from workflows.options import (
     COMPLETION_CHECK_ACTIVITY,
@@ -130,62 +126,22 @@ class PipelineActivities:
 
 def project_pipeline(sessions: sessionmaker[Session], projection: PipelineProjection) -> int:
     with transaction(sessions) as session:
-        for definition in projection.versions:
-            ensure_pipeline_version(session, definition)
-        if projection.current is not None:
-            ensure_pipeline_version(session, projection.current)
-        values: dict[str, Any] = {
-            "name": projection.name,
-            "status": projection.status.value,
-            "current_version": projection.current.content_hash() if projection.current else None,
-        }
-        row = session.get(PipelineRow, projection.name)
-        if row is None:
-            now = datetime.now(UTC)
-            session.add(PipelineRow(**values, created_at=now, updated_at=now))
-        else:
-            row.status = values["status"]
-            row.current_version = values["current_version"]
-            row.updated_at = datetime.now(UTC)
-    return len(projection.versions)
+        return record_pipeline(session, projection)
 
 
 def completion_status(sessions: sessionmaker[Session], pipeline: str) -> CompletionStatus:
     with transaction(sessions) as session:
-        rows = session.execute(
-            select(TaskRow.status, func.count())
-            .where(TaskRow.pipeline_name == pipeline)
-            .group_by(TaskRow.status)
-        ).all()
-    counts = {status: int(n) for status, n in rows}
+        counts = status_counts(session, pipeline)
     return CompletionStatus(counts=counts, total=sum(counts.values()))
 
 
-def _wanted(action: str) -> Any:
-    if action == "pause":
-        return TaskRow.status.not_in([TaskStatus.PAUSED.value, TaskStatus.FINISHED.value])
-    return TaskRow.status == TaskStatus.PAUSED.value
-
-
 def _page(
-    sessions: sessionmaker[Session], pipeline: str, action: str, after: str | None
+    sessions: sessionmaker[Session], pipeline: str, action: SweepAction, after: str | None
 ) -> Sequence[str]:
     with transaction(sessions) as session:
-        query = select(TaskRow.workflow_id).where(
-            TaskRow.pipeline_name == pipeline, _wanted(action)
-        )
-        if after is not None:
-            query = query.where(TaskRow.workflow_id > after)
-        return list(session.scalars(query.order_by(TaskRow.workflow_id).limit(PAGE_SIZE)))
+        return sweep_page(session, pipeline, action, after, PAGE_SIZE)
 
 
 def _count_running(sessions: sessionmaker[Session], pipeline: str) -> int:
     with transaction(sessions) as session:
-        return int(
-            session.scalar(
-                select(func.count())
-                .select_from(TaskRow)
-                .where(TaskRow.pipeline_name == pipeline, _wanted("pause"))
-            )
-            or 0
-        )
+        return count_not_paused(session, pipeline)

@@ -37,7 +37,6 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -67,9 +66,8 @@ from conveyor.creation import SeedRows
 from conveyor.errors import InvalidSeedData, PipelineNotAccepting, UnknownPipeline
 from conveyor.starting import CreationTarget, Starter
 from store.db import transaction
-from store.models import TaskRow
+from store.tasks import count_unfinished, existing_keys
 from workflows.graph import FieldSpec
-from workflows.messages import TaskStatus
 from workflows.seeder_messages import (
     IN_FLIGHT_ACTIVITY,
     REASON_CHARS,
@@ -376,26 +374,10 @@ class SeedingActivities:
 
     def _count(self, query: InFlightQuery) -> InFlightCount:
         with transaction(self._sessions) as session:
-            unfinished = session.scalar(
-                select(func.count())
-                .select_from(TaskRow)
-                .where(
-                    TaskRow.pipeline_name == query.pipeline,
-                    TaskRow.status != TaskStatus.FINISHED.value,
-                )
-            )
-            present: set[str] = set()
-            for start in range(0, len(query.keys), KEYS_PER_QUERY):
-                keys = query.keys[start : start + KEYS_PER_QUERY]
-                present.update(
-                    session.scalars(
-                        select(TaskRow.task_key).where(
-                            TaskRow.pipeline_name == query.pipeline, TaskRow.task_key.in_(keys)
-                        )
-                    )
-                )
+            unfinished = count_unfinished(session, query.pipeline)
+            present = existing_keys(session, query.pipeline, query.keys, per_query=KEYS_PER_QUERY)
         return InFlightCount(
-            unfinished=unfinished or 0, missing=[k for k in query.keys if k not in present]
+            unfinished=unfinished, missing=[k for k in query.keys if k not in present]
         )
 
     # ------------------------------------------------------------------ creating

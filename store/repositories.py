@@ -19,6 +19,7 @@ from store.models import ContributorRow, PipelineRow, PipelineVersionRow
 from store.schemas import Contributor, PipelineInfo, PipelineStatus
 from workflows.errors import UnknownPipeline
 from workflows.graph import Pipeline
+from workflows.pipeline_messages import PipelineProjection
 
 PipelineNotFound = UnknownPipeline
 """The name this module's callers knew :class:`~workflows.errors.UnknownPipeline` by."""
@@ -107,6 +108,34 @@ def ensure_pipeline_version(session: Session, pipeline: Pipeline) -> bool:
         },
     )
     return inserted > 0
+
+
+def record_pipeline(session: Session, projection: PipelineProjection) -> int:
+    """Record what the pipeline workflow projects: store its new definitions (and its current
+    one), then set its ``pipelines`` row's status and current version (creating the row if it
+    is not there).
+
+    Returns:
+        How many definitions the projection carried (``projection.versions``).
+    """
+    for definition in projection.versions:
+        ensure_pipeline_version(session, definition)
+    if projection.current is not None:
+        ensure_pipeline_version(session, projection.current)
+    values: dict[str, Any] = {
+        "name": projection.name,
+        "status": projection.status.value,
+        "current_version": projection.current.content_hash() if projection.current else None,
+    }
+    row = session.get(PipelineRow, projection.name)
+    if row is None:
+        now = datetime.now(UTC)
+        session.add(PipelineRow(**values, created_at=now, updated_at=now))
+    else:
+        row.status = values["status"]
+        row.current_version = values["current_version"]
+        row.updated_at = datetime.now(UTC)
+    return len(projection.versions)
 
 
 def get_pipeline_version(session: Session, content_hash: str) -> Pipeline | None:
