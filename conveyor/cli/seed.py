@@ -272,8 +272,20 @@ async def earlier_seeders(
     """The final progress of the pipeline's seeders that ended, newest first (at most
     ``limit`` looked at)."""
     found: list[SeederProgress] = []
-    query = f"WorkflowId = '{seeder_workflow_id(pipeline)}' AND ExecutionStatus = 'Completed'"
+    seen: set[str] = set()
+    workflow_id = seeder_workflow_id(pipeline)
+    # The latest run, read directly: the list below comes from visibility, which can lag behind
+    # a seeder that has just ended.
+    with contextlib.suppress(Exception):  # none yet, or it cannot be read
+        latest = conveyor.client.get_workflow_handle_for(SeederWorkflow.run, workflow_id)
+        described = await latest.describe()
+        if described.status == WorkflowExecutionStatus.COMPLETED:
+            found.append(await latest.result(follow_runs=False))
+            seen.add(described.run_id)
+    query = f"WorkflowId = '{workflow_id}' AND ExecutionStatus = 'Completed'"
     async for execution in conveyor.client.list_workflows(query, limit=limit):
+        if execution.run_id in seen:
+            continue
         handle = conveyor.client.get_workflow_handle_for(
             SeederWorkflow.run, execution.id, run_id=execution.run_id
         )
