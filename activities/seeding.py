@@ -44,14 +44,14 @@ from temporalio.exceptions import ApplicationError
 from activities.llm import (
     OFFLINE_MODEL,
     LlmSettings,
-    _complete,
-    _completion_kwargs,
-    _field_line,
-    _offline_value,
-    _supports_json_mode,
-    _Usage,
+    Usage,
+    complete,
+    completion_kwargs,
+    field_line,
     json_schema_for,
+    offline_value,
     render_template,
+    supports_json_mode,
     supports_structured_output,
 )
 from activities.rows import (
@@ -232,7 +232,7 @@ def _open_at(function: Callable[..., Any], index: int) -> Iterator[Any]:
 
 
 def _instructions(fields: Sequence[FieldSpec], n: int) -> str:
-    lines = "\n".join(_field_line(f) for f in fields)
+    lines = "\n".join(field_line(f) for f in fields)
     return (
         "Reply with a single JSON object and nothing else (no markdown, no explanation): "
         f'{{"rows": [...]}}, where "rows" is an array of {n} new, varied objects, each with '
@@ -258,7 +258,7 @@ def _rows_format(fields: Sequence[FieldSpec], n: int) -> dict[str, Any]:
 def _offline_rows(fields: Sequence[FieldSpec], call: int, n: int, prompt: str) -> str:
     """The offline model's reply: ``n`` valid rows, each text naming its call and row."""
     rows = [
-        {f.name: _offline_value(f, f"seed row {call}.{i}: {prompt}") for f in fields}
+        {f.name: offline_value(f, f"seed row {call}.{i}: {prompt}") for f in fields}
         for i in range(n)
     ]
     return json.dumps({"rows": rows}, ensure_ascii=False)
@@ -563,9 +563,9 @@ class SeedingActivities:
         response_format: dict[str, Any] | None = None
         if supports_structured_output(source.model, api_base):
             response_format = _rows_format(fields, n)
-        elif _supports_json_mode(source.model):
+        elif supports_json_mode(source.model):
             response_format = {"type": "json_object"}
-        kwargs = _completion_kwargs(
+        kwargs = completion_kwargs(
             self._llm,
             model=source.model,
             api_base=api_base,
@@ -577,8 +577,8 @@ class SeedingActivities:
             if source.model == OFFLINE_MODEL
             else None,
         )
-        usage = _Usage(model=source.model)
-        reply = await _complete(self._llm, kwargs, usage)
+        usage = Usage(model=source.model)
+        reply = await complete(self._llm, kwargs, usage)
         spent = LlmUsage(
             calls=1,
             prompt_tokens=usage.prompt_tokens or 0,

@@ -34,14 +34,13 @@ output), ``_output`` (parsing and validation), ``_offline`` (the demo model), ``
 (provider error rules), ``_usage`` (tokens and cost), ``_completion`` (one litellm call),
 ``_errors`` (our error types), ``_records`` (``llm_calls`` rows, written by ``store.llm_calls``),
 ``_fields`` and ``_judge`` (one attempt of each activity) and ``_activities``. litellm is
-imported through ``_litellm`` only. The private names re-exported here (``_complete``,
-``_completion_kwargs``, ``_field_line``, ``_offline_value``, ``_supports_json_mode``,
-``_Usage``) are the building blocks ``activities.seeding`` reuses; they are not public API.
+imported through ``_litellm`` only. ``complete``, ``completion_kwargs``, ``field_line``,
+``offline_value``, ``supports_json_mode`` and ``Usage`` are the building blocks the seeder's LLM
+source (``activities.seeding``) shares with the activities.
 """
 
 from activities.llm._activities import LlmActivities
-from activities.llm._completion import _complete as _complete
-from activities.llm._completion import _completion_kwargs as _completion_kwargs
+from activities.llm._completion import complete, completion_kwargs
 from activities.llm._errors import (
     INVALID_LLM_REQUEST,
     INVALID_PROMPT_TEMPLATE,
@@ -49,16 +48,13 @@ from activities.llm._errors import (
     MAX_OUTPUT_ATTEMPTS,
 )
 from activities.llm._judge import judge_fields, run_judge
-from activities.llm._offline import OFFLINE_LABEL, OFFLINE_MODEL, offline_answer
-from activities.llm._offline import _offline_value as _offline_value
+from activities.llm._offline import OFFLINE_LABEL, OFFLINE_MODEL, offline_answer, offline_value
 from activities.llm._output import parse_output
-from activities.llm._prompt import _field_line as _field_line
-from activities.llm._prompt import build_messages, output_instructions, render_template
+from activities.llm._prompt import build_messages, field_line, output_instructions, render_template
 from activities.llm._records import RECORD_TIMEOUT_SECONDS
-from activities.llm._schema import _supports_json_mode as _supports_json_mode
-from activities.llm._schema import json_schema_for, supports_structured_output
+from activities.llm._schema import json_schema_for, supports_json_mode, supports_structured_output
 from activities.llm._settings import LlmSettings
-from activities.llm._usage import _Usage as _Usage
+from activities.llm._usage import Usage
 
 __all__ = [
     "INVALID_LLM_REQUEST",
@@ -70,13 +66,19 @@ __all__ = [
     "RECORD_TIMEOUT_SECONDS",
     "LlmActivities",
     "LlmSettings",
+    "Usage",
     "build_messages",
+    "complete",
+    "completion_kwargs",
+    "field_line",
     "json_schema_for",
     "judge_fields",
     "offline_answer",
+    "offline_value",
     "output_instructions",
     "parse_output",
     "render_template",
     "run_judge",
+    "supports_json_mode",
     "supports_structured_output",
 ]

@@ -13,7 +13,7 @@ from activities.llm._fields import _fill_fields
 from activities.llm._judge import run_judge
 from activities.llm._records import _CallKey, _recorded
 from activities.llm._settings import LlmSettings
-from activities.llm._usage import _Usage
+from activities.llm._usage import Usage
 from workflows.messages import EvaluationRecord, JudgeRequest, LlmRequest, LlmResponse
 
 HEARTBEAT_EVERY = 3.0
@@ -82,7 +82,7 @@ class LlmActivities:
             fields=tuple(f.name for f in request.fields),
             attempt=info.attempt,
         )
-        usage = _Usage(model=request.spec.model)
+        usage = Usage(model=request.spec.model)
         work = _fill_fields(self._settings, request, info.attempt, usage)
         async with heartbeating():
             return await _recorded(self._sessions, key, usage, work, info.retry_policy)

@@ -10,7 +10,7 @@ from activities.llm._litellm import litellm
 from activities.llm._offline import _OFFLINE_LITELLM_MODEL, OFFLINE_MODEL
 from activities.llm._provider import _provider_error
 from activities.llm._settings import LlmSettings
-from activities.llm._usage import _cost_usd, _Usage, _usage
+from activities.llm._usage import Usage, _cost_usd, _usage
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class _Reply:
     finish_reason: str | None
 
 
-def _completion_kwargs(
+def completion_kwargs(
     settings: LlmSettings,
     *,
     model: str,
@@ -53,7 +53,7 @@ def _completion_kwargs(
     return kwargs
 
 
-async def _complete(settings: LlmSettings, kwargs: dict[str, Any], usage: _Usage) -> _Reply:
+async def complete(settings: LlmSettings, kwargs: dict[str, Any], usage: Usage) -> _Reply:
     """One ``litellm.acompletion``; measures into ``usage``, maps errors to ApplicationError."""
     started = time.perf_counter()
     try:

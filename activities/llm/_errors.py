@@ -7,7 +7,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.llm._completion import _Reply
 from activities.llm._provider import _scrub
-from activities.llm._usage import _Usage
+from activities.llm._usage import Usage
 
 MAX_OUTPUT_ATTEMPTS = 3
 """From this attempt on, output that fails validation is a non-retryable failure."""
@@ -19,7 +19,7 @@ INVALID_LLM_REQUEST = "InvalidLlmRequest"
 
 def _invalid_output(
     who: str,
-    usage: _Usage,
+    usage: Usage,
     attempt: int,
     problem: str,
     reply: _Reply,

@@ -7,19 +7,19 @@ import asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.llm._completion import _complete, _completion_kwargs
+from activities.llm._completion import complete, completion_kwargs
 from activities.llm._errors import INVALID_LLM_REQUEST, _invalid_output, _template_error
 from activities.llm._offline import OFFLINE_MODEL, _offline_reply
 from activities.llm._output import parse_output
 from activities.llm._prompt import build_messages
 from activities.llm._schema import _response_format, supports_structured_output
 from activities.llm._settings import LlmSettings
-from activities.llm._usage import _Usage
+from activities.llm._usage import Usage
 from workflows.messages import LlmRequest, LlmResponse
 
 
 async def _fill_fields(
-    settings: LlmSettings, request: LlmRequest, attempt: int, usage: _Usage
+    settings: LlmSettings, request: LlmRequest, attempt: int, usage: Usage
 ) -> LlmResponse:
     spec, fields = request.spec, list(request.fields)
     who = f"node {request.node!r}"
@@ -39,7 +39,7 @@ async def _fill_fields(
         )
     except ApplicationError as e:
         raise _template_error(who, e) from None
-    kwargs = _completion_kwargs(
+    kwargs = completion_kwargs(
         settings,
         model=spec.model,
         api_base=api_base,
@@ -51,7 +51,7 @@ async def _fill_fields(
         if spec.model == OFFLINE_MODEL
         else None,
     )
-    reply = await _complete(settings, kwargs, usage)
+    reply = await complete(settings, kwargs, usage)
     try:
         values = parse_output(fields, reply.content, as_object=structured)
     except ValueError as e:

@@ -16,15 +16,15 @@ from temporalio import activity
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from activities.llm._completion import _complete, _completion_kwargs
+from activities.llm._completion import complete, completion_kwargs
 from activities.llm._errors import INVALID_LLM_REQUEST, _invalid_output, _template_error
-from activities.llm._offline import OFFLINE_LABEL, OFFLINE_MODEL, _offline_value
+from activities.llm._offline import OFFLINE_LABEL, OFFLINE_MODEL, offline_value
 from activities.llm._output import parse_output
 from activities.llm._prompt import _chat, output_instructions
 from activities.llm._records import _CallKey, _recorded
 from activities.llm._schema import _response_format, supports_structured_output
 from activities.llm._settings import LlmSettings
-from activities.llm._usage import _Usage
+from activities.llm._usage import Usage
 from workflows.evaluators import judge_range, judge_verdict
 from workflows.graph import EvaluatorKind, FieldSpec, FieldType, JudgeOutput, JudgeSpec
 from workflows.messages import EvaluationKind, EvaluationRecord, JudgeRequest
@@ -61,14 +61,14 @@ def judge_fields(judge: JudgeSpec) -> list[FieldSpec]:
 def _offline_judge_reply(fields: Sequence[FieldSpec]) -> str:
     """The offline model's verdict: true, the rating's middle, the first option, numeric min."""
     answer = {
-        f.name: _OFFLINE_JUDGE_REASONING if f.name == _REASONING.name else _offline_value(f, "")
+        f.name: _OFFLINE_JUDGE_REASONING if f.name == _REASONING.name else offline_value(f, "")
         for f in fields
     }
     return json.dumps(answer, ensure_ascii=False)
 
 
 async def _judge(
-    settings: LlmSettings, request: JudgeRequest, attempt: int, usage: _Usage
+    settings: LlmSettings, request: JudgeRequest, attempt: int, usage: Usage
 ) -> EvaluationRecord:
     evaluator, judge = request.evaluator, request.evaluator.judge
     who = f"node {request.node!r} judge {evaluator.name!r}"
@@ -97,7 +97,7 @@ async def _judge(
         )
     except ApplicationError as e:
         raise _template_error(who, e) from None
-    kwargs = _completion_kwargs(
+    kwargs = completion_kwargs(
         settings,
         model=judge.model,
         api_base=api_base,
@@ -110,7 +110,7 @@ async def _judge(
         ),
         offline_reply=_offline_judge_reply(fields) if judge.model == OFFLINE_MODEL else None,
     )
-    reply = await _complete(settings, kwargs, usage)
+    reply = await complete(settings, kwargs, usage)
     try:
         values = parse_output(fields, reply.content, as_object=True)
         score, passed, label = judge_verdict(judge, values[_VERDICT])
@@ -210,6 +210,6 @@ async def run_judge(
         fields=tuple(evaluator.fields),
         attempt=attempt,
     )
-    usage = _Usage(model=evaluator.judge.model if evaluator.judge else "")
+    usage = Usage(model=evaluator.judge.model if evaluator.judge else "")
     work = _judge(settings, request, attempt, usage)
     return await _recorded(sessions, key, usage, work, retry_policy)

@@ -25,7 +25,7 @@ _OFFLINE_LITELLM_MODEL = "openai/conveyor-offline"
 """What the offline model is called in litellm; ``mock_response`` means no request is sent."""
 
 
-def _offline_value(f: FieldSpec, prompt: str) -> Any:
+def offline_value(f: FieldSpec, prompt: str) -> Any:
     """The offline model's answer for ``f`` as a JSON value (see :func:`offline_answer`)."""
     options = list(f.options or [])
     t = f.type
@@ -75,11 +75,11 @@ def offline_answer(field: FieldSpec, prompt: str) -> str:
         field: the field to answer.
         prompt: the rendered user prompt.
     """
-    value = _offline_value(field, prompt)
+    value = offline_value(field, prompt)
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _offline_reply(fields: Sequence[FieldSpec], prompt: str) -> str:
     if len(fields) == 1:
         return offline_answer(fields[0], prompt)
-    return json.dumps({f.name: _offline_value(f, prompt) for f in fields}, ensure_ascii=False)
+    return json.dumps({f.name: offline_value(f, prompt) for f in fields}, ensure_ascii=False)

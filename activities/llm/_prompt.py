@@ -150,7 +150,7 @@ def _describe(f: FieldSpec) -> str:
     return str(t)
 
 
-def _field_line(f: FieldSpec) -> str:
+def field_line(f: FieldSpec) -> str:
     label = f" ({f.label})" if f.label and f.label != f.name else ""
     help_text = f" {f.help.strip()}" if f.help else ""
     optional = "; may be null if there is nothing to give" if not f.required else ""
@@ -173,7 +173,7 @@ def output_instructions(fields: Sequence[FieldSpec], *, as_object: bool = False)
             f'Answer with the value of the field "{f.name}"{title}: {_describe(f)}.{help_text}\n'
             "Reply with the bare value only: no explanation, no surrounding quotes, no markdown."
         )
-    lines = "\n".join(_field_line(f) for f in fields)
+    lines = "\n".join(field_line(f) for f in fields)
     return (
         "Reply with a single JSON object and nothing else (no markdown, no explanation). "
         f"It must have exactly {'this key' if len(fields) == 1 else 'these keys'}:\n"

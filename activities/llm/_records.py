@@ -18,7 +18,7 @@ from temporalio import activity
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from activities.llm._usage import _Usage
+from activities.llm._usage import Usage
 from store.db import transaction
 from store.llm_calls import LlmCallAttempt, insert_llm_call
 
@@ -90,7 +90,7 @@ def _store_problem(exc: BaseException) -> str:
 async def _record_attempt(
     sessions: sessionmaker[Session] | None,
     key: _CallKey,
-    usage: _Usage,
+    usage: Usage,
     outcome: str,
     error_class: str | None,
 ) -> None:
@@ -132,7 +132,7 @@ async def _record_attempt(
 async def _recorded(
     sessions: sessionmaker[Session] | None,
     key: _CallKey,
-    usage: _Usage,
+    usage: Usage,
     work: Awaitable[_T],
     policy: RetryPolicy | None,
 ) -> _T:

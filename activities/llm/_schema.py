@@ -105,7 +105,7 @@ def supports_structured_output(model: str, api_base: str | None = None) -> bool:
         return False
 
 
-def _supports_json_mode(model: str) -> bool:
+def supports_json_mode(model: str) -> bool:
     try:
         params = litellm.get_supported_openai_params(model=model)
     except Exception:
@@ -119,6 +119,6 @@ def _response_format(
     """A JSON schema (structured output), else JSON mode for an object reply, else nothing."""
     if structured:
         return _json_schema_format(fields)
-    if (as_object or len(fields) > 1) and _supports_json_mode(model):
+    if (as_object or len(fields) > 1) and supports_json_mode(model):
         return {"type": "json_object"}
     return None

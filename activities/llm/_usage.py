@@ -11,7 +11,7 @@ from activities.llm._offline import OFFLINE_MODEL
 
 
 @dataclass
-class _Usage:
+class Usage:
     """What one attempt measured; filled in as the call goes and recorded however it ends."""
 
     model: str
