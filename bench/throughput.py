@@ -294,14 +294,29 @@ async def run_phase(
     return Phase(name, n, time.perf_counter() - started, runs)
 
 
-async def history_shape(client: Client, workflow_id: str) -> tuple[int, int, int]:
-    """``(events, activities, workflow tasks)`` in one finished workflow's history."""
+async def history_shape(client: Client, workflow_id: str) -> tuple[int, int, int, int]:
+    """``(events, activities, workflow tasks, bytes)`` in one finished workflow's history
+    (bytes: the serialised events, payloads included)."""
     history = await client.get_workflow_handle(workflow_id).fetch_history()
     kinds = [e.event_type for e in history.events]
     return (
         len(kinds),
         kinds.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED),
         kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
+        sum(e.ByteSize() for e in history.events),
+    )
+
+
+async def history_bytes(client: Client, workflow_id: str) -> list[tuple[str, int, int]]:
+    """``(event type, events, bytes)`` of one finished workflow's history, largest first."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    sizes: dict[str, list[int]] = {}
+    for event in history.events:
+        name = EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()
+        sizes.setdefault(name, []).append(event.ByteSize())
+    return sorted(
+        ((name, len(found), sum(found)) for name, found in sizes.items()),
+        key=lambda row: -row[2],
     )
 
 
@@ -381,6 +396,13 @@ async def main_async(args: Any) -> None:
                     "bare": await history_shape(client, bare[-1].runs[0].workflow_id),
                     "conveyor": await history_shape(client, conv[-1].runs[0].workflow_id),
                 }
+                heaviest = await history_bytes(client, conv[-1].runs[0].workflow_id)
+            common.note(
+                "conveyor history bytes by event type: "
+                + ", ".join(
+                    f"{name} {count}x {size / 1024:.1f} KiB" for name, count, size in heaviest[:5]
+                )
+            )
             report(args, store, bare, conv, shapes, llm_requests=len(llm.requests))
 
 
@@ -389,7 +411,7 @@ def report(
     store: common.Store,
     bare: list[Phase],
     conv: list[Phase],
-    shapes: dict[str, tuple[int, int, int]],
+    shapes: dict[str, tuple[int, int, int, int]],
     llm_requests: int,
 ) -> None:
     def row(name: str, phases: list[Phase]) -> list[Any]:
@@ -398,7 +420,7 @@ def report(
         latencies = [x for p in phases for x in p.latencies()]
         task_seconds = [r.seconds for p in phases for r in p.runs]
         retries = sum(r.claim_retries for p in phases for r in p.runs)
-        events, activities, wfts = shapes[name]
+        events, activities, wfts, size = shapes[name]
         return [
             name,
             tasks,
@@ -410,6 +432,7 @@ def report(
             common.percentile(task_seconds, 99),
             f"{retries / tasks:.1f}",
             f"{events}/{activities}/{wfts}",
+            f"{size / 1024:.1f}",
         ]
 
     print()
@@ -430,6 +453,7 @@ def report(
                 "task p99 s",
                 "claim retries/task",
                 "events/activities/WFTs",
+                "history KiB",
             ],
             [row("bare", bare), row("conveyor", conv)],
         )
