@@ -95,6 +95,10 @@ async def bare_claim(handle: WorkflowHandle[Any, Any]) -> float:
     return time.perf_counter() - started
 
 
+LABELERS = 100
+"""Claims are spread over this many labelers, so nobody reaches the limit while measuring."""
+
+
 async def main_async(args: Any) -> None:
     run = common.run_id()
     common.note(f"machine: {common.machine()}")
@@ -161,7 +165,7 @@ async def main_async(args: Any) -> None:
                 free: list[float] = []
                 progress = common.Progress("claims", total)
                 for i in range(total):
-                    who = f"labeler-{i % 100}"
+                    who = f"labeler-{i % LABELERS}"
                     sides: list[Callable[[], Awaitable[float]]] = [
                         functools.partial(bare_claim, bares[i]),
                         functools.partial(conveyor_claim, tasks[i], who),
@@ -225,7 +229,14 @@ def main() -> None:
     p.add_argument("-n", type=int, default=300, help="measured claims per side")
     p.add_argument("--warmup", type=int, default=20, help="unmeasured claims per side first")
     p.add_argument("--gap", type=float, default=0.0, help="seconds to wait between claim pairs")
-    asyncio.run(main_async(p.parse_args()))
+    args = p.parse_args()
+    limit = common.label_review("bench").claim_limits["labeler"]
+    if args.n + args.warmup > LABELERS * limit:
+        p.error(
+            f"-n plus --warmup may be at most {LABELERS * limit}: {LABELERS} labelers "
+            f"hold at most {limit} claims each under label-review's claim limit"
+        )
+    asyncio.run(main_async(args))
     common.hard_exit(0)
 
 
