@@ -8,7 +8,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -24,102 +23,12 @@ from conveyor.metrics import (
     serve_app_metrics,
 )
 from conveyor.settings import Settings
-from store.db import make_engine, migrate, session_factory, transaction
-from store.models import LlmCallRow, NodeRow, PipelineRow, TaskRow
+from store.db import make_engine, migrate, session_factory
 from tests.support.database import db_engine, db_url, migrated_engine, sessions
+from tests.support.gauge_rows import fill_gauge_rows
 from worker import run_worker
 
 __all__ = ["db_engine", "db_url", "migrated_engine", "sessions"]
-
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-def _task(workflow_id: str, pipeline: str, status: str) -> TaskRow:
-    return TaskRow(
-        workflow_id=workflow_id,
-        pipeline_name=pipeline,
-        pipeline_hash="h",
-        task_key=workflow_id,
-        status=status,
-        data={},
-        current_nodes=[],
-        assignees=[],
-        tags=[],
-        created_at=NOW,
-        updated_at=NOW,
-    )
-
-
-def _node(workflow_id: str, pipeline: str, node: str, status: str) -> NodeRow:
-    return NodeRow(
-        workflow_id=workflow_id,
-        node=node,
-        pipeline_name=pipeline,
-        status=status,
-        values={},
-        draft={},
-    )
-
-
-def _call(
-    workflow_id: str,
-    pipeline: str,
-    model: str,
-    attempt: int,
-    outcome: str,
-    tokens: tuple[int, int] | None,
-    cost: float | None,
-) -> LlmCallRow:
-    return LlmCallRow(
-        workflow_id=workflow_id,
-        pipeline_name=pipeline,
-        node="answer",
-        call_id=f"answer:1:{model}",
-        fields=["reply"],
-        model=model,
-        attempt=attempt,
-        prompt_tokens=tokens[0] if tokens else None,
-        completion_tokens=tokens[1] if tokens else None,
-        cost_usd=cost,
-        latency_ms=100.0,
-        outcome=outcome,
-        at=NOW,
-    )
-
-
-def _fill(sessions: sessionmaker[Session]) -> None:
-    with transaction(sessions) as session:
-        for name in ("alpha", "idle"):
-            session.add(PipelineRow(name=name, created_at=NOW, updated_at=NOW))
-        # "beta" has tasks but no pipeline row: it is reported all the same.
-        session.add_all(
-            [
-                _task("a1", "alpha", "In Progress"),
-                _task("a2", "alpha", "In Progress"),
-                _task("a3", "alpha", "Finished"),
-                _task("b1", "beta", "Paused"),
-            ]
-        )
-        session.flush()  # tasks before their nodes (no relationship() orders them)
-        session.add_all(
-            [
-                _node("a1", "alpha", "label", "Claimed"),
-                _node("a2", "alpha", "label", "Claimed"),
-                _node("a2", "alpha", "review", "Pending"),
-                _node("a3", "alpha", "label", "Finished"),
-                _node("b1", "beta", "label", "Claimed"),
-                _node("b1", "beta", "check", "Available"),
-            ]
-        )
-        session.add_all(
-            [
-                _call("a1", "alpha", "openai/gpt-4o-mini", 1, "retry", None, None),
-                _call("a1", "alpha", "openai/gpt-4o-mini", 2, "ok", (10, 5), 0.25),
-                _call("a2", "alpha", "openai/gpt-4o-mini", 1, "ok", (20, 7), 0.5),
-                _call("a2", "alpha", "ollama/llama3", 1, "ok", (3, 2), None),
-                _call("b1", "beta", "ollama/llama3", 1, "failed", None, None),
-            ]
-        )
 
 
 def _scrape(url: str) -> str:
@@ -143,7 +52,7 @@ def _conveyor(samples: dict[str, float]) -> dict[str, float]:
 
 
 def test_the_store_is_served_with_exact_values(sessions: sessionmaker[Session]) -> None:
-    _fill(sessions)
+    fill_gauge_rows(sessions)
     with AppMetricsServer(sessions, "127.0.0.1", 0) as server:
         text = _scrape(server.url)
     statuses = ["Pending", "In Progress", "Paused", "Finished", "Escalated", "Quarantined"]
@@ -188,7 +97,7 @@ def test_scrapes_are_cached_for_the_ttl(sessions: sessionmaker[Session]) -> None
     now = [100.0]
     metrics = StoreMetrics(sessions, ttl=10.0, clock=lambda: now[0])
     before = metrics.exposition()
-    _fill(sessions)
+    fill_gauge_rows(sessions)
     now[0] += 9.9
     assert metrics.exposition() == before
     now[0] += 0.1
