@@ -167,19 +167,28 @@ def claimable_query(
     return query
 
 
+QueuePosition = tuple[datetime, str, str]
+"""Where a page of the work queue ends: ``(available_since, workflow_id, node)`` of its last
+item, the order :func:`claimable_query` sorts by."""
+
+
 def claimable(
     session: Session,
     contributor: str,
     roles: list[str],
     *,
     pipeline: str | None = None,
+    after: QueuePosition | None = None,
     limit: int = 50,
 ) -> list[WorkItem]:
     """What ``contributor`` may claim now: roles, rework routing, self-review and paused
-    pipelines respected; oldest first."""
-    rows = session.execute(
-        claimable_query(session, contributor, roles, pipeline=pipeline).limit(limit)
-    )
+    pipelines respected; oldest first, starting after ``after`` when given (keyset paging)."""
+    query = claimable_query(session, contributor, roles, pipeline=pipeline)
+    if after is not None:
+        query = query.where(
+            tuple_(NodeRow.available_since, NodeRow.workflow_id, NodeRow.node) > after
+        )
+    rows = session.execute(query.limit(limit))
     return [WorkItem(w, n, p, s, a, r) for w, n, p, s, a, r in rows]
 
 

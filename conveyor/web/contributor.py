@@ -50,11 +50,12 @@ from conveyor.workqueue import (
 from store.explorer import pipeline_versions
 from store.repositories import get_pipeline_version
 from store.users import Role, User
-from store.web_queries import QueuePosition, claimable_page
 from store.workqueue import (
+    QueuePosition,
     SubmittedItem,
     WorkItem,
     claim_limit,
+    claimable,
     held_count,
     my_claims,
     my_submitted,
@@ -148,7 +149,7 @@ def _queue(
     rows: list[QueueRow] = []
     next_after: str | None = None
     if tab == "available":
-        items = claimable_page(
+        items = claimable(
             session,
             user.name,
             roles,

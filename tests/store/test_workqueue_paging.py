@@ -1,5 +1,5 @@
-"""The web pages' own store reads: the work queue's Available tab, page by page
-(store/web_queries.py), and the seq the pages wait for after an action."""
+"""The work queue page by page (``store.workqueue.claimable`` after a position), as the web app's
+Available tab reads it, and the seq the pages wait for after an action."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from store.db import transaction
 from store.projection import apply_batch
-from store.web_queries import QueuePosition, claimable_page
-from store.workqueue import WorkItem, claimable, projected_seq
+from store.workqueue import QueuePosition, WorkItem, claimable, projected_seq
 from tests.support.pipelines import label_review
 from tests.support.projection import T0, run_task, view_of
 from workflows import engine
@@ -63,7 +62,7 @@ def test_claimable_page_walks_the_queue_after_a_position(
         pages: list[list[WorkItem]] = []
         after: QueuePosition | None = None
         while True:
-            page = claimable_page(
+            page = claimable(
                 session, "ana", ["labeler"], pipeline=PIPELINE.name, after=after, limit=2
             )
             if not page:
@@ -78,10 +77,10 @@ def test_claimable_page_walks_the_queue_after_a_position(
         assert [i for page in pages for i in page] == everything
 
         # Without a position it is the first page; the queue's filters still apply.
-        first = claimable_page(session, "ana", ["labeler"], limit=3)
+        first = claimable(session, "ana", ["labeler"], limit=3)
         assert first == everything[:3]
-        assert claimable_page(session, "bo", ["reviewer"], limit=10) == []
-        assert claimable_page(session, "ana", ["labeler"], pipeline="other", limit=10) == []
+        assert claimable(session, "bo", ["reviewer"], limit=10) == []
+        assert claimable(session, "ana", ["labeler"], pipeline="other", limit=10) == []
 
 
 def test_projected_seq_is_the_stored_seq_or_zero(sessions: sessionmaker[Session]) -> None:
