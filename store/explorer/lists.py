@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from store.explorer.base import DEFAULT_PAGE_SIZE, _Frozen
@@ -14,6 +14,7 @@ from store.explorer.cursors import _fetch, encode_cursor
 from store.explorer.filters import Sort, TaskFilter
 from store.explorer.versions import pipeline_versions
 from store.models import EvaluationResultRow, NodeRow, TaskRow
+from store.tasks import status_counts
 from workflows.graph import FieldSource, FieldType, NodeKind
 from workflows.messages import NodeStatus, TaskStatus
 
@@ -43,12 +44,7 @@ class HeaderCounts(_Frozen):
 
 def header_counts(session: Session, pipeline: str) -> HeaderCounts:
     """Task counts per state for ``pipeline`` (one ``GROUP BY`` over an index)."""
-    rows = session.execute(
-        select(TaskRow.status, func.count())
-        .where(TaskRow.pipeline_name == pipeline)
-        .group_by(TaskRow.status)
-    )
-    found = {status: int(n) for status, n in rows}
+    found = status_counts(session, pipeline)
     counts = {state: found.get(state.value, 0) for state in TaskStatus}
     return HeaderCounts(pipeline=pipeline, counts=counts, total=sum(found.values()))
 
