@@ -55,10 +55,6 @@ class ChainFailure(Exception):
         self.retryable = retryable
 
 
-SourceTask = FinishedTask
-"""A Finished source task: its key and its data (seed data and every field value)."""
-
-
 class ChainActivities:
     """Register with ``Worker(..., activities=[a.fire_task_chains, a.fire_completion_chains])``.
 
@@ -142,7 +138,7 @@ class ChainActivities:
                 failed.append(message)
             return False
 
-        async def fire(chain: ChainSpec, target: CreationTarget, task: SourceTask) -> bool:
+        async def fire(chain: ChainSpec, target: CreationTarget, task: FinishedTask) -> bool:
             async with gate:
                 try:
                     result = await create_chained(
@@ -242,7 +238,7 @@ async def create_chained(
 
 def finished_tasks(
     sessions: sessionmaker[Session], pipeline: str, after: str | None, limit: int
-) -> list[SourceTask]:
+) -> list[FinishedTask]:
     """One keyset page of a pipeline's Finished tasks, each with its data as the workflow sees
     it (:func:`workflows.engine.task_data`): seed data plus every node's values, by field name
     and as ``node.field`` (:func:`store.tasks.finished_tasks`)."""

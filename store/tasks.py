@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from store.models import NodeRow, TaskRow
-from workflows.messages import TaskStatus
+from workflows.messages import TaskStatus, merge_task_data
 
 SweepAction = Literal["pause", "resume"]
 """The two fan-outs of a pipeline (:class:`workflows.pipeline_messages.SweepRequest`)."""
@@ -134,18 +134,18 @@ def finished_tasks(
     if after is not None:
         query = query.where(TaskRow.workflow_id > after)
     rows = session.execute(query.order_by(TaskRow.workflow_id).limit(limit)).all()
-    data = {wid: dict(seed or {}) for wid, _, seed in rows}
-    if data:
+    values: dict[str, list[tuple[str, dict[str, Any]]]] = {wid: [] for wid, _, _ in rows}
+    if values:
         nodes = session.execute(
             select(NodeRow.workflow_id, NodeRow.node, NodeRow.values).where(
-                NodeRow.workflow_id.in_(list(data))
+                NodeRow.workflow_id.in_(list(values))
             )
         ).all()
-        for wid, node, values in nodes:
-            for key, value in (values or {}).items():
-                data[wid][key] = value
-                data[wid][f"{node}.{key}"] = value
-    return [FinishedTask(wid, key, data[wid]) for wid, key, _ in rows]
+        for wid, node, node_values in nodes:
+            values[wid].append((node, node_values or {}))
+    return [
+        FinishedTask(wid, key, merge_task_data(seed or {}, values[wid])) for wid, key, seed in rows
+    ]
 
 
 def task_seeds(

@@ -8,7 +8,7 @@ repeating a command with the same ``request_id`` returns the first answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
@@ -630,6 +630,19 @@ def assignees(nodes: Iterable[NodeState]) -> list[str]:
     """Everyone holding a claim on this task, LLMs excluded."""
     holders = [n.claim.holder for n in nodes if n.claim is not None]
     return sorted({h for h in holders if not h.startswith(LLM_ACTOR_PREFIX)})
+
+
+def merge_task_data(
+    seed: Mapping[str, Any], node_values: Iterable[tuple[str, Mapping[str, Any]]]
+) -> dict[str, Any]:
+    """A task's data as its rules and chains see it: the seed data plus every node's values, by
+    field name and as ``node.field`` (later nodes win a shared field name)."""
+    data: dict[str, Any] = dict(seed)
+    for node, values in node_values:
+        for key, value in values.items():
+            data[key] = value
+            data[f"{node}.{key}"] = value
+    return data
 
 
 class StateQuery(Frozen):

@@ -19,6 +19,7 @@ from workflows.messages import (
     TaskState,
     TaskStatus,
     TaskView,
+    merge_task_data,
 )
 
 # Task states in which contributors may still do work on claims they already hold.
@@ -72,12 +73,7 @@ def task_view(state: TaskState, workflow_id: str, *, timeline: bool = True) -> T
 
 def task_data(state: TaskState) -> dict[str, Any]:
     """Seed data plus every node's values, by field name and as ``node.field``."""
-    data: dict[str, Any] = dict(state.data)
-    for node in state.nodes.values():
-        for key, value in node.values.items():
-            data[key] = value
-            data[f"{node.name}.{key}"] = value
-    return data
+    return merge_task_data(state.data, ((n.name, n.values) for n in state.nodes.values()))
 
 
 def claimable(
