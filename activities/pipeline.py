@@ -17,7 +17,9 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from conveyor.starting import Starter, start_input
 from store.db import transaction
+from store.lazy import hold_untouched
 from store.repositories import record_pipeline
 from store.tasks import SweepAction, count_not_paused, status_counts, sweep_page
 from workflows.engine import PIPELINE_ACTOR
@@ -73,36 +75,44 @@ class PipelineActivities:
         """
         client = self._temporal()
         gate = asyncio.Semaphore(request.concurrency)
-        signalled = 0
+
+        command: Pause | Resume
+        if request.action == "pause":
+            command = Pause(
+                request_id=f"pipeline-pause:{request.epoch}:{request.round}",
+                by=PIPELINE_ACTOR,
+                reason=f"pipeline {request.pipeline} is paused",
+            )
+        else:
+            command = Resume(
+                request_id=f"pipeline-resume:{request.epoch}",
+                by=PIPELINE_ACTOR,
+                only_paused_by=PIPELINE_ACTOR,
+            )
 
         async def signal(workflow_id: str) -> int:
             handle = client.get_workflow_handle(workflow_id)
             try:
                 async with gate:
-                    if request.action == "pause":
-                        await handle.signal(
-                            "pause",
-                            Pause(
-                                request_id=f"pipeline-pause:{request.epoch}:{request.round}",
-                                by=PIPELINE_ACTOR,
-                                reason=f"pipeline {request.pipeline} is paused",
-                            ),
-                        )
-                    else:
-                        await handle.signal(
-                            "resume",
-                            Resume(
-                                request_id=f"pipeline-resume:{request.epoch}",
-                                by=PIPELINE_ACTOR,
-                                only_paused_by=PIPELINE_ACTOR,
-                            ),
-                        )
+                    await handle.signal(request.action, command)
             except RPCError as err:
-                if err.status == RPCStatusCode.NOT_FOUND:
-                    return 0  # finished and closed since the store saw it: nothing to pause
-                raise
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                # No workflow: finished and closed since the store saw it (nothing to pause),
+                # or created lazily and its start not yet through (it starts with the signal).
+                input = await asyncio.to_thread(start_input, self._sessions, workflow_id)
+                if input is None:
+                    return 0
+                starter = Starter(client, activity.info().task_queue)
+                await starter.start_untouched(
+                    input, workflow_id, signal=request.action, signal_arg=command
+                )
             return 1
 
+        # Tasks without a workflow (lazy start) are paused and resumed in their rows, at once.
+        signalled = await asyncio.to_thread(
+            _hold_untouched, self._sessions, request.pipeline, request.action
+        )
         after: str | None = None
         while True:
             ids = await asyncio.to_thread(
@@ -140,6 +150,11 @@ def _page(
 ) -> Sequence[str]:
     with transaction(sessions) as session:
         return sweep_page(session, pipeline, action, after, PAGE_SIZE)
+
+
+def _hold_untouched(sessions: sessionmaker[Session], pipeline: str, action: SweepAction) -> int:
+    with transaction(sessions) as session:
+        return hold_untouched(session, pipeline, action)
 
 
 def _count_running(sessions: sessionmaker[Session], pipeline: str) -> int:

@@ -18,6 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import (
     Client,
     WorkflowHandle,
@@ -50,7 +51,7 @@ from conveyor.errors import Unavailable as Unavailable
 from conveyor.errors import UnknownPipeline as UnknownPipeline
 from conveyor.settings import Settings
 from conveyor.starting import CreationTarget as CreationTarget
-from conveyor.starting import Starter
+from conveyor.starting import Starter, UntouchedRow
 from workflows.chains import unknown_target_fields
 from workflows.engine import actor_of
 from workflows.graph import Pipeline
@@ -59,6 +60,7 @@ from workflows.messages import (
     TASK_COMMANDS,
     Command,
     CommandResult,
+    TaskInput,
     TaskStatus,
     TaskView,
 )
@@ -105,20 +107,50 @@ def _command_name(command: Command) -> str:
 class TaskClient:
     """Commands and queries for one task, by workflow id."""
 
-    def __init__(self, handle: WorkflowHandle[Any, Any], update_timeout: float):
+    def __init__(
+        self,
+        handle: WorkflowHandle[Any, Any],
+        update_timeout: float,
+        *,
+        starter: Starter | None = None,
+        untouched: UntouchedRow | None = None,
+    ):
         self.handle = handle
         self.update_timeout = update_timeout
+        self._starter = starter
+        self._untouched = untouched
 
     @property
     def workflow_id(self) -> str:
         return self.handle.id
 
+    async def _start_input(self) -> TaskInput | None:
+        """The start input of this task if it was created lazily and has no workflow yet."""
+        if self._untouched is None or self._starter is None:
+            return None
+        return await self._untouched.start_input(self.workflow_id)
+
     async def state(self) -> TaskView:
-        """The task view from the workflow's ``state`` query."""
+        """The task view from the workflow's ``state`` query (a lazily created task's workflow
+        starts for it)."""
+        try:
+            return await self.handle.query(TaskWorkflow.state)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            input = await self._start_input()
+            if input is None:
+                raise
+        assert self._starter is not None
+        await self._starter.start_untouched(input, self.workflow_id)
         return await self.handle.query(TaskWorkflow.state)
 
-    async def send(self, command: Command) -> CommandResult:
+    async def send(self, command: Command, *, untouched: bool = False) -> CommandResult:
         """Send a command as an update and return its answer.
+
+        A lazily created task's workflow starts with the command (update-with-start): at once
+        with ``untouched`` (the store said the task has no workflow yet), else when the task
+        answers that it does not exist.
 
         Raises:
             CommandRejected: the task refused it (the reason is in ``.result``).
@@ -127,12 +159,20 @@ class TaskClient:
         name = _command_name(command)
         try:
             async with asyncio.timeout(self.update_timeout):
+                input = await self._start_input() if untouched else None
+                if input is not None:
+                    return await self._update_with_start(name, command, input)
                 for attempt in range(_RACE_RETRIES):
                     try:
                         return await self.handle.execute_update(
                             name, command, id=_update_id(command), result_type=CommandResult
                         )
                     except RPCError as err:
+                        if err.status == RPCStatusCode.NOT_FOUND:
+                            input = await self._start_input()
+                            if input is None:
+                                raise
+                            return await self._update_with_start(name, command, input)
                         # The update met the task while it was continuing as new; the new
                         # run takes it, and request_id keeps a repeat from acting twice.
                         if attempt + 1 == _RACE_RETRIES or not _is_continue_as_new_race(err):
@@ -150,9 +190,43 @@ class TaskClient:
                 "is a worker running on this task queue? (start one with `python worker.py`)"
             ) from err
 
+    async def _update_with_start(
+        self, name: str, command: Command, input: TaskInput
+    ) -> CommandResult:
+        assert self._starter is not None
+        start = self._starter.start_operation(input, self.workflow_id)
+        try:
+            result: CommandResult = await self._starter.client.execute_update_with_start_workflow(
+                name,
+                command,
+                start_workflow_operation=start,
+                id=_update_id(command),
+                result_type=CommandResult,
+            )
+        finally:
+            # The start's outcome waits in a future of the operation; when the update was
+            # cancelled (no answer in time) read it, or asyncio reports it as never retrieved.
+            started = start._workflow_handle
+            if started.done() and not started.cancelled():
+                started.exception()
+        return result
+
     async def signal(self, command: Command) -> None:
-        """Send a command as a fire-and-forget signal (rejections land in the timeline)."""
-        await self.handle.signal(_command_name(command), command)
+        """Send a command as a fire-and-forget signal (rejections land in the timeline); a
+        lazily created task's workflow starts with it (signal-with-start)."""
+        name = _command_name(command)
+        try:
+            await self.handle.signal(name, command)
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            input = await self._start_input()
+            if input is None:
+                raise
+            assert self._starter is not None
+            await self._starter.start_untouched(
+                input, self.workflow_id, signal=name, signal_arg=command
+            )
 
     async def result(self) -> TaskView:
         """Wait until the task's workflow completes (the task is Finished)."""
@@ -184,6 +258,8 @@ class ConveyorClient:
         self.task_queue = task_queue
         self.update_timeout = update_timeout
         self.pipeline_recheck_seconds: float | None = None
+        self.untouched: UntouchedRow | None = None
+        """The store lazily created tasks are in (:meth:`attach_store`); None: no lazy start."""
         """How often new PipelineWorkflows re-check their tasks while Paused (None: default)."""
 
     @classmethod
@@ -234,7 +310,30 @@ class ConveyorClient:
 
     def task(self, workflow_id: str) -> TaskClient:
         return TaskClient(
-            self.client.get_workflow_handle_for(TaskWorkflow.run, workflow_id), self.update_timeout
+            self.client.get_workflow_handle_for(TaskWorkflow.run, workflow_id),
+            self.update_timeout,
+            starter=self.starter,
+            untouched=self.untouched,
+        )
+
+    def attach_store(self, sessions: sessionmaker[Session]) -> None:
+        """Use ``sessions``' store for lazy start: :meth:`create_tasks` writes the tasks of
+        ``start: lazy`` pipelines there, and commands start those tasks' workflows."""
+        self.untouched = UntouchedRow(sessions)
+
+    async def create_untouched(
+        self,
+        pipeline: Pipeline,
+        rows: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        start_paused: bool = False,
+    ) -> list[Created | None]:
+        """Create tasks lazily (:meth:`conveyor.starting.Starter.create_untouched`); all None
+        (start them at once) without a store (:meth:`attach_store`)."""
+        if self.untouched is None:
+            return [None] * len(rows)
+        return await self.starter.create_untouched(
+            self.untouched.sessions, pipeline, rows, start_paused=start_paused
         )
 
     async def create_task(

@@ -30,11 +30,16 @@ class Unavailable(errors.Unavailable, CliError):
     """Temporal, the store or a worker cannot be reached (exit code 4)."""
 
 
-async def connect_conveyor() -> ConveyorClient:
-    """A client from ``CONVEYOR_*`` settings, or :class:`Unavailable` saying how to fix it."""
+async def connect_conveyor(*, store: bool = True) -> ConveyorClient:
+    """A client from ``CONVEYOR_*`` settings, or :class:`Unavailable` saying how to fix it.
+
+    With ``store`` the client uses the configured store, when there is one, for lazy start
+    (:meth:`ConveyorClient.attach_store`): tasks of ``task_start: lazy`` pipelines are created
+    as rows there, and commands start their workflows.
+    """
     settings = Settings.from_env()
     try:
-        return await ConveyorClient.connect(settings)
+        conveyor = await ConveyorClient.connect(settings)
     except ValueError:
         raise
     except Exception as err:
@@ -46,6 +51,12 @@ async def connect_conveyor() -> ConveyorClient:
             f"cannot reach Temporal at {settings.temporal_address} ({reason}); "
             "start it with `./scripts/dev` or set CONVEYOR_TEMPORAL_ADDRESS"
         ) from None
+    if store:
+        try:
+            conveyor.attach_store(store_sessions())
+        except CliError:
+            pass  # no store (or not upgraded): no task of it can be waiting for its start
+    return conveyor
 
 
 def sqlite_path(url: str) -> Path | None:

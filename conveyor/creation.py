@@ -82,6 +82,17 @@ class TaskStarter(Protocol):
         start_paused: bool = False,
     ) -> Created: ...
 
+    async def create_untouched(
+        self,
+        pipeline: Pipeline,
+        rows: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        start_paused: bool = False,
+    ) -> list[Created | None]:
+        """Create tasks lazily (their rows now, their workflows on first use); None for each
+        row to start with :meth:`create_task` instead."""
+        ...
+
 
 MAX_ROWS_PER_CALL = 5000
 """The most rows one :func:`create_tasks` call takes."""
@@ -367,6 +378,18 @@ async def start_prepared(
         return RowResult(index, row.key, created.workflow_id, outcome)
 
     todo = [(i, row) for i, row in enumerate(prepared) if planned[i] is None and i not in repeats]
+    if todo:
+        lazily = await conveyor.create_untouched(
+            pipeline, [(row.key or "", row.data) for _, row in todo], start_paused=start_paused
+        )
+        eager: list[tuple[int, PreparedRow]] = []
+        for (index, row), created in zip(todo, lazily, strict=True):
+            if created is None:
+                eager.append((index, row))
+            else:
+                outcome = RowOutcome.CREATED if created.created else RowOutcome.EXISTS
+                planned[index] = RowResult(index, row.key, created.workflow_id, outcome)
+        todo = eager
     for result in await asyncio.gather(*(start(i, row) for i, row in todo)):
         planned[result.index] = result
     for index, earlier in repeats.items():

@@ -39,6 +39,11 @@ class ApiDeps:
         default_factory=lambda: Path(os.environ.get("CONVEYOR_DATA_DIR") or "data")
     )
 
+    def __post_init__(self) -> None:
+        # Tasks are created, and started on first use, in this store (lazy start).
+        if self.conveyor.untouched is None:
+            self.conveyor.attach_store(self.sessions)
+
 
 def deps_of(request: Request) -> ApiDeps:
     deps: ApiDeps | None = getattr(request.app.state, "deps", None)

@@ -9,11 +9,14 @@ module sits below the activities and imports no workflow shell.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from temporalio.client import Client
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -25,9 +28,12 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.creation import Created
 from conveyor.errors import InvalidSeedData, PipelineNotAccepting, UnknownPipeline
+from store.db import transaction
+from store.lazy import begin_start, insert_untouched
 from workflows import engine
-from workflows.graph import Pipeline
+from workflows.graph import Pipeline, StartMode
 from workflows.messages import (
+    ProjectionBatch,
     TaskInput,
     TaskStatus,
 )
@@ -44,7 +50,7 @@ from workflows.pipeline_messages import (
     PipelineView,
 )
 
-__all__ = ["CreationTarget", "Starter"]
+__all__ = ["CreationTarget", "Starter", "UntouchedRow", "start_input"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,101 @@ class Starter:
             return Created(workflow_id, created=False)
         return Created(workflow_id, created=True)
 
+    def _start_options(self, input: TaskInput, workflow_id: str) -> dict[str, Any]:
+        """How a lazily created task's workflow starts: like :meth:`create_task`, but an
+        existing workflow is used as it is (a concurrent first command started it) and a closed
+        one is never started again (a finished task stays finished)."""
+        return {
+            "id": workflow_id,
+            "task_queue": self.task_queue,
+            "id_reuse_policy": WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            "id_conflict_policy": WorkflowIDConflictPolicy.USE_EXISTING,
+            "search_attributes": TypedSearchAttributes(
+                [
+                    SearchAttributePair(SA_PIPELINE, input.pipeline.name),
+                    SearchAttributePair(SA_STATUS, TaskStatus.PENDING.value),
+                ]
+            ),
+            "static_summary": f"{input.pipeline.name} · {input.task_key}"[:200],
+        }
+
+    def start_operation(
+        self, input: TaskInput, workflow_id: str
+    ) -> WithStartWorkflowOperation[Any, Any]:
+        """The start half of an update-with-start for a lazily created task (used once)."""
+        return WithStartWorkflowOperation(
+            TASK_WORKFLOW, input, **self._start_options(input, workflow_id)
+        )
+
+    async def start_untouched(
+        self,
+        input: TaskInput,
+        workflow_id: str,
+        *,
+        signal: str | None = None,
+        signal_arg: Any = None,
+    ) -> None:
+        """Start a lazily created task's workflow unless it exists; with ``signal``, send it
+        that signal too (signal-with-start)."""
+        options = self._start_options(input, workflow_id)
+        if signal is not None:
+            options |= {"start_signal": signal, "start_signal_args": [signal_arg]}
+        try:
+            await self.client.start_workflow(TASK_WORKFLOW, input, **options)
+        except WorkflowAlreadyStartedError:
+            pass  # closed (Finished): nothing to start, and nothing a signal could change
+
+    async def create_untouched(
+        self,
+        sessions: sessionmaker[Session],
+        pipeline: Pipeline,
+        rows: Sequence[tuple[str, Mapping[str, Any]]],
+        *,
+        start_paused: bool = False,
+    ) -> list[Created | None]:
+        """Create tasks lazily: their rows now, their workflows on first use (lazy start).
+
+        ``rows`` are (key, seed data) pairs already checked against the pipeline. A row whose
+        task would need its workflow at once (an LLM node or a gate first, nothing to claim)
+        gets None: start it with :meth:`create_task`. So does every row of a pipeline with
+        ``task_start: eager``.
+        """
+        if pipeline.task_start != StartMode.LAZY:
+            return [None] * len(rows)
+        now = datetime.now(UTC)
+        batches: list[ProjectionBatch | None] = []
+        for key, data in rows:
+            workflow_id = task_workflow_id(pipeline.name, key)
+            try:
+                outcome = engine.start_task(pipeline, key, data, engine.Context(now=now))
+            except engine.Rejected:
+                batches.append(None)  # create_task reports it, as for an eager start
+                continue
+            if not engine.waits_only_for_people(pipeline, outcome.state):
+                batches.append(None)
+                continue
+            batches.append(
+                ProjectionBatch(
+                    view=engine.task_view(outcome.state, workflow_id, timeline=False),
+                    events=outcome.events,
+                    pipeline=None,
+                    blocked=engine.self_review_blocked(pipeline, outcome.state.nodes),
+                )
+            )
+        wanted = [b for b in batches if b is not None]
+
+        def write() -> set[str]:
+            with transaction(sessions) as session:
+                return insert_untouched(session, pipeline, wanted, paused=start_paused)
+
+        written = await asyncio.to_thread(write)
+        return [
+            None
+            if batch is None
+            else Created(batch.view.workflow_id, created=batch.view.workflow_id in written)
+            for batch in batches
+        ]
+
     async def describe_pipeline(self, name: str) -> PipelineView:
         """The pipeline's status, versions, fan-out progress and recent events.
 
@@ -151,3 +252,20 @@ class Starter:
             start_paused=view.status == PipelineStatus.PAUSED,
             status=view.status,
         )
+
+
+@dataclass(frozen=True)
+class UntouchedRow:
+    """Where a lazily created task's start input comes from: the store."""
+
+    sessions: sessionmaker[Session]
+
+    async def start_input(self, workflow_id: str) -> TaskInput | None:
+        """The task's start input if it was created lazily and is not Finished, else None."""
+        return await asyncio.to_thread(start_input, self.sessions, workflow_id)
+
+
+def start_input(sessions: sessionmaker[Session], workflow_id: str) -> TaskInput | None:
+    """:func:`store.lazy.begin_start` in a transaction of its own."""
+    with transaction(sessions) as session:
+        return begin_start(session, workflow_id)

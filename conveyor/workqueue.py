@@ -142,7 +142,8 @@ async def _claim_item(
         result = await conveyor.task(item.workflow_id).send(
             task_command(
                 "claim", actor=contributor, request_id=request_id, roles=roles, node=item.node
-            )
+            ),
+            untouched=item.untouched,
         )
     except CommandRejected as rejected:
         if rejected.result.code == "claim_limit":

@@ -127,6 +127,10 @@ class TaskRow(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    start: Mapped[str | None] = mapped_column(String(10))
+    """How far a lazily created task's workflow is: ``untouched`` (none yet: the row is the
+    task), ``starting`` (a start was sent; the workflow may exist). None once the workflow has
+    written a newer snapshot, and for every task started at creation."""
 
     __table_args__ = (
         UniqueConstraint("pipeline_name", "task_key"),
@@ -143,6 +147,14 @@ class TaskRow(Base):
             "status",
             postgresql_where=text("finished_at IS NULL"),
             sqlite_where=text("finished_at IS NULL"),
+        ),
+        # Lazy start: a pipeline's untouched rows, for pause, resume and progress.
+        Index(
+            "ix_tasks_pipeline_start",
+            "pipeline_name",
+            "start",
+            postgresql_where=text("start IS NOT NULL"),
+            sqlite_where=text("start IS NOT NULL"),
         ),
     )
 

@@ -86,6 +86,8 @@ def task_values(view: TaskView) -> dict[str, Any]:
         "created_at": view.created_at,
         "updated_at": view.updated_at,
         "finished_at": view.finished_at,
+        # A newer snapshot is the workflow's own: a lazily created task has started.
+        "start": None,
     }
 
 

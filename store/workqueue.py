@@ -39,6 +39,8 @@ class WorkItem:
     status: str
     available_since: datetime | None
     rework_reason: str | None = None
+    untouched: bool = False
+    """The task was created lazily and has no workflow yet: a claim starts it."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,7 @@ def claimable_query(
             NodeRow.status,
             NodeRow.available_since,
             NodeRow.rework_reason,
+            TaskRow.start,
         )
         .join(TaskRow, TaskRow.workflow_id == NodeRow.workflow_id)
         .where(
@@ -189,7 +192,7 @@ def claimable(
             tuple_(NodeRow.available_since, NodeRow.workflow_id, NodeRow.node) > after
         )
     rows = session.execute(query.limit(limit))
-    return [WorkItem(w, n, p, s, a, r) for w, n, p, s, a, r in rows]
+    return [WorkItem(w, n, p, s, a, r, start is not None) for w, n, p, s, a, r, start in rows]
 
 
 def my_claims(session: Session, contributor: str) -> list[WorkItem]:

@@ -320,6 +320,13 @@ MAX_CLAIM_TIMEOUT_SECONDS = 100 * 365 * 86400
 range and every claim would fail."""
 
 
+class StartMode(StrEnum):
+    """When new tasks' workflows start (:attr:`Pipeline.task_start`)."""
+
+    LAZY = "lazy"
+    EAGER = "eager"
+
+
 class Pipeline(Frozen):
     """A whole pipeline definition, as applied from a YAML or JSON file."""
 
@@ -330,6 +337,10 @@ class Pipeline(Frozen):
     :data:`MAX_CLAIM_TIMEOUT_SECONDS`)."""
     claim_limits: dict[str, int] = Field(default_factory=dict)
     """Per contributor role: how many nodes one contributor may hold at once."""
+    task_start: StartMode = StartMode.LAZY
+    """When a new task's workflow starts: ``lazy`` (default), on the first command that needs
+    it — its row is written at creation and is workable at once; ``eager``, at creation, so
+    every task is in Temporal's visibility (the Temporal UI's list) from the start."""
     nodes: list[NodeSpec]
     chains: list[ChainSpec] = Field(default_factory=list)
     """Pipelines whose tasks this pipeline's tasks create (see :class:`ChainSpec`)."""

@@ -588,6 +588,9 @@ class TaskInput(Frozen):
     start_paused: bool = False
     start_pending: bool = False
     """Start Pending (e.g. the pipeline is not yet active) until an ``activate`` command."""
+    created_at: datetime | None = None
+    """When the task was created, if before its workflow started (lazy start: the row written
+    at creation is the snapshot the workflow starts from). None: when the workflow starts."""
     carried: TaskState | None = None
     """Set on continue-as-new: the whole state of the previous run."""
     outbox: list[TimelineEvent] = Field(default_factory=list)

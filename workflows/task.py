@@ -118,7 +118,7 @@ class TaskWorkflow:
                     input.pipeline,
                     input.task_key,
                     input.data,
-                    engine.Context(now=workflow.now()),
+                    engine.Context(now=input.created_at or workflow.now()),
                     start_paused=input.start_paused,
                     start_pending=input.start_pending,
                 )

@@ -28,7 +28,9 @@ def create_api(deps: ApiDeps | None = None) -> FastAPI:
         if getattr(app.state, "deps", None) is None:
             from conveyor.connect import connect_conveyor, store_sessions
 
-            app.state.deps = ApiDeps(conveyor=await connect_conveyor(), sessions=store_sessions())
+            app.state.deps = ApiDeps(
+                conveyor=await connect_conveyor(store=False), sessions=store_sessions()
+            )
         yield
 
     app = FastAPI(

@@ -40,6 +40,7 @@ from workflows.engine.queries import next_claim_deadline as next_claim_deadline
 from workflows.engine.queries import self_review_blocked as self_review_blocked
 from workflows.engine.queries import task_data as task_data
 from workflows.engine.queries import task_view as task_view
+from workflows.engine.queries import waits_only_for_people as waits_only_for_people
 from workflows.engine.run import PIPELINE_ACTOR as PIPELINE_ACTOR
 from workflows.engine.run import RESPONSES_KEPT as RESPONSES_KEPT
 from workflows.engine.run import SYSTEM as SYSTEM

@@ -249,3 +249,16 @@ def _status_refusal(state: TaskState, action: str) -> str | None:
     if status not in _WORKING:
         return f"task is {status}{reason}; you may {action} once it is In Progress"
     return None
+
+
+def waits_only_for_people(pipeline: Pipeline, state: TaskState) -> bool:
+    """The task, as it stands, needs nothing but a person's claim: no model call to run, no
+    claim timer, In Progress. Such a task may wait without a workflow (lazy start)."""
+    return (
+        state.status == TaskStatus.IN_PROGRESS
+        and not llm_nodes_ready(pipeline, state)
+        and not llm_drafts_ready(pipeline, state)
+        and not judges_ready(state)
+        and next_claim_deadline(state) is None
+        and any(node.status == NodeStatus.AVAILABLE for node in state.nodes.values())
+    )

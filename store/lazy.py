@@ -1,0 +1,189 @@
+"""Lazy start: tasks whose row is written at creation and whose workflow starts on first use.
+
+A task created lazily has a complete row from the start — the snapshot its workflow would
+write on starting (seed data, pinned version, its first nodes Available) — with ``start`` set to
+``untouched``. It is workable from the store at once; its workflow starts on the first command
+that needs it (:func:`begin_start` hands out the start input and marks the row ``starting``),
+and its first newer snapshot clears ``start``: from then on the workflow is the truth, as for
+every task started at creation.
+
+While untouched, the row is the task: a pipeline's pause and resume change the status of its
+untouched rows in one statement (:func:`hold_untouched`); the start input carries the status,
+so a task paused while untouched starts Paused.
+
+Like the other store functions these take a session and never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from store.dialect import dialect_insert
+from store.models import NodeRow, PipelineVersionRow, TaskRow, TimelineEventRow
+from store.projection import node_values, task_values
+from store.repositories import ensure_pipeline_version
+from store.tasks import SweepAction
+from workflows.graph import Pipeline
+from workflows.messages import ProjectionBatch, TaskInput, TaskStatus
+
+__all__ = [
+    "STARTING",
+    "UNTOUCHED",
+    "begin_start",
+    "hold_untouched",
+    "insert_untouched",
+    "untouched_count",
+]
+
+UNTOUCHED = "untouched"
+"""``tasks.start`` of a task whose workflow does not exist yet."""
+STARTING = "starting"
+"""``tasks.start`` of a task whose start was sent (its workflow may or may not exist yet)."""
+
+
+def insert_untouched(
+    session: Session, pipeline: Pipeline, batches: Sequence[ProjectionBatch], *, paused: bool
+) -> set[str]:
+    """Write the rows of new untouched tasks: their task, node and creation-event rows.
+
+    ``batches`` are the snapshots of :func:`workflows.engine.start_task` for each task (all of
+    ``pipeline``). A task whose workflow id already has a row is left as it is. With ``paused``
+    the rows are written Paused (the pipeline is): such a task starts Paused.
+
+    Returns:
+        The workflow ids whose rows this call wrote.
+    """
+    if not batches:
+        return set()
+    ensure_pipeline_version(session, pipeline)
+    tasks: list[dict[str, Any]] = []
+    for batch in batches:
+        row = task_values(batch.view)
+        row["start"] = UNTOUCHED
+        if paused:
+            row["status"] = TaskStatus.PAUSED.value
+        tasks.append(row)
+    statement = (
+        dialect_insert(session, TaskRow).on_conflict_do_nothing().returning(TaskRow.workflow_id)
+    )
+    written = set(session.scalars(statement, tasks))
+    if not written:
+        return written
+    nodes = [
+        node_values(b.view, node, b.blocked.get(node.name))
+        for b in batches
+        if b.view.workflow_id in written
+        for node in b.view.nodes
+    ]
+    events = [
+        {
+            "workflow_id": b.view.workflow_id,
+            "seq": event.seq,
+            "at": event.at,
+            "kind": event.kind,
+            "actor": event.actor,
+            "node": event.node,
+            "message": event.message,
+            "data": event.data,
+        }
+        for b in batches
+        if b.view.workflow_id in written
+        for event in b.events
+    ]
+    if nodes:
+        session.execute(dialect_insert(session, NodeRow).on_conflict_do_nothing(), nodes)
+    if events:
+        session.execute(dialect_insert(session, TimelineEventRow).on_conflict_do_nothing(), events)
+    return written
+
+
+def begin_start(session: Session, workflow_id: str) -> TaskInput | None:
+    """The start input of a lazily created task whose workflow may not exist; None for others.
+
+    Marks the row ``starting``, so a pipeline's pause from now on signals the task rather than
+    changing its row. Safe to call again (a start that did not reach Temporal is sent again):
+    the task's workflow id keeps a second start from making a second workflow.
+    A Finished row gives None: a finished task is never started again.
+    """
+    row = session.execute(
+        select(
+            TaskRow.start,
+            TaskRow.status,
+            TaskRow.pipeline_hash,
+            TaskRow.task_key,
+            TaskRow.data,
+            TaskRow.created_at,
+        ).where(TaskRow.workflow_id == workflow_id)
+    ).one_or_none()
+    if row is None or row.start is None or row.status == TaskStatus.FINISHED.value:
+        return None
+    if row.start == UNTOUCHED:
+        # Conditional, so a pause statement and this mark order themselves on the row: the
+        # status read below is the one the pause left.
+        session.execute(
+            update(TaskRow)
+            .where(TaskRow.workflow_id == workflow_id, TaskRow.start == UNTOUCHED)
+            .values(start=STARTING)
+        )
+        row = session.execute(
+            select(
+                TaskRow.start,
+                TaskRow.status,
+                TaskRow.pipeline_hash,
+                TaskRow.task_key,
+                TaskRow.data,
+                TaskRow.created_at,
+            ).where(TaskRow.workflow_id == workflow_id)
+        ).one()
+    definition = session.scalar(
+        select(PipelineVersionRow.definition).where(PipelineVersionRow.hash == row.pipeline_hash)
+    )
+    if definition is None:
+        return None
+    return TaskInput(
+        pipeline=Pipeline.model_validate(definition),
+        task_key=row.task_key,
+        data=dict(row.data),
+        start_paused=row.status == TaskStatus.PAUSED.value,
+        created_at=row.created_at,
+    )
+
+
+def hold_untouched(session: Session, pipeline: str, action: SweepAction) -> int:
+    """A pipeline's pause or resume, for its untouched tasks: one statement.
+
+    Returns:
+        How many rows changed.
+    """
+    before, after = (
+        (TaskStatus.IN_PROGRESS, TaskStatus.PAUSED)
+        if action == "pause"
+        else (TaskStatus.PAUSED, TaskStatus.IN_PROGRESS)
+    )
+    result = session.execute(
+        update(TaskRow)
+        .where(
+            TaskRow.pipeline_name == pipeline,
+            TaskRow.start == UNTOUCHED,
+            TaskRow.status == before.value,
+        )
+        .values(status=after.value)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def untouched_count(session: Session, pipeline: str) -> int:
+    """How many of the pipeline's tasks have no workflow yet."""
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(TaskRow)
+            .where(TaskRow.pipeline_name == pipeline, TaskRow.start == UNTOUCHED)
+        )
+        or 0
+    )

@@ -1,0 +1,298 @@
+"""Lazy start: tasks created as rows, their workflows started by the first command that needs
+them — on the real dev server and each store dialect."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.llm import LlmSettings
+from conveyor.client import CommandRejected, ConveyorClient, NoWorkerResponded
+from conveyor.creation import RowOutcome
+from conveyor.starting import start_input
+from conveyor.workqueue import claim_node, next_work
+from store.db import transaction
+from store.models import TaskRow
+from store.tasks import status_counts
+from store.workqueue import claimable
+from tests.support.actors import claim, eventually, nodes, review, rid, submit
+from tests.support.pipelines import label_review, llm_then_edit
+from worker import build_worker
+from workflows.graph import Pipeline, StartMode
+from workflows.messages import Claim, NodeStatus, Tag, TaskStatus
+from workflows.pipeline_messages import PipelineStatus
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"lazy-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+async def conveyor(
+    client: Client, sessions: sessionmaker[Session], task_queue: str
+) -> AsyncIterator[ConveyorClient]:
+    async with build_worker(client, task_queue, sessions=sessions, llm=LlmSettings()):
+        conveyor = ConveyorClient(client, task_queue, update_timeout=20)
+        conveyor.attach_store(sessions)
+        conveyor.pipeline_recheck_seconds = 1.0
+        yield conveyor
+
+
+def fresh(**changes: object) -> Pipeline:
+    return label_review(name=f"lazy-{uuid.uuid4().hex[:8]}").model_copy(update=changes)
+
+
+def rows(count: int) -> list[dict[str, str]]:
+    return [{"id": f"row-{i}", "text": f"text {i}"} for i in range(count)]
+
+
+def start_column(sessions: sessionmaker[Session], pipeline: str) -> dict[str, str | None]:
+    with transaction(sessions) as session:
+        found = session.execute(
+            text("SELECT task_key, start FROM tasks WHERE pipeline_name = :p"), {"p": pipeline}
+        )
+        return {key: start for key, start in found}
+
+
+async def exists(conveyor: ConveyorClient, workflow_id: str) -> bool:
+    try:
+        await conveyor.client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+async def until_row(
+    sessions: sessionmaker[Session], pipeline: str, key: str, want: str | None
+) -> None:
+    for _ in range(200):
+        if start_column(sessions, pipeline).get(key, "?") == want:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{key}: start never became {want!r}")
+
+
+async def test_created_tasks_are_workable_rows_without_workflows(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    pipeline = fresh()
+    results = await conveyor.create_tasks(pipeline, rows(30), key_column="id")
+    assert [r.outcome for r in results] == [RowOutcome.CREATED] * 30
+    assert set(start_column(sessions, pipeline.name).values()) == {"untouched"}
+    # Workable at once, from the store alone: no workflow exists.
+    with transaction(sessions) as session:
+        work = claimable(session, "ana", ["labeler"], pipeline=pipeline.name, limit=100)
+        counts = status_counts(session, pipeline.name)
+    assert len(work) == 30 and all(item.untouched for item in work)
+    assert counts == {TaskStatus.IN_PROGRESS.value: 30}
+    assert not await exists(conveyor, results[0].workflow_id or "")
+
+    again = await conveyor.create_tasks(pipeline, rows(30), key_column="id")
+    assert [r.outcome for r in again] == [RowOutcome.EXISTS] * 30
+    assert len(start_column(sessions, pipeline.name)) == 30
+
+
+async def test_the_first_claim_starts_the_task_where_its_row_left_it(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    pipeline = fresh()
+    await conveyor.create_tasks(pipeline, rows(1), key_column="id")
+    with transaction(sessions) as session:
+        created_at = session.scalars(
+            select(TaskRow.created_at).where(TaskRow.pipeline_name == pipeline.name)
+        ).one()
+    claimed = await next_work(conveyor, sessions, "ana", ["labeler"], pipeline=pipeline.name)
+    task = conveyor.task(claimed.item.workflow_id)
+    view = await task.state()
+    assert nodes(view)["label"].status == NodeStatus.CLAIMED
+    assert nodes(view)["label"].assignee == "ana"
+    assert view.created_at == created_at
+    await until_row(sessions, pipeline.name, "row-0", None)  # the workflow's own snapshot
+    with transaction(sessions) as session:
+        kinds = session.execute(
+            text("SELECT kind FROM timeline_events WHERE workflow_id = :w ORDER BY seq"),
+            {"w": task.workflow_id},
+        ).scalars()
+        kinds = list(kinds)
+    assert kinds.count("created") == 1  # the row's creation events are the workflow's own
+    await submit(task, "ana", "label", claimed.token, {"label": "positive"})
+    await review(task, "bo", "check", await claim(task, "bo", ["reviewer"], "check"), "pass")
+    assert (await task.result()).status == TaskStatus.FINISHED
+
+
+async def test_concurrent_first_claims_have_one_winner(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    pipeline = fresh()
+    [created] = await conveyor.create_tasks(pipeline, rows(1), key_column="id")
+    assert created.workflow_id is not None
+    people = [f"person-{i}" for i in range(8)]
+    outcomes = await asyncio.gather(
+        *(
+            claim_node(conveyor, sessions, who, ["labeler"], created.workflow_id, "label")
+            for who in people
+        ),
+        return_exceptions=True,
+    )
+    won = [o for o in outcomes if not isinstance(o, BaseException)]
+    lost = [o for o in outcomes if isinstance(o, BaseException)]
+    assert len(won) == 1, outcomes
+    assert all(isinstance(o, CommandRejected) for o in lost), lost
+    assert all(
+        "claimed" in o.result.message.lower() for o in lost if isinstance(o, CommandRejected)
+    ), lost
+    view = await conveyor.task(created.workflow_id).state()
+    assert nodes(view)["label"].status == NodeStatus.CLAIMED
+
+
+async def test_any_command_starts_an_untouched_task(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    pipeline = fresh()
+    results = await conveyor.create_tasks(pipeline, rows(3), key_column="id")
+    tagged, signalled, shown = (conveyor.task(r.workflow_id or "") for r in results)
+    await tagged.send(Tag(request_id=rid(), by="root", tags=["urgent"]))
+    assert (await tagged.state()).tags == ["urgent"]
+    # A signal starts it too (signal-with-start); its claim lands.
+    await signalled.signal(Claim(request_id=rid(), contributor="bo", roles=["labeler"]))
+    await eventually(signalled, lambda v: nodes(v)["label"].assignee == "bo")
+    # A query of an untouched task starts it and answers.
+    assert (await shown.state()).status == TaskStatus.IN_PROGRESS
+    assert await exists(conveyor, shown.workflow_id)
+
+
+async def test_a_start_that_never_reached_temporal_is_sent_again(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    """The process that began a start died before Temporal heard of it: the row says
+    ``starting`` and no workflow exists. The next command starts it."""
+    pipeline = fresh()
+    [created] = await conveyor.create_tasks(pipeline, rows(1), key_column="id")
+    workflow_id = created.workflow_id or ""
+    assert start_input(sessions, workflow_id) is not None  # marks it, starts nothing
+    assert start_column(sessions, pipeline.name) == {"row-0": "starting"}
+    assert not await exists(conveyor, workflow_id)
+    claimed = await next_work(conveyor, sessions, "ana", ["labeler"], pipeline=pipeline.name)
+    assert claimed.item.workflow_id == workflow_id
+    assert nodes(await conveyor.task(workflow_id).state())["label"].assignee == "ana"
+
+
+async def test_a_first_claim_with_no_worker_is_answered_once_one_runs(
+    client: Client, sessions: sessionmaker[Session], task_queue: str
+) -> None:
+    """The workflow started, but no worker ran its first task (killed, or none yet): the
+    claim's retry with the same request id gets the one answer, and nothing is doubled."""
+    conveyor = ConveyorClient(client, task_queue, update_timeout=2)
+    conveyor.attach_store(sessions)
+    pipeline = fresh()
+    [created] = await conveyor.create_tasks(pipeline, rows(1), key_column="id")
+    task = conveyor.task(created.workflow_id or "")
+    claim = Claim(request_id=rid(), contributor="ana", roles=["labeler"], node="label")
+    with pytest.raises(NoWorkerResponded):
+        await task.send(claim, untouched=True)
+    assert await exists(conveyor, task.workflow_id)
+    async with build_worker(client, task_queue, sessions=sessions, llm=LlmSettings()):
+        first = await task.send(claim)
+        again = await task.send(claim)
+    assert first.accepted and again.token == first.token
+
+
+async def test_pipeline_pause_holds_untouched_rows_and_refuses_their_claims(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    pipeline = fresh()
+    await conveyor.apply_pipeline(pipeline)
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE)
+    results = await conveyor.create_tasks(pipeline.name, rows(20), key_column="id")
+    started = conveyor.task(results[0].workflow_id or "")
+    await started.send(Tag(request_id=rid(), by="root", tags=["started"]))
+
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.PAUSED)
+    for _ in range(200):
+        view = await conveyor.describe_pipeline(pipeline.name)
+        if view.sweep is not None and view.sweep.done:
+            break
+        await asyncio.sleep(0.05)
+    with transaction(sessions) as session:
+        assert status_counts(session, pipeline.name) == {TaskStatus.PAUSED.value: 20}
+        assert not claimable(session, "ana", ["labeler"], pipeline=pipeline.name)
+    assert (await started.state()).status == TaskStatus.PAUSED
+    # A claim sent straight at an untouched task starts it Paused, and is refused.
+    untouched = results[1].workflow_id or ""
+    with pytest.raises(CommandRejected, match="[Pp]aused"):
+        await claim_node(conveyor, sessions, "ana", ["labeler"], untouched, "label")
+    assert (await conveyor.task(untouched).state()).status == TaskStatus.PAUSED
+
+    # Created while Paused: rows Paused too.
+    late = await conveyor.create_tasks(
+        pipeline.name, [{"id": "late", "text": "x"}], key_column="id"
+    )
+    assert late[0].outcome == RowOutcome.CREATED
+
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE)
+    for _ in range(200):
+        with transaction(sessions) as session:
+            counts = status_counts(session, pipeline.name)
+        if counts == {TaskStatus.IN_PROGRESS.value: 21}:
+            break
+        await asyncio.sleep(0.05)
+    assert counts == {TaskStatus.IN_PROGRESS.value: 21}
+    claimed = await next_work(conveyor, sessions, "ana", ["labeler"], pipeline=pipeline.name)
+    assert claimed.token
+
+
+async def test_a_claim_racing_a_pause_is_paused_with_the_rest(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    pipeline = fresh()
+    await conveyor.apply_pipeline(pipeline)
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE)
+    results = await conveyor.create_tasks(pipeline.name, rows(40), key_column="id")
+    ids = [r.workflow_id or "" for r in results]
+
+    async def claims() -> None:
+        for i, workflow_id in enumerate(ids):
+            try:
+                await claim_node(conveyor, sessions, f"p{i}", ["labeler"], workflow_id, "label")
+            except CommandRejected:
+                pass
+
+    racing = asyncio.create_task(claims())
+    await asyncio.sleep(0.05)
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.PAUSED)
+    await racing
+    # Within the re-check, every task is Paused: started by a claim or not.
+    for _ in range(400):
+        with transaction(sessions) as session:
+            counts = status_counts(session, pipeline.name)
+        if counts == {TaskStatus.PAUSED.value: 40}:
+            break
+        await asyncio.sleep(0.05)
+    assert counts == {TaskStatus.PAUSED.value: 40}
+    for workflow_id in ids[-3:]:
+        with pytest.raises(CommandRejected):
+            await claim_node(conveyor, sessions, "late", ["labeler"], workflow_id, "label")
+
+
+async def test_eager_pipelines_and_tasks_that_start_with_a_model_start_at_creation(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    eager = fresh(task_start=StartMode.EAGER)
+    [made] = await conveyor.create_tasks(eager, rows(1), key_column="id")
+    assert await exists(conveyor, made.workflow_id or "")
+    model_first = llm_then_edit("openai/offline").model_copy(
+        update={"name": f"lazy-llm-{uuid.uuid4().hex[:6]}"}
+    )
+    [made] = await conveyor.create_tasks(model_first, [{"question": "hello"}])
+    assert made.outcome == RowOutcome.CREATED
+    assert await exists(conveyor, made.workflow_id or "")
