@@ -7,6 +7,7 @@ The CLI, the HTTP API and ``dev`` connect the same way and report the same error
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -52,10 +53,9 @@ async def connect_conveyor(*, store: bool = True) -> ConveyorClient:
             "start it with `./scripts/dev` or set CONVEYOR_TEMPORAL_ADDRESS"
         ) from None
     if store:
-        try:
+        # No store (or one not upgraded): no task of it can be waiting for its start.
+        with contextlib.suppress(CliError):
             conveyor.attach_store(store_sessions())
-        except CliError:
-            pass  # no store (or not upgraded): no task of it can be waiting for its start
     return conveyor
 
 

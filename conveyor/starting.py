@@ -10,6 +10,7 @@ module sits below the activities and imports no workflow shell.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -153,10 +154,9 @@ class Starter:
         options = self._start_options(input, workflow_id)
         if signal is not None:
             options |= {"start_signal": signal, "start_signal_args": [signal_arg]}
-        try:
+        # Already closed (Finished): nothing to start, and nothing a signal could change.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
             await self.client.start_workflow(TASK_WORKFLOW, input, **options)
-        except WorkflowAlreadyStartedError:
-            pass  # closed (Finished): nothing to start, and nothing a signal could change
 
     async def create_untouched(
         self,

@@ -4,6 +4,7 @@ them — on the real dev server and each store dialect."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -119,11 +120,12 @@ async def test_the_first_claim_starts_the_task_where_its_row_left_it(
     assert view.created_at == created_at
     await until_row(sessions, pipeline.name, "row-0", None)  # the workflow's own snapshot
     with transaction(sessions) as session:
-        kinds = session.execute(
-            text("SELECT kind FROM timeline_events WHERE workflow_id = :w ORDER BY seq"),
-            {"w": task.workflow_id},
-        ).scalars()
-        kinds = list(kinds)
+        kinds = list(
+            session.execute(
+                text("SELECT kind FROM timeline_events WHERE workflow_id = :w ORDER BY seq"),
+                {"w": task.workflow_id},
+            ).scalars()
+        )
     assert kinds.count("created") == 1  # the row's creation events are the workflow's own
     await submit(task, "ana", "label", claimed.token, {"label": "positive"})
     await review(task, "bo", "check", await claim(task, "bo", ["reviewer"], "check"), "pass")
@@ -229,7 +231,7 @@ async def test_pipeline_pause_holds_untouched_rows_and_refuses_their_claims(
     assert (await started.state()).status == TaskStatus.PAUSED
     # A claim sent straight at an untouched task starts it Paused, and is refused.
     untouched = results[1].workflow_id or ""
-    with pytest.raises(CommandRejected, match="[Pp]aused"):
+    with pytest.raises(CommandRejected, match=r"[Pp]aused"):
         await claim_node(conveyor, sessions, "ana", ["labeler"], untouched, "label")
     assert (await conveyor.task(untouched).state()).status == TaskStatus.PAUSED
 
@@ -262,10 +264,8 @@ async def test_a_claim_racing_a_pause_is_paused_with_the_rest(
 
     async def claims() -> None:
         for i, workflow_id in enumerate(ids):
-            try:
+            with contextlib.suppress(CommandRejected):
                 await claim_node(conveyor, sessions, f"p{i}", ["labeler"], workflow_id, "label")
-            except CommandRejected:
-                pass
 
     racing = asyncio.create_task(claims())
     await asyncio.sleep(0.05)
