@@ -28,12 +28,14 @@ from conveyor.client import ConveyorClient
 from store.db import transaction
 from store.projection import apply_batch, node_values, task_values
 from store.reconciling import (
+    lazily_created,
     stored_nodes,
     stored_tags,
     stored_task,
     stored_timeline_seqs,
     task_ids,
     unguard_task,
+    untouched_total,
 )
 from store.repositories import get_pipeline_version
 from workflows import engine
@@ -100,6 +102,12 @@ class ReconcileReport:
     """Running workflows failing their workflow tasks (not compared: they cannot answer)."""
     unanswered: list[str] = field(default_factory=list)
     """Running workflows that did not answer the ``state`` query in time (no worker?)."""
+    untouched: int = 0
+    """Tasks created lazily whose workflows have not started: their rows are the tasks (not
+    compared, nothing to compare with)."""
+    not_started: list[str] = field(default_factory=list)
+    """Tasks created lazily whose start was sent but has no workflow yet (the sender stopped
+    first): the next command to the task starts it. Not orphans."""
 
     @property
     def clean(self) -> bool:
@@ -173,16 +181,19 @@ async def reconcile(
     """
     with transaction(sessions) as session:
         ids = task_ids(session, pipeline)
+        untouched = untouched_total(session, pipeline)
     async for workflow_id, _ in conveyor.list_tasks(pipeline=pipeline):
         ids.add(workflow_id)
-    report = ReconcileReport()
+    with transaction(sessions) as session:
+        lazily = lazily_created(session, ids)
+    report = ReconcileReport(untouched=untouched)
     gate = asyncio.Semaphore(concurrency)
     done = 0
 
     async def check(workflow_id: str) -> None:
         nonlocal done
         async with gate:
-            view = await _read(conveyor, workflow_id, report, query_timeout)
+            view = await _read(conveyor, workflow_id, report, query_timeout, workflow_id in lazily)
             if view is not None:
                 drift = await asyncio.to_thread(_check_one, sessions, view, fix)
                 if drift is not None:
@@ -197,11 +208,16 @@ async def reconcile(
     report.orphans.sort()
     report.stuck.sort(key=lambda t: t.workflow_id)
     report.unanswered.sort()
+    report.not_started.sort()
     return report
 
 
 async def _read(
-    conveyor: ConveyorClient, workflow_id: str, report: ReconcileReport, query_timeout: float
+    conveyor: ConveyorClient,
+    workflow_id: str,
+    report: ReconcileReport,
+    query_timeout: float,
+    lazy: bool = False,
 ) -> TaskView | None:
     """The task's view, or ``None`` with the reason recorded in ``report``."""
     task = conveyor.task(workflow_id)
@@ -210,7 +226,7 @@ async def _read(
     except RPCError as err:
         if err.status != RPCStatusCode.NOT_FOUND:
             raise
-        report.orphans.append(workflow_id)
+        (report.not_started if lazy else report.orphans).append(workflow_id)
         return None
     pending = description.raw_description.pending_workflow_task
     running = description.status == WorkflowExecutionStatus.RUNNING

@@ -9,11 +9,13 @@ the rewrite through. The caller owns the transaction.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from store.lazy import UNTOUCHED
 from store.models import Base, NodeRow, TaskRow, TaskTagRow, TimelineEventRow
 
 
@@ -23,11 +25,36 @@ def _columns(row: Base) -> dict[str, Any]:
 
 
 def task_ids(session: Session, pipeline: str | None = None) -> set[str]:
-    """The workflow ids of the stored tasks (of ``pipeline``, when given)."""
-    query = select(TaskRow.workflow_id)
+    """The workflow ids of the stored tasks (of ``pipeline``, when given) that have, or may
+    have, a workflow: not those created lazily and still untouched (their row is the task)."""
+    query = select(TaskRow.workflow_id).where(
+        or_(TaskRow.start.is_(None), TaskRow.start != UNTOUCHED)
+    )
     if pipeline:
         query = query.where(TaskRow.pipeline_name == pipeline)
     return set(session.scalars(query))
+
+
+def lazily_created(session: Session, ids: Collection[str]) -> set[str]:
+    """Those of ``ids`` whose tasks were created lazily and whose start may not have reached
+    Temporal yet (``tasks.start`` is set): no workflow is no orphan for them."""
+    found: set[str] = set()
+    ordered = sorted(ids)
+    for i in range(0, len(ordered), 500):
+        chunk = ordered[i : i + 500]
+        query = select(TaskRow.workflow_id).where(
+            TaskRow.workflow_id.in_(chunk), TaskRow.start.is_not(None)
+        )
+        found |= set(session.scalars(query))
+    return found
+
+
+def untouched_total(session: Session, pipeline: str | None = None) -> int:
+    """How many stored tasks (of ``pipeline``) were created lazily and have no workflow yet."""
+    query = select(func.count()).select_from(TaskRow).where(TaskRow.start == UNTOUCHED)
+    if pipeline:
+        query = query.where(TaskRow.pipeline_name == pipeline)
+    return int(session.scalar(query) or 0)
 
 
 def stored_task(session: Session, workflow_id: str) -> dict[str, Any] | None:

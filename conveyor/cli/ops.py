@@ -66,6 +66,8 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
         print(f"stuck: {stuck.describe()}")
     for silent in report.unanswered:
         print(f"no answer: {silent} is running but did not answer (is a worker running?)")
+    for waiting in report.not_started:
+        print(f"not started: {waiting} was created lazily; its next command starts it")
     state = "repaired" if args.fix else "found"
     extra = "".join(
         f", {len(items)} {what}"
@@ -75,6 +77,11 @@ async def cmd_reconcile(args: argparse.Namespace) -> int:
     print(
         f"checked {report.checked} task(s): {len(report.drifted)} drifted ({state}), "
         f"{len(report.orphans)} orphan(s){extra}"
+        + (
+            f"; {report.untouched} untouched (lazy start, no workflow yet)"
+            if report.untouched
+            else ""
+        )
     )
     fixed = args.fix and not report.stuck and not report.unanswered
     return 0 if report.clean or fixed else 1

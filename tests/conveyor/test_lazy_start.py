@@ -17,6 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.llm import LlmSettings
 from conveyor.client import CommandRejected, ConveyorClient, NoWorkerResponded
 from conveyor.creation import RowOutcome
+from conveyor.reconcile import reconcile
 from conveyor.starting import start_input
 from conveyor.workqueue import claim_node, next_work
 from store.db import transaction
@@ -296,3 +297,20 @@ async def test_eager_pipelines_and_tasks_that_start_with_a_model_start_at_creati
     [made] = await conveyor.create_tasks(model_first, [{"question": "hello"}])
     assert made.outcome == RowOutcome.CREATED
     assert await exists(conveyor, made.workflow_id or "")
+
+
+async def test_reconcile_tells_untouched_and_not_yet_started_tasks_from_orphans(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    pipeline = fresh()
+    results = await conveyor.create_tasks(pipeline, rows(4), key_column="id")
+    ids = [r.workflow_id or "" for r in results]
+    await claim_node(conveyor, sessions, "ana", ["labeler"], ids[0], "label")
+    assert start_input(sessions, ids[1]) is not None  # its sender stopped before the start
+    await until_row(sessions, pipeline.name, "row-0", None)
+
+    report = await reconcile(conveyor, sessions, pipeline=pipeline.name)
+    assert report.orphans == [] and report.drifted == []
+    assert report.untouched == 2
+    assert report.not_started == [ids[1]]
+    assert report.checked == 2

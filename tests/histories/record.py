@@ -30,7 +30,7 @@ from conveyor.dev import EXAMPLES
 from conveyor.devserver import temporal_binary
 from conveyor.pipelines import load_pipeline_file
 from store.db import make_engine, migrate, session_factory
-from tests.support.actors import claim, label_and_review, rid, submit
+from tests.support.actors import claim, label_and_review, review, rid, submit
 from tests.support.pipelines import gate_and_join, label_review, llm_then_edit
 from worker import build_worker
 from workflows.messages import (
@@ -226,6 +226,24 @@ async def _claim_limit(conveyor: ConveyorClient) -> TaskClient:
     return task
 
 
+async def _lazy_start(conveyor: ConveyorClient) -> TaskClient:
+    """A task created lazily (a row, no workflow), started by its first claim
+    (update-with-start, with the row's creation time), then labelled and reviewed."""
+    pipeline = label_review(name="recorded-lazy")
+    [created] = await conveyor.create_tasks(
+        pipeline, [{"id": "lazy", "text": "x"}], key_column="id"
+    )
+    task = conveyor.task(created.workflow_id)
+    first = Claim(request_id=rid(), contributor="ana", roles=["labeler"], node="label")
+    token = (await task.send(first, untouched=True)).token
+    assert token is not None
+    await submit(task, "ana", "label", token, {"label": "positive"})
+    token = await claim(task, "bo", ["reviewer"], "check")
+    await review(task, "bo", "check", token, "pass")
+    await task.result()
+    return task
+
+
 SCENARIOS = {
     "finished": _finished,
     "quarantined-reworked": _quarantined_then_reworked,
@@ -236,6 +254,7 @@ SCENARIOS = {
     "pipeline-paused-resumed": _pipeline,
     "bad-payloads": _bad_payloads,
     "claim-limit": _claim_limit,
+    "lazy-start": _lazy_start,
 }
 
 
@@ -254,6 +273,7 @@ async def main(only: list[str]) -> None:
             env.client, queue, sessions=session_factory(engine), llm=LlmSettings()
         ):
             conveyor = ConveyorClient(env.client, queue)
+            conveyor.attach_store(session_factory(engine))
             for name, scenario in SCENARIOS.items():
                 if only and name not in only:
                     continue
