@@ -1,17 +1,26 @@
-"""Import at scale: rows in, until every task is workable, against a bare bulk insert.
+"""Import at scale: rows in, until every task is workable, against a bare bulk insert; then
+the first claims of the untouched tasks against a bare update-with-start.
 
-Run by hand: ``.venv/bin/python -m bench.import_scale [-n 2000] [--database-url URL]``.
+Run by hand: ``.venv/bin/python -m bench.import_scale [-n 2000] [--database-url URL]
+[--eager] [--claims 200]``.
 
 Makes ``-n`` rows of a text-classification dataset (an id and a ~200-character text) and
 creates one ``label-review`` task per row through the client library's batch creation
 (:meth:`conveyor.client.ConveyorClient.create_tasks`, the path ``task import`` takes), 5,000
-rows per call, with one worker in this process. Measures:
+rows per call, with the store attached (as the API, the web app and the CLI have it) and one
+worker in this process. By default the pipeline starts its tasks lazily (``task_start: lazy``:
+rows now, workflows on first use); ``--eager`` starts every workflow at creation, as before
+lazy start. Measures:
 
-* **import returns**: the time until every task's workflow has started (what the import waits
-  for);
+* **import returns**: the time until ``create_tasks`` has returned for every row;
 * **workable**: the time until the store shows every task's first node (``label``) Available,
   i.e. in the work queue (what a contributor waits for);
-* peak RSS of this process (client and worker) and of the Temporal dev server.
+* peak RSS of this process (client and worker) and of the Temporal dev server;
+* with lazy start, ``--claims`` first claims of untouched tasks (each starts its task's
+  workflow: one update-with-start), interleaved one by one with a bare update-with-start that
+  starts a bare workflow and claims on it (``bench.claim_latency``'s bare workflow): p50/p90/p99
+  and the p99 ratio (target at most 1.5). The pipeline has no claim limits here, so the
+  figures are the start's, not the limit's (``bench.claim_latency`` measures that).
 
 The baseline, in the same run and the same store: a bare bulk insert of the same rows (one
 transaction, one multi-row ``INSERT`` per 1,000 rows) into a scratch table. Prints both and the
@@ -21,6 +30,7 @@ ratio.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 import resource
@@ -32,12 +42,18 @@ from typing import Any
 
 from sqlalchemy import Column, MetaData, String, Table, Text, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.worker import Worker
 
 from bench import _common as common
-from conveyor.client import ConveyorClient
+from bench.claim_latency import TARGET_P99_RATIO, BareClaim, BareClaimWorkflow
+from conveyor.client import ConveyorClient, new_request_id
 from conveyor.creation import RowOutcome
 from store.models import NodeRow
 from worker import build_worker
+from workflows.graph import StartMode
+from workflows.messages import Claim
 
 FIRST_NODE = "label"
 CREATE_BATCH = 5000
@@ -115,20 +131,90 @@ def server_pids() -> list[int]:
     return found
 
 
+async def first_claims(
+    conveyor: ConveyorClient,
+    env_client: Any,
+    bare_queue: str,
+    workflow_ids: Sequence[str],
+    run: str,
+) -> tuple[list[float], list[float]]:
+    """Interleaved first claims: Conveyor's on untouched tasks (update-with-start through the
+    client, as the work queue sends it) and a bare update-with-start of a new bare workflow."""
+    conveyor_times: list[float] = []
+    bare_times: list[float] = []
+    progress = common.Progress("first claims", len(workflow_ids))
+    for i, workflow_id in enumerate(workflow_ids):
+        sides = [
+            functools.partial(conveyor_first_claim, conveyor, workflow_id, f"labeler-{i}"),
+            functools.partial(bare_first_claim, env_client, bare_queue, f"bare-{run}/{i}"),
+        ]
+        timed = [0.0, 0.0]
+        for k in (0, 1) if i % 2 == 0 else (1, 0):
+            timed[k] = await sides[k]()
+        conveyor_times.append(timed[0])
+        bare_times.append(timed[1])
+        progress.tick()
+    progress.done()
+    return conveyor_times, bare_times
+
+
+async def conveyor_first_claim(conveyor: ConveyorClient, workflow_id: str, who: str) -> float:
+    started = time.perf_counter()
+    result = await conveyor.task(workflow_id).send(
+        Claim(request_id=new_request_id(), contributor=who, roles=["labeler"], node=FIRST_NODE),
+        untouched=True,
+    )
+    elapsed = time.perf_counter() - started
+    assert result.token is not None
+    return elapsed
+
+
+async def bare_first_claim(client: Any, queue: str, workflow_id: str) -> float:
+    command = BareClaim(request_id=new_request_id(), contributor="ana", node=FIRST_NODE)
+    started = time.perf_counter()
+    await client.execute_update_with_start_workflow(
+        BareClaimWorkflow.claim,
+        command,
+        id=command.request_id,
+        start_workflow_operation=WithStartWorkflowOperation(
+            BareClaimWorkflow.run,
+            FIRST_NODE,
+            id=workflow_id,
+            task_queue=queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        ),
+    )
+    return time.perf_counter() - started
+
+
 async def main_async(args: Any) -> None:
     run = common.run_id()
     common.note(f"machine: {common.machine()}")
     rows = dataset(args.n)
+    conveyor_claims: list[float] = []
+    bare_claims: list[float] = []
     with common.bench_store(args.database_url) as store:
         bare_seconds = await common.read(bare_insert, store.sessions, rows, run)
         common.note(f"bare insert: {len(rows)} rows in {bare_seconds:.2f}s")
         async with common.dev_server() as env:
-            queue = f"bench-import-{run}"
+            queue, bare_queue = f"bench-import-{run}", f"bench-bare-{run}"
             conveyor = ConveyorClient(env.client, queue, update_timeout=120)
-            pipeline = common.label_review(f"bench-import-{run}")
-            async with build_worker(env.client, queue, sessions=store.sessions):
-                progress = common.Progress("started", len(rows))
+            conveyor.attach_store(store.sessions)  # as the API, the web app and the CLI do
+            mode = StartMode.EAGER if args.eager else StartMode.LAZY
+            # Without claim limits: the first claims measure the start, not the limit's check.
+            pipeline = common.label_review(f"bench-import-{run}").model_copy(
+                update={"task_start": mode, "claim_limits": {}}
+            )
+            bare_worker = Worker(
+                env.client,
+                task_queue=bare_queue,
+                workflows=[BareClaimWorkflow],
+                workflow_runner=common.bare_runner(),
+            )
+            async with build_worker(env.client, queue, sessions=store.sessions), bare_worker:
+                progress = common.Progress("created", len(rows))
                 started = time.perf_counter()
+                created: list[str] = []
                 for i in range(0, len(rows), CREATE_BATCH):
                     results = await conveyor.create_tasks(
                         pipeline, rows[i : i + CREATE_BATCH], key_column="id"
@@ -136,6 +222,7 @@ async def main_async(args: Any) -> None:
                     bad = [r for r in results if r.outcome != RowOutcome.CREATED]
                     if bad:
                         raise SystemExit(f"{len(bad)} rows not created, e.g. {bad[0]}")
+                    created += [r.workflow_id or "" for r in results]
                     progress.set(i + len(results))
                 progress.done()
                 returned = time.perf_counter() - started
@@ -149,10 +236,18 @@ async def main_async(args: Any) -> None:
                 waiting.done()
                 ready = time.perf_counter() - started
                 server_peak = sum(peak_rss_mb(p) for p in server_pids())
+                if args.claims and not args.eager:
+                    sample = random.Random(3).sample(created, min(args.claims, len(created)))
+                    conveyor_claims, bare_claims = await first_claims(
+                        conveyor, env.client, bare_queue, sample, run
+                    )
     own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = len(rows)
     print()
-    print(f"import scale: {n} rows into label-review, store {store.engine.dialect.name}")
+    print(
+        f"import scale: {n} rows into label-review (task_start: {mode}), "
+        f"store {store.engine.dialect.name}"
+    )
     print(
         common.table(
             ["side", "rows", "s", "rows/s"],
@@ -166,12 +261,45 @@ async def main_async(args: Any) -> None:
     print(
         f"peak RSS: this process (client + worker) {own_peak:.0f} MiB, server {server_peak:.0f} MiB"
     )
-    print(f"ratio workable / bare insert (time): {ready / bare_seconds:.0f}x")
+    print(f"ratio workable / bare insert (time): {ready / bare_seconds:.1f}x")
+    if conveyor_claims:
+
+        def row(name: str, values: list[float]) -> list[Any]:
+            return [
+                name,
+                len(values),
+                *(common.ms(common.percentile(values, q)) for q in (50, 90, 99)),
+                common.ms(max(values)),
+            ]
+
+        print()
+        print("first claims of untouched tasks, interleaved with a bare update-with-start")
+        print(
+            common.table(
+                ["side", "claims", "p50 ms", "p90 ms", "p99 ms", "max ms"],
+                [
+                    row("bare update-with-start", bare_claims),
+                    row("conveyor first claim", conveyor_claims),
+                ],
+            )
+        )
+        p50 = common.percentile(conveyor_claims, 50) / common.percentile(bare_claims, 50)
+        p99 = common.percentile(conveyor_claims, 99) / common.percentile(bare_claims, 99)
+        print(f"ratio conveyor / bare: p50 {p50:.2f}, p99 {p99:.2f}")
+        print(f"p99 ratio target <= {TARGET_P99_RATIO}: {common.verdict(p99 <= TARGET_P99_RATIO)}")
 
 
 def main() -> None:
     p = common.parser(__doc__)
     p.add_argument("-n", type=int, default=2000, help="rows to import")
+    p.add_argument(
+        "--eager",
+        action="store_true",
+        help="create with task_start: eager (every workflow started at creation) to compare",
+    )
+    p.add_argument(
+        "--claims", type=int, default=200, help="first claims to time after the import (lazy)"
+    )
     asyncio.run(main_async(p.parse_args()))
     common.hard_exit(0)
 

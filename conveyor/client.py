@@ -16,6 +16,7 @@ import contextlib
 import gc
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -130,20 +131,20 @@ class TaskClient:
             return None
         return await self._untouched.start_input(self.workflow_id)
 
-    async def state(self) -> TaskView:
-        """The task view from the workflow's ``state`` query (a lazily created task's workflow
-        starts for it)."""
+    async def state(self, *, timeout: float | None = None) -> TaskView:
+        """The task view from the workflow's ``state`` query; for a lazily created task with
+        no workflow yet, from its row (which starts nothing). ``timeout``: seconds the query
+        may wait for a worker (default: as long as the server lets it)."""
+        rpc_timeout = None if timeout is None else timedelta(seconds=timeout)
         try:
-            return await self.handle.query(TaskWorkflow.state)
+            return await self.handle.query(TaskWorkflow.state, rpc_timeout=rpc_timeout)
         except RPCError as err:
-            if err.status != RPCStatusCode.NOT_FOUND:
+            if err.status != RPCStatusCode.NOT_FOUND or self._untouched is None:
                 raise
-            input = await self._start_input()
-            if input is None:
+            view = await self._untouched.view(self.workflow_id)
+            if view is None:
                 raise
-        assert self._starter is not None
-        await self._starter.start_untouched(input, self.workflow_id)
-        return await self.handle.query(TaskWorkflow.state)
+            return view
 
     async def send(self, command: Command, *, untouched: bool = False) -> CommandResult:
         """Send a command as an update and return its answer.

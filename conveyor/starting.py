@@ -37,6 +37,7 @@ from workflows.messages import (
     ProjectionBatch,
     TaskInput,
     TaskStatus,
+    TaskView,
 )
 from workflows.options import (
     PIPELINE_DESCRIBE_QUERY,
@@ -260,12 +261,30 @@ class UntouchedRow:
 
     sessions: sessionmaker[Session]
 
-    async def start_input(self, workflow_id: str) -> TaskInput | None:
-        """The task's start input if it was created lazily and is not Finished, else None."""
-        return await asyncio.to_thread(start_input, self.sessions, workflow_id)
+    async def start_input(self, workflow_id: str, *, mark: bool = True) -> TaskInput | None:
+        """The task's start input if it was created lazily and is not Finished, else None;
+        ``mark``: the caller starts the workflow now (:func:`store.lazy.begin_start`)."""
+        return await asyncio.to_thread(start_input, self.sessions, workflow_id, mark=mark)
+
+    async def view(self, workflow_id: str) -> TaskView | None:
+        """The view of an untouched task, worked out from its row as its workflow would start
+        (nothing is started); None when the task is not one."""
+        input = await self.start_input(workflow_id, mark=False)
+        if input is None or input.created_at is None:
+            return None
+        outcome = engine.start_task(
+            input.pipeline,
+            input.task_key,
+            input.data,
+            engine.Context(now=input.created_at),
+            start_paused=input.start_paused,
+        )
+        return engine.task_view(outcome.state, workflow_id)
 
 
-def start_input(sessions: sessionmaker[Session], workflow_id: str) -> TaskInput | None:
+def start_input(
+    sessions: sessionmaker[Session], workflow_id: str, *, mark: bool = True
+) -> TaskInput | None:
     """:func:`store.lazy.begin_start` in a transaction of its own."""
     with transaction(sessions) as session:
-        return begin_start(session, workflow_id)
+        return begin_start(session, workflow_id, mark=mark)

@@ -37,6 +37,7 @@ __all__ = [
     "hold_untouched",
     "insert_untouched",
     "untouched_count",
+    "untouched_ids",
 ]
 
 UNTOUCHED = "untouched"
@@ -101,13 +102,14 @@ def insert_untouched(
     return written
 
 
-def begin_start(session: Session, workflow_id: str) -> TaskInput | None:
+def begin_start(session: Session, workflow_id: str, *, mark: bool = True) -> TaskInput | None:
     """The start input of a lazily created task whose workflow may not exist; None for others.
 
-    Marks the row ``starting``, so a pipeline's pause from now on signals the task rather than
-    changing its row. Safe to call again (a start that did not reach Temporal is sent again):
-    the task's workflow id keeps a second start from making a second workflow.
-    A Finished row gives None: a finished task is never started again.
+    Marks the row ``starting`` (unless ``mark`` is false: to show the task, not start it), so a
+    pipeline's pause from now on signals the task rather than changing its row. Safe to call
+    again (a start that did not reach Temporal is sent again): the task's workflow id keeps a
+    second start from making a second workflow. A Finished row gives None: a finished task is
+    never started again.
     """
     row = session.execute(
         select(
@@ -121,7 +123,7 @@ def begin_start(session: Session, workflow_id: str) -> TaskInput | None:
     ).one_or_none()
     if row is None or row.start is None or row.status == TaskStatus.FINISHED.value:
         return None
-    if row.start == UNTOUCHED:
+    if mark and row.start == UNTOUCHED:
         # Conditional, so a pause statement and this mark order themselves on the row: the
         # status read below is the one the pause left.
         session.execute(
@@ -187,3 +189,17 @@ def untouched_count(session: Session, pipeline: str) -> int:
         )
         or 0
     )
+
+
+def untouched_ids(
+    session: Session, pipeline: str | None, status: str | None, limit: int
+) -> list[tuple[str, str]]:
+    """Up to ``limit`` untouched tasks (of ``pipeline``, in ``status``) as (workflow id,
+    status), oldest first."""
+    query = select(TaskRow.workflow_id, TaskRow.status).where(TaskRow.start == UNTOUCHED)
+    if pipeline:
+        query = query.where(TaskRow.pipeline_name == pipeline)
+    if status:
+        query = query.where(TaskRow.status == status)
+    found = session.execute(query.order_by(TaskRow.created_at, TaskRow.workflow_id).limit(limit))
+    return [(workflow_id, task_status) for workflow_id, task_status in found]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -364,7 +365,7 @@ class Pipeline(Frozen):
         return {n.name: n for n in self.nodes}
 
     def predecessors(self, name: str) -> list[str]:
-        return [n.name for n in self.nodes if name in n.successors()]
+        return list(_derived(self).predecessors.get(name, ()))
 
     def start(self) -> NodeSpec:
         return next(n for n in self.nodes if n.kind == NodeKind.START)
@@ -397,9 +398,45 @@ class Pipeline(Frozen):
         Settings left at their defaults are not part of it, so a release that adds a new
         optional setting does not change the hash (the version) of existing definitions.
         """
-        dumped = self.model_dump(mode="json", exclude_defaults=True)
-        canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        return _derived(self).content_hash
+
+
+@dataclass(frozen=True)
+class _Derived:
+    """What is worked out of a definition again and again (the engine asks for every task and
+    transition): worked out once per definition object, which is immutable."""
+
+    pipeline: Pipeline
+    """Held so the object, and with it its ``id``, stays the one this was worked out for."""
+    predecessors: dict[str, tuple[str, ...]]
+    content_hash: str
+
+
+_DERIVED: dict[int, _Derived] = {}
+_DERIVED_KEPT = 64
+
+
+def _derived(pipeline: Pipeline) -> _Derived:
+    found = _DERIVED.get(id(pipeline))
+    if found is not None and found.pipeline is pipeline:
+        return found
+    predecessors: dict[str, list[str]] = {}
+    for node in pipeline.nodes:
+        for successor in node.successors():
+            names = predecessors.setdefault(successor, [])
+            if node.name not in names:
+                names.append(node.name)
+    dumped = pipeline.model_dump(mode="json", exclude_defaults=True)
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"))
+    derived = _Derived(
+        pipeline=pipeline,
+        predecessors={name: tuple(names) for name, names in predecessors.items()},
+        content_hash=hashlib.sha256(canonical.encode()).hexdigest(),
+    )
+    if len(_DERIVED) >= _DERIVED_KEPT:
+        _DERIVED.clear()
+    _DERIVED[id(pipeline)] = derived
+    return derived
 
 
 def parse_duration(value: Any) -> int:

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from conveyor.cli.common import CliError, connect_conveyor, store_sessions
 from conveyor.client import (
     ConveyorClient,
@@ -25,7 +27,7 @@ from conveyor.client import (
     UnknownPipeline,
 )
 from conveyor.pipelines import load_pipeline_file
-from workflows.graph import Pipeline
+from workflows.graph import Pipeline, StartMode
 from workflows.pipeline_messages import (
     PipelineStatus,
     PipelineView,
@@ -108,7 +110,30 @@ async def cmd_show(args: argparse.Namespace) -> int:
         print(view.model_dump_json(indent=2))
         return 0
     print_view(view)
+    if conveyor.untouched is not None:
+        print_tasks(conveyor.untouched.sessions, view)
     return 0
+
+
+def print_tasks(sessions: sessionmaker[Session], view: PipelineView) -> None:
+    """The pipeline's tasks in the store: how many, by status, and how many have no workflow
+    yet (lazy start)."""
+    from store.db import transaction
+    from store.lazy import untouched_count
+    from store.tasks import status_counts
+
+    with transaction(sessions) as session:
+        counts = status_counts(session, view.name)
+        untouched = untouched_count(session, view.name)
+    total = sum(counts.values())
+    by_status = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
+    print(f"tasks     {total:,}" + (f" ({by_status})" if by_status else ""))
+    mode = view.current.task_start if view.current is not None else None
+    if untouched or mode == StartMode.LAZY:
+        print(
+            f"start     {mode or 'lazy'}: {untouched:,} task(s) untouched (no workflow yet; "
+            "the first command to each starts it)"
+        )
 
 
 def print_view(view: PipelineView) -> None:

@@ -11,14 +11,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
+
+from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.cli.common import EXIT_FAILED, CliError, connect_conveyor
 from conveyor.commands import task_command
 from workflows.messages import EvaluationRecord, TaskStatus, TaskView
-from workflows.task import TaskWorkflow
 
 
 def _json_arg(text: str, what: str) -> dict[str, Any]:
@@ -90,15 +90,19 @@ async def cmd_task_show(args: argparse.Namespace) -> int:
     from conveyor.reconcile import stuck_task
 
     conveyor = await connect_conveyor()
-    # A task failing its workflow tasks cannot answer the query; say why at once instead.
-    stuck = await stuck_task(conveyor, args.id)
+    task = conveyor.task(args.id)
+    try:
+        # A task failing its workflow tasks cannot answer the query; say why at once instead.
+        stuck = await stuck_task(conveyor, args.id)
+    except RPCError as err:
+        if err.status != RPCStatusCode.NOT_FOUND:
+            raise
+        stuck = None  # no workflow: a lazily created task's row answers (or NOT_FOUND again)
     if stuck is not None:
         print(f"error: {stuck.describe()}", file=sys.stderr)
         return EXIT_FAILED
     # Bounded like an update: with no worker polling, a query would wait on the server.
-    view = await conveyor.task(args.id).handle.query(
-        TaskWorkflow.state, rpc_timeout=timedelta(seconds=conveyor.update_timeout)
-    )
+    view = await task.state(timeout=conveyor.update_timeout)
     print_view(view, as_json=args.json)
     return 0
 
@@ -113,7 +117,18 @@ async def cmd_task_list(args: argparse.Namespace) -> int:
         print(f"{task_status or '?':<12} {workflow_id}")
         count += 1
         if count >= args.limit:
-            break
+            return 0
+    if conveyor.untouched is not None:
+        # Lazily created tasks with no workflow yet are not in Temporal's visibility.
+        from store.db import transaction
+        from store.lazy import untouched_ids
+
+        with transaction(conveyor.untouched.sessions) as session:
+            rows = untouched_ids(
+                session, args.pipeline, status.value if status else None, args.limit - count
+            )
+        for workflow_id, task_status in rows:
+            print(f"{task_status:<12} {workflow_id}  (untouched: no workflow yet)")
     return 0
 
 

@@ -158,7 +158,7 @@ async def test_concurrent_first_claims_have_one_winner(
     assert nodes(view)["label"].status == NodeStatus.CLAIMED
 
 
-async def test_any_command_starts_an_untouched_task(
+async def test_any_command_starts_an_untouched_task_and_a_query_does_not(
     conveyor: ConveyorClient, sessions: sessionmaker[Session]
 ) -> None:
     pipeline = fresh()
@@ -169,9 +169,16 @@ async def test_any_command_starts_an_untouched_task(
     # A signal starts it too (signal-with-start); its claim lands.
     await signalled.signal(Claim(request_id=rid(), contributor="bo", roles=["labeler"]))
     await eventually(signalled, lambda v: nodes(v)["label"].assignee == "bo")
-    # A query of an untouched task starts it and answers.
-    assert (await shown.state()).status == TaskStatus.IN_PROGRESS
-    assert await exists(conveyor, shown.workflow_id)
+    # A query of an untouched task answers from its row, and starts nothing.
+    view = await shown.state()
+    assert view.status == TaskStatus.IN_PROGRESS and view.task_key == "row-2"
+    assert nodes(view)["label"].status == NodeStatus.AVAILABLE
+    assert not await exists(conveyor, shown.workflow_id)
+    # The same view its workflow gives once started.
+    await shown.send(Tag(request_id=rid(), by="root", tags=["now"]))
+    started = await shown.state()
+    assert started.created_at == view.created_at and started.data == view.data
+    assert nodes(started)["label"].available_since == nodes(view)["label"].available_since
 
 
 async def test_a_start_that_never_reached_temporal_is_sent_again(
