@@ -76,12 +76,14 @@ async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
         applied = await conveyor.apply_pipeline(pipeline, by="demo")
         if applied.status == PipelineStatus.DRAFT:
             await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE, by="demo")
-        target = await conveyor.creation_target(pipeline.name)
-        for i, value in enumerate(values, start=1):
-            created = await conveyor.create_task(
-                target.pipeline, f"demo-{i}", {column: value}, start_paused=target.start_paused
-            )
-            ids.append(created.workflow_id)
+        # As an import does: label-review's tasks are created lazily (rows now, workflows on
+        # first use); the LLM pipelines' need their workflows at once and start at creation.
+        rows = [{"key": f"demo-{i}", column: value} for i, value in enumerate(values, start=1)]
+        results = await conveyor.create_tasks(pipeline.name, rows, key_column="key")
+        for result in results:
+            if result.workflow_id is None or result.outcome in ("invalid", "error"):
+                raise RuntimeError(f"demo task {result.key} of {pipeline.name}: {result}")
+            ids.append(result.workflow_id)
     return ids
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -30,6 +33,9 @@ from worker import build_worker
 from workflows.graph import Pipeline, StartMode
 from workflows.messages import Claim, NodeStatus, Tag, TaskStatus
 from workflows.pipeline_messages import PipelineStatus
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -321,3 +327,30 @@ async def test_reconcile_tells_untouched_and_not_yet_started_tasks_from_orphans(
     assert report.untouched == 2
     assert report.not_started == [ids[1]]
     assert report.checked == 2
+
+
+async def test_the_lazy_start_example_runs(
+    client: Client, db_url: str, sessions: sessionmaker[Session], task_queue: str
+) -> None:
+    """``examples/lazy_start.py`` against this server and store, as a user runs it."""
+    env = {
+        **os.environ,
+        "CONVEYOR_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "CONVEYOR_DATABASE_URL": db_url,
+        "CONVEYOR_TASK_QUEUE": task_queue,
+    }
+    async with build_worker(client, task_queue, sessions=sessions, llm=LlmSettings()):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(ROOT / "examples" / "lazy_start.py"),
+            env=env,
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+    text_out = out.decode()
+    assert proc.returncode == 0, text_out
+    assert "created 1000 task(s)" in text_out
+    assert "untouched before the claim: 1000" in text_out
+    assert "untouched after the claim: 999" in text_out
