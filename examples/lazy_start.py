@@ -3,7 +3,7 @@
 Run against the local system (``./scripts/dev`` in another terminal, then, with the
 environment its banner prints)::
 
-    python examples/lazy_start.py
+    .venv/bin/python examples/lazy_start.py
 
 It applies ``examples/label-review.yaml`` under the name ``lazy-demo``, creates 1,000 tasks (the
 import path: rows written to the store, no workflow started), shows that they are workable and
@@ -14,19 +14,16 @@ workflow (update-with-start) and the pipeline then has 999 untouched tasks.
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from conveyor.connect import connect_conveyor  # noqa: E402
-from conveyor.pipelines import load_pipeline_file  # noqa: E402
-from conveyor.workqueue import NoWorkAvailable, next_work  # noqa: E402
-from store.db import transaction  # noqa: E402
-from store.lazy import untouched_count  # noqa: E402
-from store.workqueue import claimable  # noqa: E402
-from workflows.pipeline_messages import PipelineStatus  # noqa: E402
+from conveyor.connect import connect_conveyor
+from conveyor.pipelines import load_pipeline_file
+from conveyor.workqueue import NoWorkAvailable, next_work
+from store.db import transaction
+from store.lazy import untouched_count
+from store.workqueue import claimable
+from workflows.pipeline_messages import PipelineStatus
 
 NAME = "lazy-demo"
 

@@ -34,7 +34,6 @@ from workflows.graph import Pipeline, StartMode
 from workflows.messages import Claim, NodeStatus, Tag, TaskStatus
 from workflows.pipeline_messages import PipelineStatus
 
-
 ROOT = Path(__file__).resolve().parents[2]
 
 
