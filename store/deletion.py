@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from store.lazy import UNTOUCHED
 from store.models import ClaimReservationRow, EvaluationResultRow, LlmCallRow, TaskRow
 
 _IDS_PER_QUERY = 1000
@@ -31,6 +32,24 @@ def delete_task_rows(session: Session, workflow_ids: Sequence[str]) -> set[str]:
         delete(TaskRow).where(TaskRow.workflow_id.in_(ids)).returning(TaskRow.workflow_id)
     )
     return set(gone)
+
+
+def delete_untouched_rows(session: Session, workflow_ids: Sequence[str]) -> set[str]:
+    """Delete the rows of those tasks that were created lazily and have no workflow (their row
+    is the whole task); returns their ids. One statement decides: a start begun at the same
+    moment (which marks the row first) keeps its task, and the task goes the usual way."""
+    ids = list(workflow_ids)
+    gone = set(
+        session.scalars(
+            delete(TaskRow)
+            .where(TaskRow.workflow_id.in_(ids), TaskRow.start == UNTOUCHED)
+            .returning(TaskRow.workflow_id)
+        )
+    )
+    if gone:
+        for table in (LlmCallRow, EvaluationResultRow, ClaimReservationRow):
+            session.execute(delete(table).where(table.workflow_id.in_(list(gone))))
+    return gone
 
 
 def ids_of_other_pipelines(session: Session, pipeline: str, workflow_ids: list[str]) -> list[str]:

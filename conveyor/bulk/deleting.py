@@ -21,7 +21,7 @@ from conveyor.bulk.selection import Progress, Selection
 from conveyor.client import ConveyorClient
 from conveyor.errors import Conflict, Invalid
 from store.db import transaction
-from store.deletion import delete_task_rows, ids_of_other_pipelines
+from store.deletion import delete_task_rows, delete_untouched_rows, ids_of_other_pipelines
 from store.explorer import TaskFilter, count_tasks, page_ids
 from store.export_csv import EXPORT_SORT
 
@@ -185,7 +185,13 @@ async def delete_tasks(
             except RPCError as err:
                 return workflow_id, f"Temporal refused: {err.message} ({err.status.name})"
 
-    async for chunk in _chunks(sessions, selection, state.done, chunk_size):
+    async for whole_chunk in _chunks(sessions, selection, state.done, chunk_size):
+        # Untouched tasks (lazy start, no workflow) are their rows: gone in one statement.
+        untouched = await asyncio.to_thread(_delete_untouched, sessions, whole_chunk)
+        for workflow_id in sorted(untouched):
+            report.results.append(DeleteResult(workflow_id, DeleteOutcome.DELETED))
+        await asyncio.to_thread(state.record, sorted(untouched))
+        chunk = [i for i in whole_chunk if i not in untouched]
         outcomes = dict(await asyncio.gather(*(delete_one(i) for i in chunk)))
         deletable = [i for i in chunk if not isinstance(outcomes[i], str)]
         try:
@@ -237,6 +243,13 @@ async def _delete_run(conveyor: ConveyorClient, workflow_id: str, run_id: str) -
             return False
         raise
     return True
+
+
+def _delete_untouched(sessions: sessionmaker[Session], workflow_ids: Sequence[str]) -> set[str]:
+    if not workflow_ids:
+        return set()
+    with transaction(sessions) as session:
+        return delete_untouched_rows(session, workflow_ids)
 
 
 def delete_store_rows(sessions: sessionmaker[Session], workflow_ids: Sequence[str]) -> set[str]:

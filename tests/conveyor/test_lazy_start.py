@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import uuid
@@ -18,6 +19,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.llm import LlmSettings
+from conveyor.bulk import DeleteOutcome, Selection, delete_tasks, export
 from conveyor.client import CommandRejected, ConveyorClient, NoWorkerResponded
 from conveyor.creation import RowOutcome
 from conveyor.reconcile import reconcile
@@ -353,3 +355,34 @@ async def test_the_lazy_start_example_runs(
     assert "created 1000 task(s)" in text_out
     assert "untouched before the claim: 1000" in text_out
     assert "untouched after the claim: 999" in text_out
+
+
+async def test_export_and_delete_take_untouched_and_started_tasks_alike(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    pipeline = fresh()
+    results = await conveyor.create_tasks(pipeline, rows(6), key_column="id")
+    ids = [r.workflow_id or "" for r in results]
+    await claim_node(conveyor, sessions, "ana", ["labeler"], ids[0], "label")
+    await conveyor.task(ids[1]).send(Tag(request_id=rid(), by="root", tags=["x"]))
+    await until_row(sessions, pipeline.name, "row-1", None)
+
+    out = tmp_path / "tasks.jsonl"
+    report = await asyncio.to_thread(export, sessions, pipeline.name, None, "jsonl", out)
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert report.rows == 6 and sorted(r["workflow_id"] for r in exported) == sorted(ids)
+    by_id = {r["workflow_id"]: r for r in exported}
+    assert by_id[ids[0]]["status"] == by_id[ids[5]]["status"] == TaskStatus.IN_PROGRESS.value
+
+    deleted = await delete_tasks(
+        conveyor, sessions, Selection(pipeline=pipeline.name), confirm=True
+    )
+    assert deleted.ok and sorted(deleted.ids(DeleteOutcome.DELETED)) == sorted(ids)
+    assert start_column(sessions, pipeline.name) == {}
+    for workflow_id in ids:
+        assert not await exists(conveyor, workflow_id)
+    # A claim on a deleted untouched task finds nothing to start.
+    with pytest.raises(RPCError):
+        await conveyor.task(ids[5]).send(
+            Claim(request_id=rid(), contributor="ana", roles=["labeler"], node="label")
+        )
