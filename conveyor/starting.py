@@ -30,10 +30,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from conveyor.creation import Created
 from conveyor.errors import InvalidSeedData, PipelineNotAccepting, UnknownPipeline
 from store.db import transaction
-from store.lazy import begin_start, insert_untouched
+from store.lazy import UntouchedRows, begin_start, insert_untouched, untouched_rows
+from store.projection import search_text_of
 from workflows import engine
-from workflows.graph import Pipeline, StartMode
+from workflows.graph import NodeKind, Pipeline, StartMode
 from workflows.messages import (
+    EventKind,
     ProjectionBatch,
     TaskInput,
     TaskStatus,
@@ -52,7 +54,14 @@ from workflows.pipeline_messages import (
     PipelineView,
 )
 
-__all__ = ["CreationTarget", "Starter", "UntouchedRow", "start_input"]
+__all__ = [
+    "CreationTarget",
+    "Starter",
+    "UntouchedRow",
+    "engine_untouched_rows",
+    "start_input",
+    "untouched_rows_of",
+]
 
 
 @dataclass(frozen=True)
@@ -176,27 +185,8 @@ class Starter:
         """
         if pipeline.task_start != StartMode.LAZY:
             return [None] * len(rows)
-        now = datetime.now(UTC)
-        batches: list[ProjectionBatch | None] = []
-        for key, data in rows:
-            workflow_id = task_workflow_id(pipeline.name, key)
-            try:
-                outcome = engine.start_task(pipeline, key, data, engine.Context(now=now))
-            except engine.Rejected:
-                batches.append(None)  # create_task reports it, as for an eager start
-                continue
-            if not engine.waits_only_for_people(pipeline, outcome.state):
-                batches.append(None)
-                continue
-            batches.append(
-                ProjectionBatch(
-                    view=engine.task_view(outcome.state, workflow_id, timeline=False),
-                    events=outcome.events,
-                    pipeline=None,
-                    blocked=engine.self_review_blocked(pipeline, outcome.state.nodes),
-                )
-            )
-        wanted = [b for b in batches if b is not None]
+        prepared = untouched_rows_of(pipeline, rows, datetime.now(UTC))
+        wanted = [r for r in prepared if r is not None]
 
         def write() -> set[str]:
             with transaction(sessions) as session:
@@ -204,10 +194,8 @@ class Starter:
 
         written = await asyncio.to_thread(write)
         return [
-            None
-            if batch is None
-            else Created(batch.view.workflow_id, created=batch.view.workflow_id in written)
-            for batch in batches
+            None if r is None else Created(r.workflow_id, created=r.workflow_id in written)
+            for r in prepared
         ]
 
     async def describe_pipeline(self, name: str) -> PipelineView:
@@ -288,3 +276,93 @@ def start_input(
     """:func:`store.lazy.begin_start` in a transaction of its own."""
     with transaction(sessions) as session:
         return begin_start(session, workflow_id, mark=mark)
+
+
+def untouched_rows_of(
+    pipeline: Pipeline,
+    rows: Sequence[tuple[str, Mapping[str, Any]]],
+    now: datetime,
+    *,
+    shared: list[int] | None = None,
+) -> list[UntouchedRows | None]:
+    """The store rows of tasks created lazily at ``now``: per (key, seed data), the snapshot
+    :func:`workflows.engine.start_task` gives, or None when the task needs its workflow at once
+    (or its data is refused: the eager start reports why).
+
+    The engine runs for each row unless the pipeline's start cannot depend on the data (no
+    gate, no prefilled field): then the rows of the first task, with its key and data swapped
+    for each row's, are every other row's — once checked against the engine's own answer for
+    the second row (anything else, and the engine runs for every row). ``shared``, if given,
+    gets the indexes of the rows made that way.
+    """
+    template: tuple[str, UntouchedRows] | None = None
+    trusted = False
+    may_share = _start_ignores_data(pipeline)
+    out: list[UntouchedRows | None] = []
+    for index, (key, data) in enumerate(rows):
+        workflow_id = task_workflow_id(pipeline.name, key)
+        if trusted and template is not None:
+            out.append(_swapped(template, key, dict(data), workflow_id))
+            if shared is not None:
+                shared.append(index)
+            continue
+        made = engine_untouched_rows(pipeline, key, dict(data), workflow_id, now)
+        out.append(made)
+        if made is None or not may_share:
+            continue
+        if template is None:
+            template = (key, made)
+        else:
+            trusted = _swapped(template, key, dict(data), workflow_id) == made
+            may_share = trusted
+    return out
+
+
+def engine_untouched_rows(
+    pipeline: Pipeline, key: str, data: dict[str, Any], workflow_id: str, now: datetime
+) -> UntouchedRows | None:
+    """One task's rows as the engine starts it (see :func:`untouched_rows_of`)."""
+    try:
+        outcome = engine.start_task(pipeline, key, data, engine.Context(now=now))
+    except engine.Rejected:
+        return None
+    if not engine.waits_only_for_people(pipeline, outcome.state):
+        return None
+    return untouched_rows(
+        ProjectionBatch(
+            view=engine.task_view(outcome.state, workflow_id, timeline=False),
+            events=outcome.events,
+            pipeline=None,
+            blocked=engine.self_review_blocked(pipeline, outcome.state.nodes),
+        )
+    )
+
+
+def _start_ignores_data(pipeline: Pipeline) -> bool:
+    """Whether where a new task of ``pipeline`` starts cannot depend on its seed data."""
+    if any(node.kind == NodeKind.GATE for node in pipeline.nodes):
+        return False
+    return not any(field.prefill for node in pipeline.nodes for field in node.fields)
+
+
+def _swapped(
+    template: tuple[str, UntouchedRows], key: str, data: dict[str, Any], workflow_id: str
+) -> UntouchedRows:
+    """``template``'s rows as another task's: its key, seed data and workflow id."""
+    old_key, rows = template
+    task = dict(rows.task)
+    task.update(
+        workflow_id=workflow_id,
+        task_key=key,
+        data=data,
+        search_text=search_text_of(key, task["tags"], data, (n["values"] for n in rows.nodes)),
+    )
+    events = []
+    for event in rows.events:
+        event = dict(event, workflow_id=workflow_id)
+        if event["kind"] == EventKind.CREATED:
+            event["message"] = event["message"].replace(f"'{old_key}'", f"'{key}'", 1)
+            event["data"] = dict(event["data"], data=data)
+        events.append(event)
+    nodes = [dict(node, workflow_id=workflow_id) for node in rows.nodes]
+    return UntouchedRows(task=task, nodes=nodes, events=events)

@@ -17,6 +17,7 @@ Like the other store functions these take a session and never commit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -33,11 +34,13 @@ from workflows.messages import ProjectionBatch, TaskInput, TaskStatus
 __all__ = [
     "STARTING",
     "UNTOUCHED",
+    "UntouchedRows",
     "begin_start",
     "hold_untouched",
     "insert_untouched",
     "untouched_count",
     "untouched_ids",
+    "untouched_rows",
 ]
 
 UNTOUCHED = "untouched"
@@ -46,55 +49,68 @@ STARTING = "starting"
 """``tasks.start`` of a task whose start was sent (its workflow may or may not exist yet)."""
 
 
-def insert_untouched(
-    session: Session, pipeline: Pipeline, batches: Sequence[ProjectionBatch], *, paused: bool
-) -> set[str]:
-    """Write the rows of new untouched tasks: their task, node and creation-event rows.
+@dataclass(frozen=True)
+class UntouchedRows:
+    """The rows of one task created lazily: its task row, node rows and creation events, as
+    :mod:`store.projection` writes them (column → value)."""
 
-    ``batches`` are the snapshots of :func:`workflows.engine.start_task` for each task (all of
-    ``pipeline``). A task whose workflow id already has a row is left as it is. With ``paused``
-    the rows are written Paused (the pipeline is): such a task starts Paused.
+    task: dict[str, Any]
+    nodes: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+    @property
+    def workflow_id(self) -> str:
+        return str(self.task["workflow_id"])
+
+
+def untouched_rows(batch: ProjectionBatch) -> UntouchedRows:
+    """The rows of a task created lazily, from the snapshot its workflow would start with."""
+    view = batch.view
+    task = task_values(view)
+    task["start"] = UNTOUCHED
+    return UntouchedRows(
+        task=task,
+        nodes=[node_values(view, node, batch.blocked.get(node.name)) for node in view.nodes],
+        events=[
+            {
+                "workflow_id": view.workflow_id,
+                "seq": event.seq,
+                "at": event.at,
+                "kind": event.kind,
+                "actor": event.actor,
+                "node": event.node,
+                "message": event.message,
+                "data": event.data,
+            }
+            for event in batch.events
+        ],
+    )
+
+
+def insert_untouched(
+    session: Session, pipeline: Pipeline, tasks: Sequence[UntouchedRows], *, paused: bool
+) -> set[str]:
+    """Write the rows of new untouched tasks (all of ``pipeline``): task, node and creation-event
+    rows (:func:`untouched_rows`). A task whose workflow id already has a row is left as it is.
+    With ``paused`` the rows are written Paused (the pipeline is): such a task starts Paused.
 
     Returns:
         The workflow ids whose rows this call wrote.
     """
-    if not batches:
+    if not tasks:
         return set()
     ensure_pipeline_version(session, pipeline)
-    tasks: list[dict[str, Any]] = []
-    for batch in batches:
-        row = task_values(batch.view)
-        row["start"] = UNTOUCHED
-        if paused:
-            row["status"] = TaskStatus.PAUSED.value
-        tasks.append(row)
+    task_rows = [t.task for t in tasks]
+    if paused:
+        task_rows = [dict(row, status=TaskStatus.PAUSED.value) for row in task_rows]
     statement = (
         dialect_insert(session, TaskRow).on_conflict_do_nothing().returning(TaskRow.workflow_id)
     )
-    written = set(session.scalars(statement, tasks))
+    written = set(session.scalars(statement, task_rows))
     if not written:
         return written
-    nodes = [
-        node_values(b.view, node, b.blocked.get(node.name))
-        for b in batches
-        if b.view.workflow_id in written
-        for node in b.view.nodes
-    ]
-    events = [
-        {
-            "workflow_id": b.view.workflow_id,
-            "seq": event.seq,
-            "at": event.at,
-            "kind": event.kind,
-            "actor": event.actor,
-            "node": event.node,
-            "message": event.message,
-            "data": event.data,
-        }
-        for b in batches
-        if b.view.workflow_id in written
-        for event in b.events
-    ]
+    nodes = [node for t in tasks if t.workflow_id in written for node in t.nodes]
+    events = [event for t in tasks if t.workflow_id in written for event in t.events]
     if nodes:
         session.execute(dialect_insert(session, NodeRow).on_conflict_do_nothing(), nodes)
     if events:

@@ -124,10 +124,20 @@ def node_values(view: TaskView, node: NodeState, blocked: str | None = None) -> 
 
 def search_text(view: TaskView) -> str:
     """Every value of the task as one lower-cased string, for text search."""
-    parts: list[str] = [view.task_key, *view.tags]
-    parts += _flatten(view.data.values())
-    for node in view.nodes:
-        parts += _flatten(node.values.values())
+    return search_text_of(view.task_key, view.tags, view.data, [n.values for n in view.nodes])
+
+
+def search_text_of(
+    task_key: str,
+    tags: Iterable[str],
+    data: dict[str, Any],
+    node_values: Iterable[dict[str, Any]] = (),
+) -> str:
+    """:func:`search_text` from a task's parts."""
+    parts: list[str] = [task_key, *tags]
+    parts += _flatten(data.values())
+    for values in node_values:
+        parts += _flatten(values.values())
     return "\n".join(p for p in parts if p).lower()
 
 

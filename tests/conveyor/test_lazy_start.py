@@ -10,6 +10,7 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,10 @@ from activities.llm import LlmSettings
 from conveyor.bulk import DeleteOutcome, Selection, delete_tasks, export
 from conveyor.client import CommandRejected, ConveyorClient, NoWorkerResponded
 from conveyor.creation import RowOutcome
+from conveyor.pipelines import load_pipeline_file
 from conveyor.reconcile import reconcile
-from conveyor.starting import start_input
+from conveyor.starting import engine_untouched_rows as engine_rows
+from conveyor.starting import start_input, untouched_rows_of
 from conveyor.workqueue import claim_node, next_work
 from store.db import transaction
 from store.models import TaskRow
@@ -34,6 +37,7 @@ from tests.support.pipelines import label_review, llm_then_edit
 from worker import build_worker
 from workflows.graph import Pipeline, StartMode
 from workflows.messages import Claim, NodeStatus, Tag, TaskStatus
+from workflows.options import task_workflow_id
 from workflows.pipeline_messages import PipelineStatus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -386,3 +390,25 @@ async def test_export_and_delete_take_untouched_and_started_tasks_alike(
         await conveyor.task(ids[5]).send(
             Claim(request_id=rid(), contributor="ana", roles=["labeler"], node="label")
         )
+
+
+@pytest.mark.parametrize("example", ["label-review", "fan-out-join", "triage-gate"])
+def test_rows_shared_between_tasks_are_the_engines_rows(example: str) -> None:
+    """Where a pipeline's start cannot depend on the data, the rows of one task serve every
+    other (its key, data and id swapped in): they must be exactly what the engine gives each."""
+    pipeline = load_pipeline_file(str(ROOT / "examples" / f"{example}.yaml"))
+    fields = [f.name for f in pipeline.dataset_fields()]
+    keys = ["a", "it's", 'say "hi"', "ünï", "back\\slash", *(f"k{i}" for i in range(40))]
+    rows = [
+        (key, {name: f"{name} of {key} " * (i % 3 + 1) for name in fields})
+        for i, key in enumerate(keys)
+    ]
+    now = datetime.now(UTC)
+    shared: list[int] = []
+    made = untouched_rows_of(pipeline, rows, now, shared=shared)
+    for (key, data), got in zip(rows, made, strict=True):
+        workflow_id = task_workflow_id(pipeline.name, key)
+        assert got == engine_rows(pipeline, key, dict(data), workflow_id, now), key
+    # Shared where the start ignores the data (every row after the two checked); never with a
+    # gate (triage-gate: its route may depend on the data) or a prefilled field (fan-out-join).
+    assert shared == (list(range(2, len(rows))) if example == "label-review" else [])
