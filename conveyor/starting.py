@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+import gc
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -185,11 +186,12 @@ class Starter:
         """
         if pipeline.task_start != StartMode.LAZY:
             return [None] * len(rows)
-        prepared = untouched_rows_of(pipeline, rows, datetime.now(UTC))
+        with _collection_paused():
+            prepared = untouched_rows_of(pipeline, rows, datetime.now(UTC))
         wanted = [r for r in prepared if r is not None]
 
         def write() -> set[str]:
-            with transaction(sessions) as session:
+            with _collection_paused(), transaction(sessions) as session:
                 return insert_untouched(session, pipeline, wanted, paused=start_paused)
 
         written = await asyncio.to_thread(write)
@@ -276,6 +278,20 @@ def start_input(
     """:func:`store.lazy.begin_start` in a transaction of its own."""
     with transaction(sessions) as session:
         return begin_start(session, workflow_id, mark=mark)
+
+
+@contextlib.contextmanager
+def _collection_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: building and writing thousands of rows allocates
+    hundreds of thousands of small objects (no cycles), and the collections those allocations
+    set off, each walking every live object, took most of the time (measured: 6x)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def untouched_rows_of(

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
-from store.dialect import dialect_insert
+from store.bulk_rows import insert_new_rows
 from store.models import NodeRow, PipelineVersionRow, TaskRow, TimelineEventRow
 from store.projection import node_values, task_values
 from store.repositories import ensure_pipeline_version
@@ -103,18 +103,13 @@ def insert_untouched(
     task_rows = [t.task for t in tasks]
     if paused:
         task_rows = [dict(row, status=TaskStatus.PAUSED.value) for row in task_rows]
-    statement = (
-        dialect_insert(session, TaskRow).on_conflict_do_nothing().returning(TaskRow.workflow_id)
-    )
-    written = set(session.scalars(statement, task_rows))
+    written = insert_new_rows(session, _table(TaskRow), task_rows, returning="workflow_id")
     if not written:
         return written
     nodes = [node for t in tasks if t.workflow_id in written for node in t.nodes]
     events = [event for t in tasks if t.workflow_id in written for event in t.events]
-    if nodes:
-        session.execute(dialect_insert(session, NodeRow).on_conflict_do_nothing(), nodes)
-    if events:
-        session.execute(dialect_insert(session, TimelineEventRow).on_conflict_do_nothing(), events)
+    insert_new_rows(session, _table(NodeRow), nodes)
+    insert_new_rows(session, _table(TimelineEventRow), events)
     return written
 
 
@@ -219,3 +214,9 @@ def untouched_ids(
         query = query.where(TaskRow.status == status)
     found = session.execute(query.order_by(TaskRow.created_at, TaskRow.workflow_id).limit(limit))
     return [(workflow_id, task_status) for workflow_id, task_status in found]
+
+
+def _table(row: type[TaskRow | NodeRow | TimelineEventRow]) -> Table:
+    table = row.__table__
+    assert isinstance(table, Table)
+    return table

@@ -348,6 +348,7 @@ async def test_the_lazy_start_example_runs(
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             str(ROOT / "examples" / "lazy_start.py"),
+            f"lazy-example-{uuid.uuid4().hex[:8]}",
             env=env,
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
