@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +27,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from conveyor.creation import Created
+from conveyor.creation import Created, collection_paused
 from conveyor.errors import InvalidSeedData, PipelineNotAccepting, UnknownPipeline
 from store.db import transaction
 from store.lazy import UntouchedRows, begin_start, insert_untouched, untouched_rows
@@ -186,12 +185,12 @@ class Starter:
         """
         if pipeline.task_start != StartMode.LAZY:
             return [None] * len(rows)
-        with _collection_paused():
+        with collection_paused():
             prepared = untouched_rows_of(pipeline, rows, datetime.now(UTC))
         wanted = [r for r in prepared if r is not None]
 
         def write() -> set[str]:
-            with _collection_paused(), transaction(sessions) as session:
+            with collection_paused(), transaction(sessions) as session:
                 return insert_untouched(session, pipeline, wanted, paused=start_paused)
 
         written = await asyncio.to_thread(write)
@@ -278,20 +277,6 @@ def start_input(
     """:func:`store.lazy.begin_start` in a transaction of its own."""
     with transaction(sessions) as session:
         return begin_start(session, workflow_id, mark=mark)
-
-
-@contextlib.contextmanager
-def _collection_paused() -> Iterator[None]:
-    """No cyclic garbage collection inside: building and writing thousands of rows allocates
-    hundreds of thousands of small objects (no cycles), and the collections those allocations
-    set off, each walking every live object, took most of the time (measured: 6x)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def untouched_rows_of(
