@@ -122,48 +122,61 @@ def begin_start(session: Session, workflow_id: str, *, mark: bool = True) -> Tas
     second start from making a second workflow. A Finished row gives None: a finished task is
     never started again.
     """
-    row = session.execute(
-        select(
-            TaskRow.start,
-            TaskRow.status,
-            TaskRow.pipeline_hash,
-            TaskRow.task_key,
-            TaskRow.data,
-            TaskRow.created_at,
-        ).where(TaskRow.workflow_id == workflow_id)
-    ).one_or_none()
-    if row is None or row.start is None or row.status == TaskStatus.FINISHED.value:
-        return None
-    if mark and row.start == UNTOUCHED:
-        # Conditional, so a pause statement and this mark order themselves on the row: the
-        # status read below is the one the pause left.
-        session.execute(
+    wanted = (
+        TaskRow.start,
+        TaskRow.status,
+        TaskRow.pipeline_hash,
+        TaskRow.task_key,
+        TaskRow.data,
+        TaskRow.created_at,
+    )
+    row = None
+    if mark:
+        # One conditional statement, so a pause statement and this mark order themselves on
+        # the row: the status it returns is the one the pause left.
+        row = session.execute(
             update(TaskRow)
             .where(TaskRow.workflow_id == workflow_id, TaskRow.start == UNTOUCHED)
             .values(start=STARTING)
-        )
+            .returning(*wanted)
+        ).one_or_none()
+    if row is None:  # not untouched (maybe starting already, maybe no such task), or a peek
         row = session.execute(
-            select(
-                TaskRow.start,
-                TaskRow.status,
-                TaskRow.pipeline_hash,
-                TaskRow.task_key,
-                TaskRow.data,
-                TaskRow.created_at,
-            ).where(TaskRow.workflow_id == workflow_id)
-        ).one()
-    definition = session.scalar(
-        select(PipelineVersionRow.definition).where(PipelineVersionRow.hash == row.pipeline_hash)
-    )
-    if definition is None:
+            select(*wanted).where(TaskRow.workflow_id == workflow_id)
+        ).one_or_none()
+    if row is None or row.start is None or row.status == TaskStatus.FINISHED.value:
+        return None
+    pipeline = _pipeline_version(session, row.pipeline_hash)
+    if pipeline is None:
         return None
     return TaskInput(
-        pipeline=Pipeline.model_validate(definition),
+        pipeline=pipeline,
         task_key=row.task_key,
         data=dict(row.data),
         start_paused=row.status == TaskStatus.PAUSED.value,
         created_at=row.created_at,
     )
+
+
+_VERSIONS: dict[str, Pipeline] = {}
+_VERSIONS_KEPT = 128
+
+
+def _pipeline_version(session: Session, content_hash: str) -> Pipeline | None:
+    """A pipeline version by hash; versions are immutable, so each is read and parsed once."""
+    found = _VERSIONS.get(content_hash)
+    if found is not None:
+        return found
+    definition = session.scalar(
+        select(PipelineVersionRow.definition).where(PipelineVersionRow.hash == content_hash)
+    )
+    if definition is None:
+        return None
+    pipeline = Pipeline.model_validate(definition)
+    if len(_VERSIONS) >= _VERSIONS_KEPT:
+        _VERSIONS.clear()
+    _VERSIONS[content_hash] = pipeline
+    return pipeline
 
 
 def hold_untouched(session: Session, pipeline: str, action: SweepAction) -> int:

@@ -130,6 +130,7 @@ async def test_the_first_claim_starts_the_task_where_its_row_left_it(
     assert nodes(view)["label"].status == NodeStatus.CLAIMED
     assert nodes(view)["label"].assignee == "ana"
     assert view.created_at == created_at
+    assert view.pipeline_hash == pipeline.content_hash()  # the version pinned at creation
     await until_row(sessions, pipeline.name, "row-0", None)  # the workflow's own snapshot
     with transaction(sessions) as session:
         kinds = list(
