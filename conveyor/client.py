@@ -69,6 +69,7 @@ from workflows.options import (
     DEFAULT_TASK_QUEUE,
     SA_STATUS,
     pipeline_workflow_id,
+    task_workflow_id,
 )
 from workflows.pipeline import REJECTED as PIPELINE_REJECTED
 from workflows.pipeline import PipelineWorkflow
@@ -346,11 +347,16 @@ class ConveyorClient:
         start_paused: bool = False,
         start_pending: bool = False,
     ) -> Created:
-        """Start a task's workflow; creating the same pipeline + key again is a no-op.
+        """Start a task's workflow; creating the same pipeline + key again is a no-op (also
+        when that task was created lazily and has no workflow yet).
 
         Raises:
             InvalidSeedData: ``data`` does not fit the pipeline's predefined fields.
         """
+        if self.untouched is not None:
+            workflow_id = task_workflow_id(pipeline.name, key)
+            if await self.untouched.start_input(workflow_id, mark=False) is not None:
+                return Created(workflow_id, created=False)
         return await self.starter.create_task(
             pipeline, key, data, start_paused=start_paused, start_pending=start_pending
         )

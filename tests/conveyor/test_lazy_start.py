@@ -113,6 +113,9 @@ async def test_created_tasks_are_workable_rows_without_workflows(
     again = await conveyor.create_tasks(pipeline, rows(30), key_column="id")
     assert [r.outcome for r in again] == [RowOutcome.EXISTS] * 30
     assert len(start_column(sessions, pipeline.name)) == 30
+    # Created one at a time (which starts at once) with a key already there: nothing new.
+    single = await conveyor.create_task(pipeline, "row-3", {"text": "other data"})
+    assert not single.created and not await exists(conveyor, single.workflow_id)
 
 
 async def test_the_first_claim_starts_the_task_where_its_row_left_it(
