@@ -2,7 +2,9 @@
 
 :func:`create_tasks` takes up to :data:`MAX_ROWS_PER_CALL` rows of seed data (the pipeline's
 predefined fields, plus optionally a key column), validates every row before starting anything,
-then starts the valid ones through :meth:`ConveyorClient.create_task` with bounded concurrency.
+then creates the valid ones: lazily where it can (``task_start: lazy`` and a client with a
+store: their rows are written in bulk and their workflows start on first use, see
+:mod:`store.lazy`), else through :meth:`ConveyorClient.create_task` with bounded concurrency.
 Each row gets a :class:`RowResult`, in input order: ``created``, ``exists`` (the same pipeline
 and key was there already), ``invalid`` (with one message per column) or ``error`` (Temporal
 refused or could not be reached; the row can be sent again).
