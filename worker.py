@@ -29,6 +29,7 @@ from activities.seeding import SeedingActivities
 from activities.store import StoreActivities
 from conveyor.metrics import sdk_runtime, serve_app_metrics
 from conveyor.settings import Settings, store_url
+from conveyor.starting import Starter, background_starts
 from store.db import (
     SchemaOutOfDate,
     check_schema,
@@ -139,8 +140,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         settings.namespace,
         safe_url(str(engine.url)),
     )
+    starter = Starter(client, settings.task_queue)
     with serve_app_metrics(sessions, settings.metrics_host, settings.app_metrics_port):
-        async with worker:
+        # Lazily created tasks that need their workflow at once start next to the worker.
+        async with worker, background_starts(starter, sessions):
             await stop.wait()
             log.info("shutting down: finishing in-flight activities (up to %ss)", grace)
 

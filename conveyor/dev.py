@@ -32,6 +32,7 @@ from conveyor.client import ConveyorClient
 from conveyor.devserver import start_dev_server
 from conveyor.pipelines import load_pipeline_file
 from conveyor.settings import PROJECT_ROOT, Settings, resolve_data_dir
+from conveyor.starting import background_starts, start_queued
 from workflows.options import DEFAULT_TASK_QUEUE
 from workflows.pipeline_messages import (
     PipelineStatus,
@@ -77,7 +78,8 @@ async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
         if applied.status == PipelineStatus.DRAFT:
             await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE, by="demo")
         # As an import does: label-review's tasks are created lazily (rows now, workflows on
-        # first use); the LLM pipelines' need their workflows at once and start at creation.
+        # first use); the LLM pipelines' need their workflows at once: queued for the
+        # background starter.
         rows = [{"key": f"demo-{i}", column: value} for i, value in enumerate(values, start=1)]
         results = await conveyor.create_tasks(pipeline.name, rows, key_column="key")
         for result in results:
@@ -350,8 +352,12 @@ async def _run_dev(
                 ),
             )
             with serve_app_metrics(sessions, settings.metrics_host, ports.app_metrics):
-                async with worker:
+                # As worker.py: lazily created tasks that need their workflow at once start
+                # next to the worker.
+                async with worker, background_starts(conveyor.starter, sessions):
                     ids = await create_demo_tasks(conveyor) if demo else []
+                    # The demo's model-first tasks start now, not at the starter's next round.
+                    await start_queued(conveyor.starter, sessions)
                     banner = Banner(
                         address=address,
                         own_server=server is not None,

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +31,17 @@ from temporalio.service import RPCError, RPCStatusCode
 from conveyor.creation import Created, collection_paused
 from conveyor.errors import InvalidSeedData, PipelineNotAccepting, UnknownPipeline
 from store.db import transaction
-from store.lazy import UntouchedRows, begin_start, insert_untouched, untouched_rows
+from store.lazy import (
+    QUEUED,
+    UNTOUCHED,
+    UntouchedRows,
+    begin_start,
+    insert_untouched,
+    requeue,
+    starting_page,
+    take_queued,
+    untouched_rows,
+)
 from store.projection import search_text_of
 from workflows import engine
 from workflows.graph import NodeKind, Pipeline, StartMode
@@ -54,12 +65,17 @@ from workflows.pipeline_messages import (
     PipelineView,
 )
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "CreationTarget",
     "Starter",
     "UntouchedRow",
+    "background_starts",
     "engine_untouched_rows",
+    "restart_starting",
     "start_input",
+    "start_queued",
     "untouched_rows_of",
 ]
 
@@ -178,9 +194,10 @@ class Starter:
     ) -> list[Created | None]:
         """Create tasks lazily: their rows now, their workflows on first use (lazy start).
 
-        ``rows`` are (key, seed data) pairs already checked against the pipeline. A row whose
-        task would need its workflow at once (an LLM node or a gate first, nothing to claim)
-        gets None: start it with :meth:`create_task`. So does every row of a pipeline with
+        ``rows`` are (key, seed data) pairs already checked against the pipeline. A task that
+        needs its workflow at once (a model call first) is queued for the background starter
+        (:func:`background_starts`); one that would not be In Progress gets None (start it
+        with :meth:`create_task`), as does every row of a pipeline with
         ``task_start: eager``.
         """
         if pipeline.task_start != StartMode.LAZY:
@@ -327,7 +344,11 @@ def engine_untouched_rows(
         outcome = engine.start_task(pipeline, key, data, engine.Context(now=now))
     except engine.Rejected:
         return None
-    if not engine.waits_only_for_people(pipeline, outcome.state):
+    if engine.waits_only_for_people(pipeline, outcome.state):
+        start = UNTOUCHED
+    elif outcome.state.status == TaskStatus.IN_PROGRESS:
+        start = QUEUED  # a model call or a timer first: the background starter starts it
+    else:
         return None
     return untouched_rows(
         ProjectionBatch(
@@ -335,8 +356,131 @@ def engine_untouched_rows(
             events=outcome.events,
             pipeline=None,
             blocked=engine.self_review_blocked(pipeline, outcome.state.nodes),
-        )
+        ),
+        start=start,
     )
+
+
+QUEUED_BATCH = 100
+"""Queued tasks the background starter takes at once."""
+QUEUED_CONCURRENCY = 20
+"""Starts the background starter has in flight at once."""
+QUEUED_POLL_SECONDS = 1.0
+"""How often an idle background starter looks for queued tasks."""
+STARTING_RECHECK_SECONDS = 60.0
+"""How often the background starter sends again the starts of tasks still marked starting."""
+
+
+async def start_queued(
+    starter: Starter,
+    sessions: sessionmaker[Session],
+    *,
+    batch: int = QUEUED_BATCH,
+    concurrency: int = QUEUED_CONCURRENCY,
+) -> int:
+    """One round of the background starter: start the workflows of up to ``batch`` queued
+    tasks (created lazily, but needing their workflow at once), ``concurrency`` at a time, at
+    the pace Temporal answers. A start that fails goes back to the queue.
+
+    Returns:
+        How many were started.
+    """
+
+    def take() -> list[tuple[str, TaskInput]]:
+        with transaction(sessions) as session:
+            return take_queued(session, batch)
+
+    taken = await asyncio.to_thread(take)
+    gate = asyncio.Semaphore(concurrency)
+    done: set[str] = set()
+    failed: list[str] = []
+
+    async def start(workflow_id: str, input: TaskInput) -> None:
+        async with gate:
+            try:
+                await starter.start_untouched(input, workflow_id)
+                done.add(workflow_id)
+            except Exception as err:  # retried in a later round
+                log.warning("background start of %s failed, will retry: %s", workflow_id, err)
+                failed.append(workflow_id)
+
+    def give_back(workflow_ids: list[str]) -> None:
+        with transaction(sessions) as session:
+            requeue(session, workflow_ids)
+
+    try:
+        await asyncio.gather(*(start(w, i) for w, i in taken))
+    except asyncio.CancelledError:
+        # Stopped mid-round: what was not started goes back to the queue.
+        await asyncio.shield(asyncio.to_thread(give_back, [w for w, _ in taken if w not in done]))
+        raise
+    if failed:
+        await asyncio.to_thread(give_back, failed)
+    return len(done)
+
+
+async def restart_starting(starter: Starter, sessions: sessionmaker[Session]) -> int:
+    """Send the start of every task marked ``starting`` again. A start whose sender stopped
+    before Temporal heard it leaves such a mark and no workflow; for a task nobody sends a
+    command to (a model call first), this is what starts it. Starting an existing workflow is
+    a no-op (its id is taken), so sending one again is harmless.
+
+    Returns:
+        How many starts were sent.
+    """
+    sent = 0
+    after: str | None = None
+    while True:
+
+        def page(after: str | None = after) -> list[tuple[str, TaskInput]]:
+            with transaction(sessions) as session:
+                return starting_page(session, after, QUEUED_BATCH)
+
+        found = await asyncio.to_thread(page)
+        if not found:
+            return sent
+        for workflow_id, input in found:
+            await starter.start_untouched(input, workflow_id)
+            sent += 1
+        after = found[-1][0]
+
+
+@contextlib.asynccontextmanager
+async def background_starts(
+    starter: Starter,
+    sessions: sessionmaker[Session],
+    *,
+    poll_seconds: float = QUEUED_POLL_SECONDS,
+    recheck_seconds: float = STARTING_RECHECK_SECONDS,
+) -> AsyncIterator[None]:
+    """Run the background starter while inside: queued tasks' workflows are started as they
+    come (:func:`start_queued` round after round; a pause of ``poll_seconds`` when there are
+    none), and every ``recheck_seconds`` the starts of tasks still marked ``starting`` are sent
+    again (:func:`restart_starting`). ``worker.py`` and ``starter.py dev`` run one next to
+    their worker; several may run at once (each queued task is taken by one)."""
+
+    async def loop() -> None:
+        loop_time = asyncio.get_running_loop().time
+        recheck_at = loop_time() + recheck_seconds
+        while True:
+            try:
+                started = await start_queued(starter, sessions)
+                if loop_time() >= recheck_at:
+                    recheck_at = loop_time() + recheck_seconds
+                    await restart_starting(starter, sessions)
+            except Exception as err:  # the store or Temporal away: try again shortly
+                log.warning("background starter: %s", err)
+                started = 0
+            if not started:
+                await asyncio.sleep(poll_seconds)
+
+    running = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
 
 
 def _start_ignores_data(pipeline: Pipeline) -> bool:

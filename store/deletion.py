@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from store.lazy import UNTOUCHED
+from store.lazy import NOT_STARTED
 from store.models import ClaimReservationRow, EvaluationResultRow, LlmCallRow, TaskRow
 
 _IDS_PER_QUERY = 1000
@@ -42,7 +42,7 @@ def delete_untouched_rows(session: Session, workflow_ids: Sequence[str]) -> set[
     gone = set(
         session.scalars(
             delete(TaskRow)
-            .where(TaskRow.workflow_id.in_(ids), TaskRow.start == UNTOUCHED)
+            .where(TaskRow.workflow_id.in_(ids), TaskRow.start.in_(NOT_STARTED))
             .returning(TaskRow.workflow_id)
         )
     )

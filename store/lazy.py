@@ -32,12 +32,18 @@ from workflows.graph import Pipeline
 from workflows.messages import ProjectionBatch, TaskInput, TaskStatus
 
 __all__ = [
+    "NOT_STARTED",
+    "QUEUED",
     "STARTING",
     "UNTOUCHED",
     "UntouchedRows",
     "begin_start",
     "hold_untouched",
     "insert_untouched",
+    "queued_count",
+    "requeue",
+    "starting_page",
+    "take_queued",
     "untouched_count",
     "untouched_ids",
     "untouched_rows",
@@ -45,6 +51,11 @@ __all__ = [
 
 UNTOUCHED = "untouched"
 """``tasks.start`` of a task whose workflow does not exist yet."""
+QUEUED = "queued"
+"""``tasks.start`` of a task whose workflow does not exist yet and must start without waiting
+for a command (a model call or a gate first): the background starter starts it."""
+NOT_STARTED = (UNTOUCHED, QUEUED)
+"""The ``tasks.start`` values of tasks that certainly have no workflow."""
 STARTING = "starting"
 """``tasks.start`` of a task whose start was sent (its workflow may or may not exist yet)."""
 
@@ -63,11 +74,12 @@ class UntouchedRows:
         return str(self.task["workflow_id"])
 
 
-def untouched_rows(batch: ProjectionBatch) -> UntouchedRows:
-    """The rows of a task created lazily, from the snapshot its workflow would start with."""
+def untouched_rows(batch: ProjectionBatch, *, start: str = UNTOUCHED) -> UntouchedRows:
+    """The rows of a task created lazily, from the snapshot its workflow would start with;
+    ``start``: :data:`UNTOUCHED`, or :data:`QUEUED` for the background starter."""
     view = batch.view
     task = task_values(view)
-    task["start"] = UNTOUCHED
+    task["start"] = start
     return UntouchedRows(
         task=task,
         nodes=[node_values(view, node, batch.blocked.get(node.name)) for node in view.nodes],
@@ -136,7 +148,7 @@ def begin_start(session: Session, workflow_id: str, *, mark: bool = True) -> Tas
         # the row: the status it returns is the one the pause left.
         row = session.execute(
             update(TaskRow)
-            .where(TaskRow.workflow_id == workflow_id, TaskRow.start == UNTOUCHED)
+            .where(TaskRow.workflow_id == workflow_id, TaskRow.start.in_(NOT_STARTED))
             .values(start=STARTING)
             .returning(*wanted)
         ).one_or_none()
@@ -179,6 +191,58 @@ def _pipeline_version(session: Session, content_hash: str) -> Pipeline | None:
     return pipeline
 
 
+def take_queued(session: Session, limit: int) -> list[tuple[str, TaskInput]]:
+    """Up to ``limit`` tasks waiting for the background starter, oldest first, each marked
+    ``starting`` (so two starters never take the same one) with its start input."""
+    ids = list(
+        session.scalars(
+            select(TaskRow.workflow_id)
+            .where(TaskRow.start == QUEUED)
+            .order_by(TaskRow.created_at, TaskRow.workflow_id)
+            .limit(limit)
+        )
+    )
+    taken: list[tuple[str, TaskInput]] = []
+    for workflow_id in ids:
+        input = begin_start(session, workflow_id)
+        if input is not None:
+            taken.append((workflow_id, input))
+    return taken
+
+
+def starting_page(session: Session, after: str | None, limit: int) -> list[tuple[str, TaskInput]]:
+    """One keyset page (by workflow id, after ``after``) of the tasks marked ``starting``, each
+    with its start input (not Finished ones)."""
+    query = select(TaskRow.workflow_id).where(TaskRow.start == STARTING)
+    if after is not None:
+        query = query.where(TaskRow.workflow_id > after)
+    ids = list(session.scalars(query.order_by(TaskRow.workflow_id).limit(limit)))
+    page: list[tuple[str, TaskInput]] = []
+    for workflow_id in ids:
+        input = begin_start(session, workflow_id, mark=False)
+        if input is not None:
+            page.append((workflow_id, input))
+    return page
+
+
+def requeue(session: Session, workflow_ids: Sequence[str]) -> None:
+    """Give tasks whose start failed back to the background starter."""
+    if workflow_ids:
+        session.execute(
+            update(TaskRow)
+            .where(TaskRow.workflow_id.in_(list(workflow_ids)), TaskRow.start == STARTING)
+            .values(start=QUEUED)
+        )
+
+
+def queued_count(session: Session, pipeline: str | None = None) -> int:
+    """How many tasks (of ``pipeline``) wait for the background starter."""
+    query = select(func.count()).select_from(TaskRow).where(TaskRow.start == QUEUED)
+    if pipeline:
+        query = query.where(TaskRow.pipeline_name == pipeline)
+    return int(session.scalar(query) or 0)
+
+
 def hold_untouched(session: Session, pipeline: str, action: SweepAction) -> int:
     """A pipeline's pause or resume, for its untouched tasks: one statement.
 
@@ -194,7 +258,7 @@ def hold_untouched(session: Session, pipeline: str, action: SweepAction) -> int:
         update(TaskRow)
         .where(
             TaskRow.pipeline_name == pipeline,
-            TaskRow.start == UNTOUCHED,
+            TaskRow.start.in_(NOT_STARTED),
             TaskRow.status == before.value,
         )
         .values(status=after.value)

@@ -129,8 +129,9 @@ class TaskRow(Base):
     finished_at: Mapped[datetime | None]
     start: Mapped[str | None] = mapped_column(String(10))
     """How far a lazily created task's workflow is: ``untouched`` (none yet: the row is the
-    task), ``starting`` (a start was sent; the workflow may exist). None once the workflow has
-    written a newer snapshot, and for every task started at creation."""
+    task), ``queued`` (none yet, and the background starter will start it), ``starting`` (a
+    start was sent; the workflow may exist). None once the workflow has written a newer
+    snapshot, and for every task started at creation."""
 
     __table_args__ = (
         UniqueConstraint("pipeline_name", "task_key"),
@@ -155,6 +156,14 @@ class TaskRow(Base):
             "start",
             postgresql_where=text("start IS NOT NULL"),
             sqlite_where=text("start IS NOT NULL"),
+        ),
+        # The background starter: queued tasks, and starts to send again.
+        Index(
+            "ix_tasks_starting",
+            "start",
+            "workflow_id",
+            postgresql_where=text("start IN ('queued', 'starting')"),
+            sqlite_where=text("start IN ('queued', 'starting')"),
         ),
     )
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from store.lazy import UNTOUCHED
+from store.lazy import NOT_STARTED
 from store.models import Base, NodeRow, TaskRow, TaskTagRow, TimelineEventRow
 
 
@@ -28,7 +28,7 @@ def task_ids(session: Session, pipeline: str | None = None) -> set[str]:
     """The workflow ids of the stored tasks (of ``pipeline``, when given) that have, or may
     have, a workflow: not those created lazily and still untouched (their row is the task)."""
     query = select(TaskRow.workflow_id).where(
-        or_(TaskRow.start.is_(None), TaskRow.start != UNTOUCHED)
+        or_(TaskRow.start.is_(None), TaskRow.start.not_in(NOT_STARTED))
     )
     if pipeline:
         query = query.where(TaskRow.pipeline_name == pipeline)
@@ -50,8 +50,9 @@ def lazily_created(session: Session, ids: Collection[str]) -> set[str]:
 
 
 def untouched_total(session: Session, pipeline: str | None = None) -> int:
-    """How many stored tasks (of ``pipeline``) were created lazily and have no workflow yet."""
-    query = select(func.count()).select_from(TaskRow).where(TaskRow.start == UNTOUCHED)
+    """How many stored tasks (of ``pipeline``) were created lazily and have no workflow yet
+    (untouched, or queued for the background starter)."""
+    query = select(func.count()).select_from(TaskRow).where(TaskRow.start.in_(NOT_STARTED))
     if pipeline:
         query = query.where(TaskRow.pipeline_name == pipeline)
     return int(session.scalar(query) or 0)

@@ -119,20 +119,26 @@ def print_tasks(sessions: sessionmaker[Session], view: PipelineView) -> None:
     """The pipeline's tasks in the store: how many, by status, and how many have no workflow
     yet (lazy start)."""
     from store.db import transaction
-    from store.lazy import untouched_count
+    from store.lazy import queued_count, untouched_count
     from store.tasks import status_counts
 
     with transaction(sessions) as session:
         counts = status_counts(session, view.name)
         untouched = untouched_count(session, view.name)
+        queued = queued_count(session, view.name)
     total = sum(counts.values())
     by_status = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
     print(f"tasks     {total:,}" + (f" ({by_status})" if by_status else ""))
     mode = view.current.task_start if view.current is not None else None
-    if untouched or mode == StartMode.LAZY:
+    if untouched or queued or mode == StartMode.LAZY:
         print(
             f"start     {mode or 'lazy'}: {untouched:,} task(s) untouched (no workflow yet; "
             "the first command to each starts it)"
+        )
+    if queued:
+        print(
+            f"starting  {queued:,} task(s) queued for the background starter (worker.py "
+            "starts them as fast as Temporal takes them)"
         )
 
 

@@ -25,10 +25,16 @@ from conveyor.client import CommandRejected, ConveyorClient, NoWorkerResponded
 from conveyor.creation import RowOutcome
 from conveyor.pipelines import load_pipeline_file
 from conveyor.reconcile import reconcile
+from conveyor.starting import (
+    background_starts,
+    start_input,
+    start_queued,
+    untouched_rows_of,
+)
 from conveyor.starting import engine_untouched_rows as engine_rows
-from conveyor.starting import start_input, untouched_rows_of
 from conveyor.workqueue import claim_node, next_work
 from store.db import transaction
+from store.lazy import queued_count
 from store.models import TaskRow
 from store.tasks import status_counts
 from store.workqueue import claimable
@@ -307,18 +313,85 @@ async def test_a_claim_racing_a_pause_is_paused_with_the_rest(
             await claim_node(conveyor, sessions, "late", ["labeler"], workflow_id, "label")
 
 
-async def test_eager_pipelines_and_tasks_that_start_with_a_model_start_at_creation(
+async def test_eager_pipelines_start_at_creation(
     conveyor: ConveyorClient, sessions: sessionmaker[Session]
 ) -> None:
     eager = fresh(task_start=StartMode.EAGER)
     [made] = await conveyor.create_tasks(eager, rows(1), key_column="id")
     assert await exists(conveyor, made.workflow_id or "")
-    model_first = llm_then_edit("openai/offline").model_copy(
+    assert start_column(sessions, eager.name) in ({}, {"row-0": None})
+
+
+def model_first() -> Pipeline:
+    return llm_then_edit("openai/offline").model_copy(
         update={"name": f"lazy-llm-{uuid.uuid4().hex[:6]}"}
     )
-    [made] = await conveyor.create_tasks(model_first, [{"question": "hello"}])
-    assert made.outcome == RowOutcome.CREATED
-    assert await exists(conveyor, made.workflow_id or "")
+
+
+async def test_tasks_that_start_with_a_model_are_started_by_the_background_starter(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    pipeline = model_first()
+    results = await conveyor.create_tasks(pipeline, [{"question": f"q{i}"} for i in range(30)])
+    assert {r.outcome for r in results} == {RowOutcome.CREATED}
+    ids = [r.workflow_id or "" for r in results]
+    assert set(start_column(sessions, pipeline.name).values()) == {"queued"}
+    assert not await exists(conveyor, ids[0])
+    with transaction(sessions) as session:
+        assert queued_count(session, pipeline.name) == 30
+    # One round takes at most its batch; the background starter goes on until none is left.
+    assert await start_queued(conveyor.starter, sessions, batch=10) == 10
+    async with background_starts(conveyor.starter, sessions, poll_seconds=0.05):
+        for _ in range(200):
+            with transaction(sessions) as session:
+                if queued_count(session, pipeline.name) == 0:
+                    break
+            await asyncio.sleep(0.05)
+        for workflow_id in ids:
+            for _ in range(100):
+                if await exists(conveyor, workflow_id):
+                    break
+                await asyncio.sleep(0.05)
+            assert await exists(conveyor, workflow_id), workflow_id
+    assert await start_queued(conveyor.starter, sessions) == 0  # nothing is started twice
+
+
+async def test_a_background_start_cut_short_is_sent_again(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    """A start whose sender died after marking it (row ``starting``, no workflow) is sent
+    again by the background starter's recheck."""
+    pipeline = model_first()
+    results = await conveyor.create_tasks(pipeline, [{"question": f"q{i}"} for i in range(3)])
+    ids = [r.workflow_id or "" for r in results]
+    assert start_input(sessions, ids[0]) is not None  # marked starting, never started
+    assert start_column(sessions, pipeline.name)[results[0].key or ""] == "starting"
+    async with background_starts(
+        conveyor.starter, sessions, poll_seconds=0.05, recheck_seconds=0.1
+    ):
+        for _ in range(200):
+            if all([await exists(conveyor, w) for w in ids]):
+                break
+            await asyncio.sleep(0.05)
+    assert all([await exists(conveyor, w) for w in ids])
+
+
+async def test_queued_tasks_of_a_paused_pipeline_start_paused(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    pipeline = model_first()
+    await conveyor.apply_pipeline(pipeline)
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE)
+    [made] = await conveyor.create_tasks(pipeline.name, [{"question": "q"}])
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.PAUSED)
+    for _ in range(200):
+        with transaction(sessions) as session:
+            if status_counts(session, pipeline.name) == {TaskStatus.PAUSED.value: 1}:
+                break
+        await asyncio.sleep(0.05)
+    assert await start_queued(conveyor.starter, sessions) == 1
+    task = conveyor.task(made.workflow_id or "")
+    assert (await task.state()).status == TaskStatus.PAUSED
 
 
 async def test_reconcile_tells_untouched_and_not_yet_started_tasks_from_orphans(

@@ -27,10 +27,22 @@ def upgrade() -> None:
             postgresql_where=sa.text("start IS NOT NULL"),
             sqlite_where=sa.text("start IS NOT NULL"),
         )
+        batch_op.create_index(
+            "ix_tasks_starting",
+            ["start", "workflow_id"],
+            unique=False,
+            postgresql_where=sa.text("start IN ('queued', 'starting')"),
+            sqlite_where=sa.text("start IN ('queued', 'starting')"),
+        )
 
 
 def downgrade() -> None:
     with op.batch_alter_table("tasks", schema=None) as batch_op:
+        batch_op.drop_index(
+            "ix_tasks_starting",
+            postgresql_where=sa.text("start IN ('queued', 'starting')"),
+            sqlite_where=sa.text("start IN ('queued', 'starting')"),
+        )
         batch_op.drop_index(
             "ix_tasks_pipeline_start",
             postgresql_where=sa.text("start IS NOT NULL"),
