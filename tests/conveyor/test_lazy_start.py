@@ -23,6 +23,7 @@ from activities.llm import LlmSettings
 from conveyor.bulk import DeleteOutcome, Selection, delete_tasks, export
 from conveyor.client import CommandRejected, ConveyorClient, NoWorkerResponded
 from conveyor.creation import RowOutcome
+from conveyor.importing import import_file
 from conveyor.pipelines import load_pipeline_file
 from conveyor.reconcile import reconcile
 from conveyor.starting import (
@@ -34,7 +35,7 @@ from conveyor.starting import (
 from conveyor.starting import engine_untouched_rows as engine_rows
 from conveyor.workqueue import claim_node, next_work
 from store.db import transaction
-from store.lazy import queued_count
+from store.lazy import queued_count, untouched_count
 from store.models import TaskRow
 from store.tasks import status_counts
 from store.workqueue import claimable
@@ -490,3 +491,19 @@ def test_rows_shared_between_tasks_are_the_engines_rows(example: str) -> None:
     # Shared where the start ignores the data (every row after the two checked); never with a
     # gate (triage-gate: its route may depend on the data) or a prefilled field (fan-out-join).
     assert shared == (list(range(2, len(rows))) if example == "label-review" else [])
+
+
+async def test_importing_a_file_twice_creates_its_tasks_once(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    pipeline = fresh()
+    source = tmp_path / "rows.csv"
+    lines = ["id,text", *(f"r{i},text number {i}" for i in range(2500))]
+    source.write_text("\n".join(lines) + "\n")
+    first = await import_file(conveyor, pipeline, source, key_column="id", batch_size=1000)
+    assert (first.created, first.existed, first.rejected) == (2500, 0, 0)
+    again = await import_file(conveyor, pipeline, source, key_column="id", batch_size=1000)
+    assert (again.created, again.existed, again.rejected) == (0, 2500, 0)
+    with transaction(sessions) as session:
+        assert status_counts(session, pipeline.name) == {TaskStatus.IN_PROGRESS.value: 2500}
+        assert untouched_count(session, pipeline.name) == 2500
