@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.client import CommandRejected, ConveyorClient
 from conveyor.commands import task_command
-from conveyor.errors import NotFound
+from conveyor.errors import Conflict, NotFound
 from store.db import transaction
-from store.workqueue import WorkItem, claimable, projected_seq
+from store.workqueue import WorkItem, claimable, pipeline_paused, projected_seq
 from workflows.messages import CommandResult, NodeStatus
 
 SPREAD = 8
@@ -46,6 +46,12 @@ class ClaimLimitReached(NoWorkAvailable):
         )
         self.contributor = contributor
         self.pipeline = pipeline
+
+
+class PipelinePaused(Conflict):
+    """The task's pipeline is Paused: it takes no claims."""
+
+    code = "pipeline_paused"
 
 
 @dataclass(frozen=True)
@@ -116,11 +122,20 @@ async def claim_node(
 ) -> CommandResult:
     """Claim one chosen node. The claim limit is kept by the claim itself, in the workflow.
 
+    A pipeline the store has Paused takes no claim from here at once, before its pause has
+    reached every task (the work queue already leaves its tasks out).
+
     Raises:
         ClaimLimitReached: the contributor is at the pipeline's claim limit.
+        PipelinePaused: the task's pipeline is Paused.
         CommandRejected: the workflow refused (taken, not allowed, not available).
     """
     pipeline = workflow_id.split("/", 1)[0]
+    if await asyncio.to_thread(_paused, sessions, pipeline):
+        raise PipelinePaused(
+            f"pipeline {pipeline} is Paused: no new claims until it is resumed "
+            f"(python starter.py pipeline resume {pipeline})"
+        )
     item = WorkItem(workflow_id, node, pipeline, NodeStatus.AVAILABLE.value, None)
     return await _claim_item(conveyor, sessions, contributor, roles, item, request_id)
 
@@ -171,6 +186,11 @@ async def wait_for_projection(
             return False
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+def _paused(sessions: sessionmaker[Session], pipeline: str) -> bool:
+    with transaction(sessions) as session:
+        return pipeline_paused(session, pipeline)
 
 
 def _projected_seq(sessions: sessionmaker[Session], workflow_id: str) -> int:

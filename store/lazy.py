@@ -24,6 +24,7 @@ from sqlalchemy import Table, func, select, update
 from sqlalchemy.orm import Session
 
 from store.bulk_rows import insert_new_rows
+from store.explorer.versions import parsed_version
 from store.models import NodeRow, PipelineVersionRow, TaskRow, TimelineEventRow
 from store.projection import node_values, task_values
 from store.repositories import ensure_pipeline_version
@@ -170,25 +171,15 @@ def begin_start(session: Session, workflow_id: str, *, mark: bool = True) -> Tas
     )
 
 
-_VERSIONS: dict[str, Pipeline] = {}
-_VERSIONS_KEPT = 128
-
-
 def _pipeline_version(session: Session, content_hash: str) -> Pipeline | None:
-    """A pipeline version by hash; versions are immutable, so each is read and parsed once."""
-    found = _VERSIONS.get(content_hash)
+    """A pipeline version by hash, parsed once per process (versions never change)."""
+    found = parsed_version(content_hash)
     if found is not None:
         return found
     definition = session.scalar(
         select(PipelineVersionRow.definition).where(PipelineVersionRow.hash == content_hash)
     )
-    if definition is None:
-        return None
-    pipeline = Pipeline.model_validate(definition)
-    if len(_VERSIONS) >= _VERSIONS_KEPT:
-        _VERSIONS.clear()
-    _VERSIONS[content_hash] = pipeline
-    return pipeline
+    return None if definition is None else parsed_version(content_hash, definition)
 
 
 def take_queued(session: Session, limit: int) -> list[tuple[str, TaskInput]]:

@@ -351,6 +351,12 @@ def reserve_claim(session: Session, request: ClaimReservation) -> int | None:
     return None
 
 
+def pipeline_paused(session: Session, pipeline: str) -> bool:
+    """Whether the store has ``pipeline`` Paused."""
+    status = session.scalar(select(PipelineRow.status).where(PipelineRow.name == pipeline))
+    return status == "Paused"
+
+
 def projected_seq(session: Session, workflow_id: str) -> int:
     """The seq the store has of a task (0 before its first projection)."""
     seq = session.execute(

@@ -33,7 +33,7 @@ from conveyor.starting import (
     untouched_rows_of,
 )
 from conveyor.starting import engine_untouched_rows as engine_rows
-from conveyor.workqueue import claim_node, next_work
+from conveyor.workqueue import PipelinePaused, claim_node, next_work
 from store.db import transaction
 from store.lazy import queued_count, untouched_count
 from store.models import TaskRow
@@ -259,10 +259,15 @@ async def test_pipeline_pause_holds_untouched_rows_and_refuses_their_claims(
         assert status_counts(session, pipeline.name) == {TaskStatus.PAUSED.value: 20}
         assert not claimable(session, "ana", ["labeler"], pipeline=pipeline.name)
     assert (await started.state()).status == TaskStatus.PAUSED
-    # A claim sent straight at an untouched task starts it Paused, and is refused.
+    # The work queue's claim refuses at once; a claim sent straight at an untouched task (as
+    # the CLI sends it) starts it Paused, and the task refuses it.
     untouched = results[1].workflow_id or ""
-    with pytest.raises(CommandRejected, match=r"[Pp]aused"):
+    with pytest.raises(PipelinePaused, match="resume"):
         await claim_node(conveyor, sessions, "ana", ["labeler"], untouched, "label")
+    assert not await exists(conveyor, untouched)
+    claim = Claim(request_id=rid(), contributor="ana", roles=["labeler"], node="label")
+    with pytest.raises(CommandRejected, match=r"[Pp]aused"):
+        await conveyor.task(untouched).send(claim)
     assert (await conveyor.task(untouched).state()).status == TaskStatus.PAUSED
 
     # Created while Paused: rows Paused too.
@@ -294,7 +299,7 @@ async def test_a_claim_racing_a_pause_is_paused_with_the_rest(
 
     async def claims() -> None:
         for i, workflow_id in enumerate(ids):
-            with contextlib.suppress(CommandRejected):
+            with contextlib.suppress(CommandRejected, PipelinePaused):
                 await claim_node(conveyor, sessions, f"p{i}", ["labeler"], workflow_id, "label")
 
     racing = asyncio.create_task(claims())
@@ -310,8 +315,11 @@ async def test_a_claim_racing_a_pause_is_paused_with_the_rest(
         await asyncio.sleep(0.05)
     assert counts == {TaskStatus.PAUSED.value: 40}
     for workflow_id in ids[-3:]:
-        with pytest.raises(CommandRejected):
+        with pytest.raises(PipelinePaused):
             await claim_node(conveyor, sessions, "late", ["labeler"], workflow_id, "label")
+        claim = Claim(request_id=rid(), contributor="late", roles=["labeler"], node="label")
+        with pytest.raises(CommandRejected, match=r"[Pp]aused"):
+            await conveyor.task(workflow_id).send(claim)
 
 
 async def test_eager_pipelines_start_at_creation(
