@@ -26,6 +26,7 @@ from activities.llm import LlmSettings
 from conveyor.api import ApiDeps
 from conveyor.client import ConveyorClient
 from conveyor.server import create_app
+from conveyor.starting import background_starts
 from store.db import make_engine, migrate, session_factory, transaction
 from store.users import create_key, disable_user, revoke_keys, upsert_user
 from tests.support.database import (  # db_url: a fresh store per test, on each dialect
@@ -185,8 +186,12 @@ async def api(
     task_queue = f"api-{uuid.uuid4().hex[:8]}"
     llm = LlmSettings(api_base=fake_llm.base_url, api_key="test-key")
     data_dir = tmp_path_factory.mktemp("api-data")
-    async with build_worker(client, task_queue, sessions=api_sessions, llm=llm):
-        conveyor = ConveyorClient(client, task_queue, update_timeout=20)
+    conveyor = ConveyorClient(client, task_queue, update_timeout=20)
+    # As worker.py: the background starter runs next to the worker (lazy start's queued tasks).
+    async with (
+        build_worker(client, task_queue, sessions=api_sessions, llm=llm),
+        background_starts(conveyor.starter, api_sessions, poll_seconds=0.1),
+    ):
         app = create_app(ApiDeps(conveyor=conveyor, sessions=api_sessions, data_dir=data_dir))
         keys, revoked = make_users(api_sessions)
         transport = httpx.ASGITransport(app=app)

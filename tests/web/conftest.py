@@ -24,6 +24,7 @@ from activities.llm import LlmSettings
 from conveyor.api import ApiDeps
 from conveyor.client import ConveyorClient
 from conveyor.server import create_app
+from conveyor.starting import background_starts
 from conveyor.web.server import free_port, start_server
 from store.db import make_engine, migrate, session_factory, transaction
 from store.users import create_key, upsert_user
@@ -83,7 +84,8 @@ async def web(
             keys[name] = create_key(session, name, f"browser tests {suffix}")
     app = create_app(ApiDeps(conveyor=conveyor, sessions=store_sessions))
     port = free_port()
-    async with worker:
+    # As worker.py: the background starter runs next to the worker (lazy start's queued tasks).
+    async with worker, background_starts(conveyor.starter, store_sessions, poll_seconds=0.1):
         server, serving = await start_server(app, port=port)
         try:
             yield WebApp(f"http://127.0.0.1:{port}", conveyor, store_sessions, keys)
