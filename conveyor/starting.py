@@ -5,6 +5,11 @@ The one place a task's workflow is started: the client library
 activities all start tasks through :class:`Starter`. Workflows are started and queried by name
 (:data:`workflows.options.TASK_WORKFLOW`, :data:`~workflows.options.PIPELINE_WORKFLOW`), so this
 module sits below the activities and imports no workflow shell.
+
+Lazy start lives here too: :meth:`Starter.create_untouched` writes lazily created tasks' rows
+(:func:`untouched_rows_of`), :meth:`Starter.start_operation` / :meth:`Starter.start_untouched`
+start their workflows with the first command (update-, signal-with-start), and
+:func:`background_starts` starts the queued ones (a model call first) next to a worker.
 """
 
 from __future__ import annotations

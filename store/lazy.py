@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from store.bulk_rows import insert_new_rows
 from store.explorer.versions import parsed_version
 from store.models import NodeRow, PipelineVersionRow, TaskRow, TimelineEventRow
-from store.projection import node_values, task_values
+from store.projection import event_values, node_values, task_values
 from store.repositories import ensure_pipeline_version
 from store.tasks import SweepAction
 from workflows.graph import Pipeline
@@ -84,19 +84,7 @@ def untouched_rows(batch: ProjectionBatch, *, start: str = UNTOUCHED) -> Untouch
     return UntouchedRows(
         task=task,
         nodes=[node_values(view, node, batch.blocked.get(node.name)) for node in view.nodes],
-        events=[
-            {
-                "workflow_id": view.workflow_id,
-                "seq": event.seq,
-                "at": event.at,
-                "kind": event.kind,
-                "actor": event.actor,
-                "node": event.node,
-                "message": event.message,
-                "data": event.data,
-            }
-            for event in batch.events
-        ],
+        events=[event_values(view.workflow_id, event) for event in batch.events],
     )
 
 

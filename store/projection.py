@@ -122,6 +122,20 @@ def node_values(view: TaskView, node: NodeState, blocked: str | None = None) -> 
     }
 
 
+def event_values(workflow_id: str, event: TimelineEvent) -> dict[str, Any]:
+    """The ``timeline_events`` row for one event."""
+    return {
+        "workflow_id": workflow_id,
+        "seq": event.seq,
+        "at": event.at,
+        "kind": event.kind,
+        "actor": event.actor,
+        "node": event.node,
+        "message": event.message,
+        "data": event.data,
+    }
+
+
 def search_text(view: TaskView) -> str:
     """Every value of the task as one lower-cased string, for text search."""
     return search_text_of(view.task_key, view.tags, view.data, [n.values for n in view.nodes])
@@ -166,20 +180,7 @@ def insert_events(
 ) -> None:
     """Timeline events and the submissions / reviews they carry, each at most once."""
     for event in events:
-        upsert_ignore(
-            session,
-            TimelineEventRow.__table__,
-            {
-                "workflow_id": workflow_id,
-                "seq": event.seq,
-                "at": event.at,
-                "kind": event.kind,
-                "actor": event.actor,
-                "node": event.node,
-                "message": event.message,
-                "data": event.data,
-            },
-        )
+        upsert_ignore(session, TimelineEventRow.__table__, event_values(workflow_id, event))
         kind = _SUBMISSION_KINDS.get(event.kind)
         if kind is not None and event.node is not None:
             data = event_data(event)

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from activities.llm import LlmSettings
 from conveyor.bulk import DeleteOutcome, Selection, delete_tasks, export
@@ -39,7 +39,15 @@ from store.lazy import queued_count, untouched_count
 from store.models import TaskRow
 from store.tasks import status_counts
 from store.workqueue import claimable
-from tests.support.actors import claim, eventually, nodes, review, rid, submit
+from tests.support.actors import (
+    claim,
+    eventually,
+    nodes,
+    review,
+    rid,
+    submit,
+    workflow_exists,
+)
 from tests.support.pipelines import label_review, llm_then_edit
 from worker import build_worker
 from workflows.graph import Pipeline, StartMode
@@ -82,16 +90,6 @@ def start_column(sessions: sessionmaker[Session], pipeline: str) -> dict[str, st
         return {key: start for key, start in found}
 
 
-async def exists(conveyor: ConveyorClient, workflow_id: str) -> bool:
-    try:
-        await conveyor.client.get_workflow_handle(workflow_id).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
-
-
 async def until_row(
     sessions: sessionmaker[Session], pipeline: str, key: str, want: str | None
 ) -> None:
@@ -115,14 +113,14 @@ async def test_created_tasks_are_workable_rows_without_workflows(
         counts = status_counts(session, pipeline.name)
     assert len(work) == 30 and all(item.untouched for item in work)
     assert counts == {TaskStatus.IN_PROGRESS.value: 30}
-    assert not await exists(conveyor, results[0].workflow_id or "")
+    assert not await workflow_exists(conveyor, results[0].workflow_id or "")
 
     again = await conveyor.create_tasks(pipeline, rows(30), key_column="id")
     assert [r.outcome for r in again] == [RowOutcome.EXISTS] * 30
     assert len(start_column(sessions, pipeline.name)) == 30
     # Created one at a time (which starts at once) with a key already there: nothing new.
     single = await conveyor.create_task(pipeline, "row-3", {"text": "other data"})
-    assert not single.created and not await exists(conveyor, single.workflow_id)
+    assert not single.created and not await workflow_exists(conveyor, single.workflow_id)
 
 
 async def test_the_first_claim_starts_the_task_where_its_row_left_it(
@@ -195,7 +193,7 @@ async def test_any_command_starts_an_untouched_task_and_a_query_does_not(
     view = await shown.state()
     assert view.status == TaskStatus.IN_PROGRESS and view.task_key == "row-2"
     assert nodes(view)["label"].status == NodeStatus.AVAILABLE
-    assert not await exists(conveyor, shown.workflow_id)
+    assert not await workflow_exists(conveyor, shown.workflow_id)
     # The same view its workflow gives once started.
     await shown.send(Tag(request_id=rid(), by="root", tags=["now"]))
     started = await shown.state()
@@ -213,7 +211,7 @@ async def test_a_start_that_never_reached_temporal_is_sent_again(
     workflow_id = created.workflow_id or ""
     assert start_input(sessions, workflow_id) is not None  # marks it, starts nothing
     assert start_column(sessions, pipeline.name) == {"row-0": "starting"}
-    assert not await exists(conveyor, workflow_id)
+    assert not await workflow_exists(conveyor, workflow_id)
     claimed = await next_work(conveyor, sessions, "ana", ["labeler"], pipeline=pipeline.name)
     assert claimed.item.workflow_id == workflow_id
     assert nodes(await conveyor.task(workflow_id).state())["label"].assignee == "ana"
@@ -232,7 +230,7 @@ async def test_a_first_claim_with_no_worker_is_answered_once_one_runs(
     claim = Claim(request_id=rid(), contributor="ana", roles=["labeler"], node="label")
     with pytest.raises(NoWorkerResponded):
         await task.send(claim, untouched=True)
-    assert await exists(conveyor, task.workflow_id)
+    assert await workflow_exists(conveyor, task.workflow_id)
     async with build_worker(client, task_queue, sessions=sessions, llm=LlmSettings()):
         first = await task.send(claim)
         again = await task.send(claim)
@@ -264,7 +262,7 @@ async def test_pipeline_pause_holds_untouched_rows_and_refuses_their_claims(
     untouched = results[1].workflow_id or ""
     with pytest.raises(PipelinePaused, match="resume"):
         await claim_node(conveyor, sessions, "ana", ["labeler"], untouched, "label")
-    assert not await exists(conveyor, untouched)
+    assert not await workflow_exists(conveyor, untouched)
     claim = Claim(request_id=rid(), contributor="ana", roles=["labeler"], node="label")
     with pytest.raises(CommandRejected, match=r"[Pp]aused"):
         await conveyor.task(untouched).send(claim)
@@ -327,7 +325,7 @@ async def test_eager_pipelines_start_at_creation(
 ) -> None:
     eager = fresh(task_start=StartMode.EAGER)
     [made] = await conveyor.create_tasks(eager, rows(1), key_column="id")
-    assert await exists(conveyor, made.workflow_id or "")
+    assert await workflow_exists(conveyor, made.workflow_id or "")
     assert start_column(sessions, eager.name) in ({}, {"row-0": None})
 
 
@@ -345,7 +343,7 @@ async def test_tasks_that_start_with_a_model_are_started_by_the_background_start
     assert {r.outcome for r in results} == {RowOutcome.CREATED}
     ids = [r.workflow_id or "" for r in results]
     assert set(start_column(sessions, pipeline.name).values()) == {"queued"}
-    assert not await exists(conveyor, ids[0])
+    assert not await workflow_exists(conveyor, ids[0])
     with transaction(sessions) as session:
         assert queued_count(session, pipeline.name) == 30
     # One round takes at most its batch; the background starter goes on until none is left.
@@ -358,10 +356,10 @@ async def test_tasks_that_start_with_a_model_are_started_by_the_background_start
             await asyncio.sleep(0.05)
         for workflow_id in ids:
             for _ in range(100):
-                if await exists(conveyor, workflow_id):
+                if await workflow_exists(conveyor, workflow_id):
                     break
                 await asyncio.sleep(0.05)
-            assert await exists(conveyor, workflow_id), workflow_id
+            assert await workflow_exists(conveyor, workflow_id), workflow_id
     assert await start_queued(conveyor.starter, sessions) == 0  # nothing is started twice
 
 
@@ -379,10 +377,10 @@ async def test_a_background_start_cut_short_is_sent_again(
         conveyor.starter, sessions, poll_seconds=0.05, recheck_seconds=0.1
     ):
         for _ in range(200):
-            if all([await exists(conveyor, w) for w in ids]):
+            if all([await workflow_exists(conveyor, w) for w in ids]):
                 break
             await asyncio.sleep(0.05)
-    assert all([await exists(conveyor, w) for w in ids])
+    assert all([await workflow_exists(conveyor, w) for w in ids])
 
 
 async def test_queued_tasks_of_a_paused_pipeline_start_paused(
@@ -471,7 +469,7 @@ async def test_export_and_delete_take_untouched_and_started_tasks_alike(
     assert deleted.ok and sorted(deleted.ids(DeleteOutcome.DELETED)) == sorted(ids)
     assert start_column(sessions, pipeline.name) == {}
     for workflow_id in ids:
-        assert not await exists(conveyor, workflow_id)
+        assert not await workflow_exists(conveyor, workflow_id)
     # A claim on a deleted untouched task finds nothing to start.
     with pytest.raises(RPCError):
         await conveyor.task(ids[5]).send(

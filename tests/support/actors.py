@@ -7,7 +7,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from conveyor.client import TaskClient
+from temporalio.service import RPCError, RPCStatusCode
+
+from conveyor.client import ConveyorClient, TaskClient
 from workflows.messages import (
     Claim,
     CommandResult,
@@ -85,3 +87,14 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s; last view: {view}")
         await asyncio.sleep(0.05)
+
+
+async def workflow_exists(conveyor: ConveyorClient, workflow_id: str) -> bool:
+    """Whether Temporal has a workflow of that id (running or closed)."""
+    try:
+        await conveyor.client.get_workflow_handle(workflow_id).describe()
+    except RPCError as err:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True

@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Replayer
 
@@ -18,7 +17,7 @@ from activities.chains import ChainActivities
 from conveyor.client import ConveyorClient, PipelineCommandRejected, TaskClient, UnknownPipeline
 from store.db import transaction
 from store.models import TaskRow
-from tests.support.actors import claim, eventually, rid, submit
+from tests.support.actors import claim, eventually, rid, submit, workflow_exists
 from workflows.chains import chain_task_key
 from workflows.graph import ChainSpec, ChainTrigger, Pipeline
 from workflows.graph_checks import validate_pipeline
@@ -125,16 +124,6 @@ async def finish(task: TaskClient, label: str = "negative", **values: Any) -> No
     await submit(task, "ana", "label", token, {"label": label, **values})
 
 
-async def exists(conveyor: ConveyorClient, workflow_id: str) -> bool:
-    try:
-        await conveyor.client.get_workflow_handle(workflow_id).describe()
-    except RPCError as err:
-        if err.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
-
-
 def stored(sessions: sessionmaker[Session], pipeline: str) -> dict[str, dict[str, Any]]:
     """The pipeline's tasks in the store: key -> seed data."""
     with transaction(sessions) as session:
@@ -224,7 +213,7 @@ async def test_a_chain_waits_for_a_draft_target_to_be_activated(
     await eventually(task, lambda v: v.status == TaskStatus.FINISHED)
     chained_id = task_workflow_id(b, chain_task_key(a, "early", TASK))
     await asyncio.sleep(1.0)
-    assert not await exists(conveyor, chained_id)
+    assert not await workflow_exists(conveyor, chained_id)
 
     await conveyor.set_pipeline_status(b, PipelineStatus.ACTIVE)
     async with asyncio.timeout(20):
@@ -242,7 +231,9 @@ async def test_a_chain_to_a_missing_pipeline_lets_the_task_finish(
     async with asyncio.timeout(15):
         done = await task.result()  # the non-retryable failure is logged, not fatal
     assert done.status == TaskStatus.FINISHED
-    assert not await exists(conveyor, task_workflow_id(b, chain_task_key(a, "lonely", TASK)))
+    assert not await workflow_exists(
+        conveyor, task_workflow_id(b, chain_task_key(a, "lonely", TASK))
+    )
 
 
 # --------------------------------------------------------------------------- on_pipeline_completion
