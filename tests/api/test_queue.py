@@ -223,3 +223,24 @@ async def test_admins_use_the_queue_with_the_roles_they_name(api: Api) -> None:
         as_="root",
     )
     error_of(r, 409, "rejected")  # label has no LLM fields to regenerate
+
+
+async def test_a_claim_in_a_paused_pipeline_is_a_clear_409_at_once(api: Api) -> None:
+    name = await api.label_pipeline()
+    wid = await api.create(name, "one")
+    await until(lambda: available(api, "ana", name), lambda q: len(q["items"]) == 1)
+    r = await api.post(f"/api/v1/pipelines/{name}/pause")
+    assert r.status_code == 200, r.text
+    # Once the store has the pipeline Paused (its queue is empty), a claim is refused there,
+    # whether or not the pause has reached the task yet.
+    await until(lambda: available(api, "ana", name), lambda q: not q["items"])
+    r = await api.post(f"/api/v1/tasks/{wid}/claim", json={"node": "label"}, as_="ana")
+    error = error_of(r, 409, "pipeline_paused")
+    assert "resume" in error["message"]
+    r = await api.post(f"/api/v1/pipelines/{name}/resume")
+    assert r.status_code == 200, r.text
+    r = await until(
+        lambda: api.post(f"/api/v1/tasks/{wid}/claim", json={"node": "label"}, as_="ana"),
+        lambda r: r.status_code == 200,
+    )
+    assert r.json()["node"] == "label"
