@@ -130,14 +130,25 @@ async def claim_node(
         PipelinePaused: the task's pipeline is Paused.
         CommandRejected: the workflow refused (taken, not allowed, not available).
     """
+    await refuse_if_paused(sessions, workflow_id)
+    pipeline = workflow_id.split("/", 1)[0]
+    item = WorkItem(workflow_id, node, pipeline, NodeStatus.AVAILABLE.value, None)
+    return await _claim_item(conveyor, sessions, contributor, roles, item, request_id)
+
+
+async def refuse_if_paused(sessions: sessionmaker[Session], workflow_id: str) -> None:
+    """Refuse a claim at once while the store has the task's pipeline Paused (the work queue
+    and the command line ask before sending it; the pause may not have reached the task yet).
+
+    Raises:
+        PipelinePaused: it is Paused.
+    """
     pipeline = workflow_id.split("/", 1)[0]
     if await asyncio.to_thread(_paused, sessions, pipeline):
         raise PipelinePaused(
             f"pipeline {pipeline} is Paused: no new claims until it is resumed "
             f"(python starter.py pipeline resume {pipeline})"
         )
-    item = WorkItem(workflow_id, node, pipeline, NodeStatus.AVAILABLE.value, None)
-    return await _claim_item(conveyor, sessions, contributor, roles, item, request_id)
 
 
 async def _claim_item(

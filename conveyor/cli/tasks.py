@@ -16,7 +16,7 @@ from typing import Any
 
 from temporalio.service import RPCError, RPCStatusCode
 
-from conveyor.cli.common import EXIT_FAILED, CliError, connect_conveyor
+from conveyor.cli.common import EXIT_FAILED, EXIT_REJECTED, CliError, connect_conveyor
 from conveyor.commands import task_command
 from workflows.messages import EvaluationRecord, TaskStatus, TaskView
 
@@ -181,6 +181,14 @@ async def cmd_send(args: argparse.Namespace) -> int:
     command = task_command(name, actor=args.as_, request_id=args.request_id, **fields(args))
     conveyor = await connect_conveyor()
     task = conveyor.task(args.id)
+    if name == "claim" and conveyor.untouched is not None:
+        from conveyor.workqueue import PipelinePaused, refuse_if_paused
+
+        try:
+            await refuse_if_paused(conveyor.untouched.sessions, args.id)
+        except PipelinePaused as err:
+            print(f"rejected: {err}", file=sys.stderr)
+            return EXIT_REJECTED
     if args.signal:
         await task.signal(command)
         print(f"signal {command.type} sent (request_id {command.request_id})")

@@ -513,3 +513,42 @@ async def test_importing_a_file_twice_creates_its_tasks_once(
     with transaction(sessions) as session:
         assert status_counts(session, pipeline.name) == {TaskStatus.IN_PROGRESS.value: 2500}
         assert untouched_count(session, pipeline.name) == 2500
+
+
+async def test_the_command_line_refuses_a_claim_in_a_paused_pipeline_at_once(
+    client: Client, conveyor: ConveyorClient, db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    pipeline = fresh()
+    await conveyor.apply_pipeline(pipeline)
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE)
+    [made] = await conveyor.create_tasks(pipeline.name, rows(1), key_column="id")
+    await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.PAUSED)
+    for _ in range(200):
+        with transaction(sessions) as session:
+            if not claimable(session, "ana", ["labeler"], pipeline=pipeline.name):
+                break
+        await asyncio.sleep(0.05)
+    env = {
+        **os.environ,
+        "CONVEYOR_TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "CONVEYOR_DATABASE_URL": db_url,
+        "CONVEYOR_TASK_QUEUE": conveyor.task_queue,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "starter.py"),
+        "claim",
+        made.workflow_id or "",
+        "--as",
+        "ana",
+        "--roles",
+        "labeler",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 2, (out, err)
+    assert f"pipeline {pipeline.name} is Paused" in err.decode()
+    assert not await workflow_exists(conveyor, made.workflow_id or "")  # refused before sending
