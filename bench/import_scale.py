@@ -2,7 +2,7 @@
 the first claims of the untouched tasks against a bare update-with-start.
 
 Run by hand: ``.venv/bin/python -m bench.import_scale [-n 2000] [--database-url URL]
-[--eager] [--claims 200]``.
+[--eager] [--claims 200] [--model-first]``.
 
 Makes ``-n`` rows of a text-classification dataset (an id and a ~200-character text) and
 creates one ``label-review`` task per row through the client library's batch creation
@@ -21,6 +21,11 @@ lazy start. Measures:
   starts a bare workflow and claims on it (``bench.claim_latency``'s bare workflow): p50/p90/p99
   and the p99 ratio (target at most 1.5). The pipeline has no claim limits here, so the
   figures are the start's, not the limit's (``bench.claim_latency`` measures that).
+
+With ``--model-first`` the pipeline has an LLM node first (a local fake model): every task
+needs its workflow at once, so lazy start queues them and the background starter (run next to
+the worker, as ``worker.py`` does) starts them; workable is then when the model has answered
+and the store shows ``label`` Available.
 
 The baseline, in the same run and the same store: a bare bulk insert of the same rows (one
 transaction, one multi-row ``INSERT`` per 1,000 rows) into a scratch table. Prints both and the
@@ -46,11 +51,14 @@ from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
+from activities.llm import LlmSettings
 from bench import _common as common
 from bench.claim_latency import TARGET_P99_RATIO, BareClaim, BareClaimWorkflow
 from conveyor.client import ConveyorClient, new_request_id
 from conveyor.creation import RowOutcome
+from conveyor.starting import background_starts
 from store.models import NodeRow
+from tests.support.fake_openai import FakeOpenAI
 from worker import build_worker
 from workflows.graph import StartMode
 from workflows.messages import Claim
@@ -193,7 +201,7 @@ async def main_async(args: Any) -> None:
     rows = dataset(args.n)
     conveyor_claims: list[float] = []
     bare_claims: list[float] = []
-    with common.bench_store(args.database_url) as store:
+    with FakeOpenAI() as llm, common.bench_store(args.database_url) as store:
         bare_seconds = await common.read(bare_insert, store.sessions, rows, run)
         common.note(f"bare insert: {len(rows)} rows in {bare_seconds:.2f}s")
         async with common.dev_server() as env:
@@ -202,16 +210,29 @@ async def main_async(args: Any) -> None:
             conveyor.attach_store(store.sessions)  # as the API, the web app and the CLI do
             mode = StartMode.EAGER if args.eager else StartMode.LAZY
             # Without claim limits: the first claims measure the start, not the limit's check.
-            pipeline = common.label_review(f"bench-import-{run}").model_copy(
-                update={"task_start": mode, "claim_limits": {}}
+            # --model-first: an LLM node first, so every task needs its workflow at once (the
+            # background starter starts them; workable once the model has answered).
+            base = (
+                common.llm_label_review(f"bench-import-{run}", llm.base_url)
+                if args.model_first
+                else common.label_review(f"bench-import-{run}")
             )
+            pipeline = base.model_copy(update={"task_start": mode, "claim_limits": {}})
             bare_worker = Worker(
                 env.client,
                 task_queue=bare_queue,
                 workflows=[BareClaimWorkflow],
                 workflow_runner=common.bare_runner(),
             )
-            async with build_worker(env.client, queue, sessions=store.sessions), bare_worker:
+            worker = build_worker(
+                env.client,
+                queue,
+                sessions=store.sessions,
+                llm=LlmSettings(api_base=llm.base_url, api_key="bench-key"),
+            )
+            # As worker.py: the background starter next to the worker.
+            starts = background_starts(conveyor.starter, store.sessions)
+            async with worker, bare_worker, starts:
                 progress = common.Progress("created", len(rows))
                 started = time.perf_counter()
                 created: list[str] = []
@@ -236,7 +257,7 @@ async def main_async(args: Any) -> None:
                 waiting.done()
                 ready = time.perf_counter() - started
                 server_peak = sum(peak_rss_mb(p) for p in server_pids())
-                if args.claims and not args.eager:
+                if args.claims and not args.eager and not args.model_first:
                     sample = random.Random(3).sample(created, min(args.claims, len(created)))
                     conveyor_claims, bare_claims = await first_claims(
                         conveyor, env.client, bare_queue, sample, run
@@ -244,8 +265,9 @@ async def main_async(args: Any) -> None:
     own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     n = len(rows)
     print()
+    shape = " (an LLM node first)" if args.model_first else ""
     print(
-        f"import scale: {n} rows into label-review (task_start: {mode}), "
+        f"import scale: {n} rows into label-review{shape} (task_start: {mode}), "
         f"store {store.engine.dialect.name}"
     )
     print(
@@ -299,6 +321,12 @@ def main() -> None:
     )
     p.add_argument(
         "--claims", type=int, default=200, help="first claims to time after the import (lazy)"
+    )
+    p.add_argument(
+        "--model-first",
+        action="store_true",
+        help="label-review with an LLM node first (fake model): every task needs its workflow "
+        "at once, so the background starter starts them; no first claims",
     )
     asyncio.run(main_async(p.parse_args()))
     common.hard_exit(0)
