@@ -205,6 +205,12 @@ class TaskClient:
                 id=_update_id(command),
                 result_type=CommandResult,
             )
+        except WorkflowAlreadyStartedError:
+            # Its workflow ran and closed already (the store had not caught up): the task
+            # answers as any closed task does.
+            return await self.handle.execute_update(
+                name, command, id=_update_id(command), result_type=CommandResult
+            )
         finally:
             # The start's outcome waits in a future of the operation; when the update was
             # cancelled (no answer in time) read it, or asyncio reports it as never retrieved.

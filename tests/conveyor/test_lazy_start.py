@@ -552,3 +552,32 @@ async def test_the_command_line_refuses_a_claim_in_a_paused_pipeline_at_once(
     assert proc.returncode == 2, (out, err)
     assert f"pipeline {pipeline.name} is Paused" in err.decode()
     assert not await workflow_exists(conveyor, made.workflow_id or "")  # refused before sending
+
+
+async def test_a_start_sent_to_a_task_that_already_closed_gets_the_closed_tasks_answer(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    """The store has not caught up with a task whose workflow ran and closed (its row still
+    says ``starting``): a command's start is refused by Temporal, and the command gets the
+    answer any closed task gives, not a start error."""
+    pipeline = fresh()
+    [made] = await conveyor.create_tasks(pipeline, rows(1), key_column="id")
+    workflow_id = made.workflow_id or ""
+    task = conveyor.task(workflow_id)
+    token = await claim(task, "ana", ["labeler"], "label")
+    await submit(task, "ana", "label", token, {"label": "positive"})
+    await review(task, "bo", "check", await claim(task, "bo", ["reviewer"], "check"), "pass")
+    await task.result()
+    later = Claim(request_id=rid(), contributor="cy", roles=["labeler"], node="label")
+    with pytest.raises(RPCError) as closed:
+        await task.send(later)
+    with transaction(sessions) as session:
+        session.execute(
+            text(
+                "UPDATE tasks SET start = 'starting', status = 'In Progress' WHERE workflow_id = :w"
+            ),
+            {"w": workflow_id},
+        )
+    with pytest.raises(RPCError) as stale:
+        await task.send(later, untouched=True)
+    assert stale.value.status == closed.value.status
