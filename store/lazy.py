@@ -7,9 +7,14 @@ that needs it (:func:`begin_start` hands out the start input and marks the row `
 and its first newer snapshot clears ``start``: from then on the workflow is the truth, as for
 every task started at creation.
 
-While untouched, the row is the task: a pipeline's pause and resume change the status of its
-untouched rows in one statement (:func:`hold_untouched`); the start input carries the status,
-so a task paused while untouched starts Paused.
+A task that needs its workflow at once (a model call first) is written the same way but
+``queued``: the background starter (``conveyor.starting.background_starts``) takes it
+(:func:`take_queued`), and sends again the starts of rows left ``starting``
+(:func:`starting_page`).
+
+While untouched or queued, the row is the task: a pipeline's pause and resume change the status
+of those rows in one statement (:func:`hold_untouched`); the start input carries the status, so
+a task paused before its start starts Paused.
 
 Like the other store functions these take a session and never commit.
 """
@@ -54,7 +59,7 @@ UNTOUCHED = "untouched"
 """``tasks.start`` of a task whose workflow does not exist yet."""
 QUEUED = "queued"
 """``tasks.start`` of a task whose workflow does not exist yet and must start without waiting
-for a command (a model call or a gate first): the background starter starts it."""
+for a command (a model call first): the background starter starts it."""
 NOT_STARTED = (UNTOUCHED, QUEUED)
 """The ``tasks.start`` values of tasks that certainly have no workflow."""
 STARTING = "starting"
