@@ -26,6 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.client import ConveyorClient
 from store.db import transaction
+from store.lazy import not_started
 from store.projection import apply_batch, node_values, task_values
 from store.reconciling import (
     lazily_created,
@@ -35,7 +36,6 @@ from store.reconciling import (
     stored_timeline_seqs,
     task_ids,
     unguard_task,
-    untouched_total,
 )
 from store.repositories import get_pipeline_version
 from workflows import engine
@@ -181,7 +181,7 @@ async def reconcile(
     """
     with transaction(sessions) as session:
         ids = task_ids(session, pipeline)
-        untouched = untouched_total(session, pipeline)
+        untouched = sum(not_started(session, pipeline).values())
     async for workflow_id, _ in conveyor.list_tasks(pipeline=pipeline):
         ids.add(workflow_id)
     with transaction(sessions) as session:

@@ -23,7 +23,7 @@ from conveyor.connect import connect_conveyor
 from conveyor.pipelines import load_pipeline_file
 from conveyor.workqueue import NoWorkAvailable, next_work
 from store.db import transaction
-from store.lazy import untouched_count
+from store.lazy import UNTOUCHED, not_started
 from store.workqueue import claimable
 from workflows.pipeline_messages import PipelineStatus
 
@@ -50,7 +50,7 @@ async def main(name: str) -> None:
 
         with transaction(sessions) as session:
             work = claimable(session, "ana", ["labeler"], pipeline=name, limit=5)
-            print(f"untouched before the claim: {untouched_count(session, name)}")
+            print(f"untouched before the claim: {not_started(session, name)[UNTOUCHED]}")
         print("workable now:", ", ".join(item.workflow_id for item in work), "…")
 
         try:
@@ -61,7 +61,7 @@ async def main(name: str) -> None:
             f"ana claimed {claimed.item.node} of {claimed.item.workflow_id}: its workflow started"
         )
         with transaction(sessions) as session:
-            print(f"untouched after the claim: {untouched_count(session, name)}")
+            print(f"untouched after the claim: {not_started(session, name)[UNTOUCHED]}")
 
 
 if __name__ == "__main__":

@@ -46,11 +46,10 @@ __all__ = [
     "begin_start",
     "hold_untouched",
     "insert_untouched",
-    "queued_count",
+    "not_started",
     "requeue",
     "starting_page",
     "take_queued",
-    "untouched_count",
     "untouched_ids",
     "untouched_rows",
 ]
@@ -219,14 +218,6 @@ def requeue(session: Session, workflow_ids: Sequence[str]) -> None:
         )
 
 
-def queued_count(session: Session, pipeline: str | None = None) -> int:
-    """How many tasks (of ``pipeline``) wait for the background starter."""
-    query = select(func.count()).select_from(TaskRow).where(TaskRow.start == QUEUED)
-    if pipeline:
-        query = query.where(TaskRow.pipeline_name == pipeline)
-    return int(session.scalar(query) or 0)
-
-
 def hold_untouched(session: Session, pipeline: str, action: SweepAction) -> int:
     """A pipeline's pause or resume, for its untouched tasks: one statement.
 
@@ -251,16 +242,19 @@ def hold_untouched(session: Session, pipeline: str, action: SweepAction) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def untouched_count(session: Session, pipeline: str) -> int:
-    """How many of the pipeline's tasks have no workflow yet."""
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(TaskRow)
-            .where(TaskRow.pipeline_name == pipeline, TaskRow.start == UNTOUCHED)
-        )
-        or 0
+def not_started(session: Session, pipeline: str | None = None) -> dict[str, int]:
+    """How many tasks (of ``pipeline``) have no workflow yet, by ``tasks.start``:
+    :data:`UNTOUCHED` and :data:`QUEUED` (both always present)."""
+    query = (
+        select(TaskRow.start, func.count())
+        .where(TaskRow.start.in_(NOT_STARTED))
+        .group_by(TaskRow.start)
     )
+    if pipeline:
+        query = query.where(TaskRow.pipeline_name == pipeline)
+    counts = {start: 0 for start in NOT_STARTED}
+    counts.update({str(start): int(n) for start, n in session.execute(query)})
+    return counts
 
 
 def untouched_ids(

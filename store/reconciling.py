@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from store.lazy import NOT_STARTED
@@ -47,15 +47,6 @@ def lazily_created(session: Session, ids: Collection[str]) -> set[str]:
         )
         found |= set(session.scalars(query))
     return found
-
-
-def untouched_total(session: Session, pipeline: str | None = None) -> int:
-    """How many stored tasks (of ``pipeline``) were created lazily and have no workflow yet
-    (untouched, or queued for the background starter)."""
-    query = select(func.count()).select_from(TaskRow).where(TaskRow.start.in_(NOT_STARTED))
-    if pipeline:
-        query = query.where(TaskRow.pipeline_name == pipeline)
-    return int(session.scalar(query) or 0)
 
 
 def stored_task(session: Session, workflow_id: str) -> dict[str, Any] | None:

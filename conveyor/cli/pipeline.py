@@ -119,13 +119,13 @@ def print_tasks(sessions: sessionmaker[Session], view: PipelineView) -> None:
     """The pipeline's tasks in the store: how many, by status, and how many have no workflow
     yet (lazy start)."""
     from store.db import transaction
-    from store.lazy import queued_count, untouched_count
+    from store.lazy import QUEUED, UNTOUCHED, not_started
     from store.tasks import status_counts
 
     with transaction(sessions) as session:
         counts = status_counts(session, view.name)
-        untouched = untouched_count(session, view.name)
-        queued = queued_count(session, view.name)
+        waiting = not_started(session, view.name)
+    untouched, queued = waiting[UNTOUCHED], waiting[QUEUED]
     total = sum(counts.values())
     by_status = ", ".join(f"{n:,} {status}" for status, n in sorted(counts.items()))
     print(f"tasks     {total:,}" + (f" ({by_status})" if by_status else ""))

@@ -35,7 +35,7 @@ from conveyor.starting import (
 from conveyor.starting import engine_untouched_rows as engine_rows
 from conveyor.workqueue import PipelinePaused, claim_node, next_work
 from store.db import transaction
-from store.lazy import queued_count, untouched_count
+from store.lazy import QUEUED, UNTOUCHED, not_started
 from store.models import TaskRow
 from store.tasks import status_counts
 from store.workqueue import claimable
@@ -345,13 +345,13 @@ async def test_tasks_that_start_with_a_model_are_started_by_the_background_start
     assert set(start_column(sessions, pipeline.name).values()) == {"queued"}
     assert not await workflow_exists(conveyor, ids[0])
     with transaction(sessions) as session:
-        assert queued_count(session, pipeline.name) == 30
+        assert not_started(session, pipeline.name)[QUEUED] == 30
     # One round takes at most its batch; the background starter goes on until none is left.
     assert await start_queued(conveyor.starter, sessions, batch=10) == 10
     async with background_starts(conveyor.starter, sessions, poll_seconds=0.05):
         for _ in range(200):
             with transaction(sessions) as session:
-                if queued_count(session, pipeline.name) == 0:
+                if not_started(session, pipeline.name)[QUEUED] == 0:
                     break
             await asyncio.sleep(0.05)
         for workflow_id in ids:
@@ -512,7 +512,7 @@ async def test_importing_a_file_twice_creates_its_tasks_once(
     assert (again.created, again.existed, again.rejected) == (0, 2500, 0)
     with transaction(sessions) as session:
         assert status_counts(session, pipeline.name) == {TaskStatus.IN_PROGRESS.value: 2500}
-        assert untouched_count(session, pipeline.name) == 2500
+        assert not_started(session, pipeline.name)[UNTOUCHED] == 2500
 
 
 async def test_the_command_line_refuses_a_claim_in_a_paused_pipeline_at_once(
