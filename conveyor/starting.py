@@ -49,7 +49,7 @@ from store.lazy import (
 )
 from store.projection import search_text_of
 from workflows import engine
-from workflows.graph import NodeKind, Pipeline, StartMode
+from workflows.graph import Pipeline, StartMode
 from workflows.messages import (
     EventKind,
     ProjectionBatch,
@@ -320,7 +320,7 @@ def untouched_rows_of(
     """
     template: tuple[str, UntouchedRows] | None = None
     trusted = False
-    may_share = _start_ignores_data(pipeline)
+    may_share = engine.start_ignores_data(pipeline)
     out: list[UntouchedRows | None] = []
     for index, (key, data) in enumerate(rows):
         workflow_id = task_workflow_id(pipeline.name, key)
@@ -437,17 +437,17 @@ async def restart_starting(starter: Starter, sessions: sessionmaker[Session]) ->
     after: str | None = None
     while True:
 
-        def page(after: str | None = after) -> list[tuple[str, TaskInput]]:
+        def page(after: str | None = after) -> tuple[str | None, list[tuple[str, TaskInput]]]:
             with transaction(sessions) as session:
                 return starting_page(session, after, QUEUED_BATCH)
 
-        found = await asyncio.to_thread(page)
-        if not found:
+        last, found = await asyncio.to_thread(page)
+        if last is None:
             return sent
         for workflow_id, input in found:
             await starter.start_untouched(input, workflow_id)
             sent += 1
-        after = found[-1][0]
+        after = last
 
 
 @contextlib.asynccontextmanager
@@ -486,13 +486,6 @@ async def background_starts(
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
-
-
-def _start_ignores_data(pipeline: Pipeline) -> bool:
-    """Whether where a new task of ``pipeline`` starts cannot depend on its seed data."""
-    if any(node.kind == NodeKind.GATE for node in pipeline.nodes):
-        return False
-    return not any(field.prefill for node in pipeline.nodes for field in node.fields)
 
 
 def _swapped(

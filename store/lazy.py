@@ -118,6 +118,18 @@ def insert_untouched(
     return written
 
 
+_START_COLUMNS = (
+    TaskRow.workflow_id,
+    TaskRow.start,
+    TaskRow.status,
+    TaskRow.pipeline_hash,
+    TaskRow.task_key,
+    TaskRow.data,
+    TaskRow.created_at,
+)
+"""What a start input is made of (:func:`_input_of`)."""
+
+
 def begin_start(session: Session, workflow_id: str, *, mark: bool = True) -> TaskInput | None:
     """The start input of a lazily created task whose workflow may not exist; None for others.
 
@@ -127,14 +139,6 @@ def begin_start(session: Session, workflow_id: str, *, mark: bool = True) -> Tas
     second start from making a second workflow. A Finished row gives None: a finished task is
     never started again.
     """
-    wanted = (
-        TaskRow.start,
-        TaskRow.status,
-        TaskRow.pipeline_hash,
-        TaskRow.task_key,
-        TaskRow.data,
-        TaskRow.created_at,
-    )
     row = None
     if mark:
         # One conditional statement, so a pause statement and this mark order themselves on
@@ -143,13 +147,19 @@ def begin_start(session: Session, workflow_id: str, *, mark: bool = True) -> Tas
             update(TaskRow)
             .where(TaskRow.workflow_id == workflow_id, TaskRow.start.in_(NOT_STARTED))
             .values(start=STARTING)
-            .returning(*wanted)
+            .returning(*_START_COLUMNS)
         ).one_or_none()
     if row is None:  # not untouched (maybe starting already, maybe no such task), or a peek
         row = session.execute(
-            select(*wanted).where(TaskRow.workflow_id == workflow_id)
+            select(*_START_COLUMNS).where(TaskRow.workflow_id == workflow_id)
         ).one_or_none()
-    if row is None or row.start is None or row.status == TaskStatus.FINISHED.value:
+    return None if row is None else _input_of(session, row)
+
+
+def _input_of(session: Session, row: Any) -> TaskInput | None:
+    """A row of :data:`_START_COLUMNS` as a start input; None unless it was created lazily and
+    is not Finished."""
+    if row.start is None or row.status == TaskStatus.FINISHED.value:
         return None
     pipeline = _pipeline_version(session, row.pipeline_hash)
     if pipeline is None:
@@ -175,37 +185,44 @@ def _pipeline_version(session: Session, content_hash: str) -> Pipeline | None:
 
 
 def take_queued(session: Session, limit: int) -> list[tuple[str, TaskInput]]:
-    """Up to ``limit`` tasks waiting for the background starter, oldest first, each marked
-    ``starting`` (so two starters never take the same one) with its start input."""
+    """Up to ``limit`` tasks waiting for the background starter (by workflow id), marked
+    ``starting`` in one conditional statement (so two starters never take the same one), each
+    with its start input."""
     ids = list(
         session.scalars(
             select(TaskRow.workflow_id)
             .where(TaskRow.start == QUEUED)
-            .order_by(TaskRow.created_at, TaskRow.workflow_id)
+            .order_by(TaskRow.workflow_id)
             .limit(limit)
         )
     )
-    taken: list[tuple[str, TaskInput]] = []
-    for workflow_id in ids:
-        input = begin_start(session, workflow_id)
-        if input is not None:
-            taken.append((workflow_id, input))
-    return taken
+    if not ids:
+        return []
+    rows = session.execute(
+        update(TaskRow)
+        .where(TaskRow.workflow_id.in_(ids), TaskRow.start == QUEUED)
+        .values(start=STARTING)
+        .returning(*_START_COLUMNS)
+    ).all()
+    return _inputs(session, rows)
 
 
-def starting_page(session: Session, after: str | None, limit: int) -> list[tuple[str, TaskInput]]:
-    """One keyset page (by workflow id, after ``after``) of the tasks marked ``starting``, each
-    with its start input (not Finished ones)."""
-    query = select(TaskRow.workflow_id).where(TaskRow.start == STARTING)
+def starting_page(
+    session: Session, after: str | None, limit: int
+) -> tuple[str | None, list[tuple[str, TaskInput]]]:
+    """One keyset page (by workflow id, after ``after``) of the tasks marked ``starting``: the
+    page's last workflow id (None: no more), and each task's start input (Finished ones left
+    out)."""
+    query = select(*_START_COLUMNS).where(TaskRow.start == STARTING)
     if after is not None:
         query = query.where(TaskRow.workflow_id > after)
-    ids = list(session.scalars(query.order_by(TaskRow.workflow_id).limit(limit)))
-    page: list[tuple[str, TaskInput]] = []
-    for workflow_id in ids:
-        input = begin_start(session, workflow_id, mark=False)
-        if input is not None:
-            page.append((workflow_id, input))
-    return page
+    rows = session.execute(query.order_by(TaskRow.workflow_id).limit(limit)).all()
+    return (rows[-1].workflow_id if rows else None), _inputs(session, rows)
+
+
+def _inputs(session: Session, rows: Sequence[Any]) -> list[tuple[str, TaskInput]]:
+    found = ((row.workflow_id, _input_of(session, row)) for row in rows)
+    return [(workflow_id, input) for workflow_id, input in found if input is not None]
 
 
 def requeue(session: Session, workflow_ids: Sequence[str]) -> None:

@@ -38,6 +38,7 @@ from workflows.engine.queries import llm_drafts_ready as llm_drafts_ready
 from workflows.engine.queries import llm_nodes_ready as llm_nodes_ready
 from workflows.engine.queries import next_claim_deadline as next_claim_deadline
 from workflows.engine.queries import self_review_blocked as self_review_blocked
+from workflows.engine.queries import start_ignores_data as start_ignores_data
 from workflows.engine.queries import task_data as task_data
 from workflows.engine.queries import task_view as task_view
 from workflows.engine.queries import waits_only_for_people as waits_only_for_people

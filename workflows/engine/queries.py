@@ -262,3 +262,13 @@ def waits_only_for_people(pipeline: Pipeline, state: TaskState) -> bool:
         and next_claim_deadline(state) is None
         and any(node.status == NodeStatus.AVAILABLE for node in state.nodes.values())
     )
+
+
+def start_ignores_data(pipeline: Pipeline) -> bool:
+    """Whether what :func:`~workflows.engine.start_task` does cannot depend on the seed data
+    beyond carrying it: no gate (its route reads the data) and no prefilled field (a draft
+    copied from it). Then new tasks differ only in key and data (lazy start shares one task's
+    rows among many)."""
+    if any(node.kind == NodeKind.GATE for node in pipeline.nodes):
+        return False
+    return not any(field.prefill for node in pipeline.nodes for field in node.fields)
