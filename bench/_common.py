@@ -490,6 +490,22 @@ def ms(seconds: float) -> float:
     return seconds * 1000
 
 
+def latency_row(name: str, values: Sequence[float], *, mean: bool = False) -> list[Any]:
+    """A table row of latencies (seconds): name, count, p50/p90/p99 and max in ms (and the
+    mean, with ``mean``); NaN where there are none."""
+    if not values:
+        return [name, 0, *([float("nan")] * (5 if mean else 4))]
+    row = [
+        name,
+        len(values),
+        *(ms(percentile(values, q)) for q in (50, 90, 99)),
+        ms(max(values)),
+    ]
+    if mean:
+        row.append(ms(sum(values) / len(values)))
+    return row
+
+
 def verdict(met: bool) -> str:
     return "met" if met else "MISSED"
 

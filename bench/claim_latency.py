@@ -191,15 +191,6 @@ async def main_async(args: Any) -> None:
 def report(
     args: Any, store: common.Store, bare: list[float], conv: list[float], free: list[float]
 ) -> None:
-    def row(name: str, values: list[float]) -> list[Any]:
-        return [
-            name,
-            len(values),
-            *(common.ms(common.percentile(values, q)) for q in (50, 90, 99)),
-            common.ms(max(values)),
-            common.ms(sum(values) / len(values)),
-        ]
-
     print()
     print(
         f"claim latency: {args.n} claims per side (after {args.warmup} unmeasured), "
@@ -209,9 +200,9 @@ def report(
         common.table(
             ["side", "claims", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"],
             [
-                row("bare update", bare),
-                row("conveyor claim", conv),
-                row("  without a limit", free),
+                common.latency_row("bare update", bare, mean=True),
+                common.latency_row("conveyor claim", conv, mean=True),
+                common.latency_row("  without a limit", free, mean=True),
             ],
         )
     )

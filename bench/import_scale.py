@@ -285,23 +285,14 @@ async def main_async(args: Any) -> None:
     )
     print(f"ratio workable / bare insert (time): {ready / bare_seconds:.1f}x")
     if conveyor_claims:
-
-        def row(name: str, values: list[float]) -> list[Any]:
-            return [
-                name,
-                len(values),
-                *(common.ms(common.percentile(values, q)) for q in (50, 90, 99)),
-                common.ms(max(values)),
-            ]
-
         print()
         print("first claims of untouched tasks, interleaved with a bare update-with-start")
         print(
             common.table(
                 ["side", "claims", "p50 ms", "p90 ms", "p99 ms", "max ms"],
                 [
-                    row("bare update-with-start", bare_claims),
-                    row("conveyor first claim", conveyor_claims),
+                    common.latency_row("bare update-with-start", bare_claims),
+                    common.latency_row("conveyor first claim", conveyor_claims),
                 ],
             )
         )

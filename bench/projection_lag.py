@@ -154,14 +154,6 @@ async def main_async(args: Any) -> None:
 
 
 def report(args: Any, store: common.Store, phase: Phase, watcher: Watcher) -> None:
-    def row(name: str, values: list[float]) -> list[Any]:
-        return [
-            name,
-            len(values),
-            *(common.ms(common.percentile(values, q)) for q in (50, 90, 99)),
-            common.ms(max(values)) if values else float("nan"),
-        ]
-
     by_kind: dict[str, list[float]] = defaultdict(list)
     for kind, lag in watcher.lags:
         by_kind[kind].append(lag)
@@ -173,9 +165,9 @@ def report(args: Any, store: common.Store, phase: Phase, watcher: Watcher) -> No
         f"{common.ms(args.poll):.0f} ms, one poll took "
         f"{common.ms(watcher.poll_seconds / max(watcher.polls, 1)):.1f} ms on average"
     )
-    rows = [row(f"lag: {kind}", values) for kind, values in sorted(by_kind.items())]
-    rows.append(row("lag: every command", lags))
-    rows.append(row("command round trip", phase.latencies()))
+    rows = [common.latency_row(f"lag: {kind}", values) for kind, values in sorted(by_kind.items())]
+    rows.append(common.latency_row("lag: every command", lags))
+    rows.append(common.latency_row("command round trip", phase.latencies()))
     print(common.table(["measure", "count", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows))
     missing = sum(len(v) for v in watcher.pending.values())
     if missing:
