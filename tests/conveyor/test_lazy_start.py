@@ -9,9 +9,10 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import select, text
@@ -56,6 +57,7 @@ from workflows.options import task_workflow_id
 from workflows.pipeline_messages import PipelineStatus
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -90,14 +92,39 @@ def start_column(sessions: sessionmaker[Session], pipeline: str) -> dict[str, st
         return {key: start for key, start in found}
 
 
+async def until(
+    read: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float = 10.0
+) -> T:
+    """Poll ``read`` until ``done`` holds or ``timeout`` passes; the last value either way."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await read()
+        if done(value) or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
+def counts(sessions: sessionmaker[Session], pipeline: str) -> Callable[[], Awaitable[Any]]:
+    """A reader of the pipeline's task counts by status, for :func:`until`."""
+
+    async def read() -> dict[str, int]:
+        with transaction(sessions) as session:
+            return status_counts(session, pipeline)
+
+    return read
+
+
+async def all_exist(conveyor: ConveyorClient, ids: list[str]) -> bool:
+    return all([await workflow_exists(conveyor, w) for w in ids])
+
+
 async def until_row(
     sessions: sessionmaker[Session], pipeline: str, key: str, want: str | None
 ) -> None:
-    for _ in range(200):
-        if start_column(sessions, pipeline).get(key, "?") == want:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{key}: start never became {want!r}")
+    async def read() -> str | None:
+        return start_column(sessions, pipeline).get(key, "?")
+
+    assert await until(read, lambda start: start == want) == want, f"{key}: start never {want!r}"
 
 
 async def test_created_tasks_are_workable_rows_without_workflows(
@@ -248,11 +275,10 @@ async def test_pipeline_pause_holds_untouched_rows_and_refuses_their_claims(
     await started.send(Tag(request_id=rid(), by="root", tags=["started"]))
 
     await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.PAUSED)
-    for _ in range(200):
-        view = await conveyor.describe_pipeline(pipeline.name)
-        if view.sweep is not None and view.sweep.done:
-            break
-        await asyncio.sleep(0.05)
+    await until(
+        lambda: conveyor.describe_pipeline(pipeline.name),
+        lambda view: view.sweep is not None and view.sweep.done,
+    )
     with transaction(sessions) as session:
         assert status_counts(session, pipeline.name) == {TaskStatus.PAUSED.value: 20}
         assert not claimable(session, "ana", ["labeler"], pipeline=pipeline.name)
@@ -275,13 +301,8 @@ async def test_pipeline_pause_holds_untouched_rows_and_refuses_their_claims(
     assert late[0].outcome == RowOutcome.CREATED
 
     await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE)
-    for _ in range(200):
-        with transaction(sessions) as session:
-            counts = status_counts(session, pipeline.name)
-        if counts == {TaskStatus.IN_PROGRESS.value: 21}:
-            break
-        await asyncio.sleep(0.05)
-    assert counts == {TaskStatus.IN_PROGRESS.value: 21}
+    resumed = {TaskStatus.IN_PROGRESS.value: 21}
+    assert await until(counts(sessions, pipeline.name), lambda c: c == resumed) == resumed
     claimed = await next_work(conveyor, sessions, "ana", ["labeler"], pipeline=pipeline.name)
     assert claimed.token
 
@@ -305,13 +326,8 @@ async def test_a_claim_racing_a_pause_is_paused_with_the_rest(
     await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.PAUSED)
     await racing
     # Within the re-check, every task is Paused: started by a claim or not.
-    for _ in range(400):
-        with transaction(sessions) as session:
-            counts = status_counts(session, pipeline.name)
-        if counts == {TaskStatus.PAUSED.value: 40}:
-            break
-        await asyncio.sleep(0.05)
-    assert counts == {TaskStatus.PAUSED.value: 40}
+    paused = {TaskStatus.PAUSED.value: 40}
+    assert await until(counts(sessions, pipeline.name), lambda c: c == paused, 20) == paused
     for workflow_id in ids[-3:]:
         with pytest.raises(PipelinePaused):
             await claim_node(conveyor, sessions, "late", ["labeler"], workflow_id, "label")
@@ -349,17 +365,9 @@ async def test_tasks_that_start_with_a_model_are_started_by_the_background_start
     # One round takes at most its batch; the background starter goes on until none is left.
     assert await start_queued(conveyor.starter, sessions, batch=10) == 10
     async with background_starts(conveyor.starter, sessions, poll_seconds=0.05):
-        for _ in range(200):
-            with transaction(sessions) as session:
-                if not_started(session, pipeline.name)[QUEUED] == 0:
-                    break
-            await asyncio.sleep(0.05)
-        for workflow_id in ids:
-            for _ in range(100):
-                if await workflow_exists(conveyor, workflow_id):
-                    break
-                await asyncio.sleep(0.05)
-            assert await workflow_exists(conveyor, workflow_id), workflow_id
+        assert await until(lambda: all_exist(conveyor, ids), bool)
+    with transaction(sessions) as session:
+        assert not_started(session, pipeline.name)[QUEUED] == 0
     assert await start_queued(conveyor.starter, sessions) == 0  # nothing is started twice
 
 
@@ -376,11 +384,7 @@ async def test_a_background_start_cut_short_is_sent_again(
     async with background_starts(
         conveyor.starter, sessions, poll_seconds=0.05, recheck_seconds=0.1
     ):
-        for _ in range(200):
-            if all([await workflow_exists(conveyor, w) for w in ids]):
-                break
-            await asyncio.sleep(0.05)
-    assert all([await workflow_exists(conveyor, w) for w in ids])
+        assert await until(lambda: all_exist(conveyor, ids), bool)
 
 
 async def test_queued_tasks_of_a_paused_pipeline_start_paused(
@@ -391,11 +395,7 @@ async def test_queued_tasks_of_a_paused_pipeline_start_paused(
     await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE)
     [made] = await conveyor.create_tasks(pipeline.name, [{"question": "q"}])
     await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.PAUSED)
-    for _ in range(200):
-        with transaction(sessions) as session:
-            if status_counts(session, pipeline.name) == {TaskStatus.PAUSED.value: 1}:
-                break
-        await asyncio.sleep(0.05)
+    await until(counts(sessions, pipeline.name), lambda c: c == {TaskStatus.PAUSED.value: 1})
     assert await start_queued(conveyor.starter, sessions) == 1
     task = conveyor.task(made.workflow_id or "")
     assert (await task.state()).status == TaskStatus.PAUSED
@@ -523,11 +523,12 @@ async def test_the_command_line_refuses_a_claim_in_a_paused_pipeline_at_once(
     await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.ACTIVE)
     [made] = await conveyor.create_tasks(pipeline.name, rows(1), key_column="id")
     await conveyor.set_pipeline_status(pipeline.name, PipelineStatus.PAUSED)
-    for _ in range(200):
+
+    async def work() -> list[Any]:  # empty once the store has the pipeline Paused
         with transaction(sessions) as session:
-            if not claimable(session, "ana", ["labeler"], pipeline=pipeline.name):
-                break
-        await asyncio.sleep(0.05)
+            return claimable(session, "ana", ["labeler"], pipeline=pipeline.name)
+
+    await until(work, lambda items: not items)
     env = {
         **os.environ,
         "CONVEYOR_TEMPORAL_ADDRESS": client.service_client.config.target_host,
