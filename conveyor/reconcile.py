@@ -58,6 +58,7 @@ _NODE_COLUMNS = (
     "passes",
     "failures",
     "total_failures",
+    "consensus",
     "last_review",
     "error",
     "blocked_contributor",
@@ -160,7 +161,14 @@ def repair(session: Session, view: TaskView) -> None:
     """Rewrite the store's picture of a task from the workflow's view."""
     # Force past the newer-only guard: the store's seq may be wrong too.
     unguard_task(session, view.workflow_id)
-    batch = ProjectionBatch(view=view, events=view.timeline, blocked=_blocked(session, view))
+    pipeline = get_pipeline_version(session, view.pipeline_hash)
+    nodes = {n.name: n for n in view.nodes}
+    batch = ProjectionBatch(
+        view=view,
+        events=view.timeline,
+        blocked=_blocked(session, view),
+        people=engine.consensus_people(pipeline, nodes) if pipeline else {},
+    )
     apply_batch(session, batch)
 
 

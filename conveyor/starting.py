@@ -361,6 +361,7 @@ def engine_untouched_rows(
             events=outcome.events,
             pipeline=None,
             blocked=engine.self_review_blocked(pipeline, outcome.state.nodes),
+            people=engine.consensus_people(pipeline, outcome.state.nodes),
         ),
         start=start,
     )

@@ -204,6 +204,9 @@ class NodeRow(Base):
     """When the node last became Available (work-queue ordering)."""
     blocked_contributor: Mapped[str | None] = mapped_column(String(200))
     """Who may not claim this node: the submitter under review (self-review prevention)."""
+    consensus: Mapped[dict[str, Any] | None]
+    """Consensus nodes: the places needed, the answers (each annotator's), the round and the
+    merged result with its per-field agreement and confidence. Claims and drafts are left out."""
 
     __table_args__ = (
         Index("ix_node_instances_queue", "pipeline_name", "node", "status", "available_since"),
@@ -228,6 +231,26 @@ class NodeRow(Base):
         Index("ix_node_instances_status", "status", "available_since"),
         Index("ix_node_instances_assignee", "assignee"),
         Index("ix_node_instances_submitted_by", "submitted_by"),
+    )
+
+
+class NodeAnnotatorRow(Base):
+    """Who may not be offered a node for consensus reasons: on a consensus node, each person
+    holding a place (``claimed``) or having answered (``answered``); on a review or adjudicate
+    node of one, its annotators (``blocked``). Replaced with each newer snapshot."""
+
+    __tablename__ = "node_annotators"
+
+    workflow_id: Mapped[str] = mapped_column(
+        ForeignKey("tasks.workflow_id", ondelete="CASCADE"), primary_key=True
+    )
+    node: Mapped[str] = mapped_column(String(200), primary_key=True)
+    contributor: Mapped[str] = mapped_column(String(200), primary_key=True)
+    pipeline_name: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(10))
+
+    __table_args__ = (
+        Index("ix_node_annotators_contributor", "contributor", "pipeline_name", "state"),
     )
 
 

@@ -13,12 +13,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
 from store.dialect import upsert_ignore, upsert_newer
 from store.models import (
     EvaluationResultRow,
+    NodeAnnotatorRow,
     NodeRow,
     ReviewRow,
     SubmissionRow,
@@ -65,6 +66,8 @@ def apply_batch(session: Session, batch: ProjectionBatch) -> None:
     # one, or the same one delivered again (whose tags went in with it, in its transaction).
     if newest:
         replace_tags(session, view.workflow_id, view.tags)
+        if batch.people or any(node.consensus is not None for node in view.nodes):
+            replace_people(session, view, batch.people)
     insert_events(session, view.workflow_id, batch.events, view.pipeline)
 
 
@@ -119,6 +122,17 @@ def node_values(view: TaskView, node: NodeState, blocked: str | None = None) -> 
         "error": node.error,
         "available_since": node.available_since,
         "blocked_contributor": blocked,
+        "consensus": consensus_row(node),
+    }
+
+
+def consensus_row(node: NodeState) -> dict[str, Any] | None:
+    """A consensus node's ``consensus`` column: places needed, answers, round and the merged
+    result (no claims or drafts)."""
+    if node.consensus is None:
+        return None
+    return node.consensus.model_dump(mode="json", exclude={"slots"}) | {
+        "claimed": len(node.consensus.slots)
     }
 
 
@@ -167,6 +181,27 @@ def _flatten(values: Iterable[Any]) -> list[str]:
         else:
             out.append(str(value))
     return out
+
+
+def replace_people(session: Session, view: TaskView, people: dict[str, dict[str, str]]) -> None:
+    """The task's ``node_annotators`` rows: who holds, answered or may not take each node for
+    consensus reasons (:attr:`ProjectionBatch.people`)."""
+    session.execute(
+        delete(NodeAnnotatorRow).where(NodeAnnotatorRow.workflow_id == view.workflow_id)
+    )
+    rows = [
+        {
+            "workflow_id": view.workflow_id,
+            "node": node,
+            "contributor": person,
+            "pipeline_name": view.pipeline,
+            "state": state,
+        }
+        for node, who in people.items()
+        for person, state in who.items()
+    ]
+    if rows:
+        session.execute(insert(NodeAnnotatorRow), rows)
 
 
 def replace_tags(session: Session, workflow_id: str, tags: list[str]) -> None:

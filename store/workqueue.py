@@ -18,6 +18,7 @@ from store.explorer import parsed_version
 from store.models import (
     ClaimReservationRow,
     ContributorRow,
+    NodeAnnotatorRow,
     NodeRow,
     PipelineRow,
     PipelineVersionRow,
@@ -162,12 +163,27 @@ def claimable_query(
                 NodeRow.blocked_contributor.is_(None),
                 NodeRow.blocked_contributor != contributor,
             ),
+            ~_annotated_by(contributor),
         )
         .order_by(NodeRow.available_since, NodeRow.workflow_id, NodeRow.node)
     )
     if pipeline:
         query = query.where(NodeRow.pipeline_name == pipeline)
     return query
+
+
+def _annotated_by(contributor: str) -> ColumnElement[bool]:
+    """The node has a ``node_annotators`` row for ``contributor``: they hold a place on it,
+    answered it, or may not review or adjudicate it (consensus)."""
+    return (
+        select(NodeAnnotatorRow.contributor)
+        .where(
+            NodeAnnotatorRow.workflow_id == NodeRow.workflow_id,
+            NodeAnnotatorRow.node == NodeRow.node,
+            NodeAnnotatorRow.contributor == contributor,
+        )
+        .exists()
+    )
 
 
 QueuePosition = tuple[datetime, str, str]
@@ -196,6 +212,27 @@ def claimable(
 
 
 def my_claims(session: Session, contributor: str) -> list[WorkItem]:
+    """The nodes ``contributor`` holds, oldest claim first: claimed nodes, and their places on
+    consensus items."""
+    places = session.execute(
+        select(
+            NodeRow.workflow_id,
+            NodeRow.node,
+            NodeRow.pipeline_name,
+            NodeRow.status,
+            NodeRow.available_since,
+            NodeRow.rework_reason,
+        )
+        .join(
+            NodeAnnotatorRow,
+            and_(
+                NodeAnnotatorRow.workflow_id == NodeRow.workflow_id,
+                NodeAnnotatorRow.node == NodeRow.node,
+            ),
+        )
+        .where(NodeAnnotatorRow.contributor == contributor, NodeAnnotatorRow.state == "claimed")
+    )
+    held = [WorkItem(w, n, p, s, a, r) for w, n, p, s, a, r in places]
     rows = session.execute(
         select(
             NodeRow.workflow_id,
@@ -208,7 +245,7 @@ def my_claims(session: Session, contributor: str) -> list[WorkItem]:
         .where(NodeRow.assignee == contributor, NodeRow.status == NodeStatus.CLAIMED.value)
         .order_by(NodeRow.claimed_at)
     )
-    return [WorkItem(w, n, p, s, a, r) for w, n, p, s, a, r in rows]
+    return [WorkItem(w, n, p, s, a, r) for w, n, p, s, a, r in rows] + held
 
 
 def my_submitted(session: Session, contributor: str, *, limit: int = 100) -> list[SubmittedItem]:
@@ -270,6 +307,15 @@ def held_count(
             NodeRow.pipeline_name == pipeline,
         )
     )
+    places = (
+        select(func.count())
+        .select_from(NodeAnnotatorRow)
+        .where(
+            NodeAnnotatorRow.contributor == contributor,
+            NodeAnnotatorRow.pipeline_name == pipeline,
+            NodeAnnotatorRow.state == "claimed",
+        )
+    )
     cutoff = datetime.now(UTC) - RESERVATION_TTL
     reserved = (
         select(func.count())
@@ -284,11 +330,14 @@ def held_count(
     if excluding is not None:
         workflow_id, node = excluding
         claims = claims.where(~((NodeRow.workflow_id == workflow_id) & (NodeRow.node == node)))
+        places = places.where(
+            ~((NodeAnnotatorRow.workflow_id == workflow_id) & (NodeAnnotatorRow.node == node))
+        )
         reserved = reserved.where(
             ~((ClaimReservationRow.workflow_id == workflow_id) & (ClaimReservationRow.node == node))
         )
     # One round trip; both counts in the same statement (the same snapshot).
-    total = select(claims.scalar_subquery() + reserved.scalar_subquery())
+    total = select(claims.scalar_subquery() + places.scalar_subquery() + reserved.scalar_subquery())
     return int(session.execute(total).scalar_one())
 
 

@@ -18,9 +18,11 @@ from workflows.messages import EvaluationRecord, EventKind, TimelineEvent
 
 __all__ = [
     "EVENT_DATA",
+    "Adjudicated",
     "ClaimReleasedByAdmin",
     "ClaimTimedOut",
     "Claimed",
+    "ConsensusStep",
     "Created",
     "Deescalated",
     "DraftSaved",
@@ -86,6 +88,9 @@ class Claimed(EventData):
     KIND = EventKind.CLAIMED
     expires_at: str | None = None
     """ISO time the claim times out (None: it never does)."""
+    slot: int | None = None
+    """Consensus nodes: which of the item's ``of`` places this claim takes (1-based)."""
+    of: int | None = None
 
 
 class Released(EventData):
@@ -113,6 +118,11 @@ class Submitted(EventData):
     values: dict[str, Any] = Field(default_factory=dict)
     attempt: int | None = None
     """1 for the first submission of the node, 2 after one rework, …"""
+    answer: int | None = None
+    """Consensus nodes: this answer's number on the item (1-based), of ``of`` needed."""
+    of: int | None = None
+    round: int | None = None
+    """Consensus nodes: the round (a failed review opens a new one)."""
 
 
 class Reviewed(EventData):
@@ -199,6 +209,37 @@ class Rejected(EventData):
     """Set when the payload could not be read as its command: each ``{"at", "problem"}``."""
 
 
+class ConsensusStep(EventData):
+    """A consensus item's answers were compared: it agreed, needs one more person, goes to
+    adjudication, is escalated or quarantined, or a failed review opened a new round."""
+
+    KIND = EventKind.CONSENSUS
+    outcome: str = ""
+    """``agreed``, ``more``, ``adjudicate``, ``escalate``, ``quarantine`` or ``new_round``."""
+    agreement: float | None = None
+    confidence: float | None = None
+    answers: int = 0
+    needed: int = 0
+    values: dict[str, Any] = Field(default_factory=dict)
+    """The merged answer."""
+    fields: dict[str, Any] = Field(default_factory=dict)
+    """Per field: its agreement, confidence and merged value."""
+
+
+class Adjudicated(EventData):
+    """An adjudicator settled a consensus item."""
+
+    KIND = EventKind.ADJUDICATED
+    target: str = ""
+    """The consensus node settled."""
+    picked: str | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+    """The final answer."""
+    before: dict[str, Any] = Field(default_factory=dict)
+    """The merged answer the adjudicator replaced."""
+    reason: str | None = None
+
+
 class Evaluated(EventData):
     """An ``evaluated`` event: its data is the evaluation record itself (as JSON)."""
 
@@ -241,6 +282,8 @@ EVENT_DATA: dict[EventKind, type[EventData]] = {
         RegenerateRequested,
         Rejected,
         Evaluated,
+        ConsensusStep,
+        Adjudicated,
     )
 }
 """The data model of every event kind."""

@@ -29,6 +29,7 @@ class NodeKind(StrEnum):
     SUBTASK = "subtask"
     REVIEW = "review"
     GATE = "gate"
+    ADJUDICATE = "adjudicate"
     END = "end"
 
 
@@ -228,6 +229,186 @@ class FieldSpec(Frozen):
         return self.label or self.name
 
 
+class Disagreement(StrEnum):
+    """What a consensus item that cannot reach agreement does
+    (:attr:`ConsensusSpec.on_disagreement`)."""
+
+    ADJUDICATE = "adjudicate"
+    """The node finishes with its merged answer marked not agreed; the ``adjudicate`` node after
+    it opens for one person to settle it."""
+    ESCALATE = "escalate"
+    """The node and the task are Escalated for an admin."""
+    QUARANTINE = "quarantine"
+    """The node and the task are Quarantined."""
+
+
+class AgreementRule(StrEnum):
+    """How one field's answers on one item are compared (the per-item agreement)."""
+
+    MAJORITY = "majority"
+    """select, boolean, pairwise: the share of answers equal to the most common one."""
+    TOLERANCE = "tolerance"
+    """number, integer, rating, datetime: the share of answers within ``tolerance`` of the
+    median (seconds for date-times)."""
+    OVERLAP = "overlap"
+    """multi_select: the mean Jaccard overlap of every pair of answers."""
+    RANK = "rank"
+    """ranking: the mean Kendall rank correlation of every pair of answers (below 0 counts 0)."""
+    NONE = "none"
+    """Free text: does not vote; each annotator's answer is kept (see ``aggregate``)."""
+
+
+class Aggregation(StrEnum):
+    """How one field's answers on one item are merged into the node's value."""
+
+    MAJORITY = "majority"
+    """The most common answer; ties broken by ``tie``."""
+    MEAN = "mean"
+    MEDIAN = "median"
+    SET_VOTE = "set_vote"
+    """multi_select: every option chosen by at least ``vote_threshold`` of the answers."""
+    BORDA = "borda"
+    """ranking: options ordered by Borda count (ties in the options' order)."""
+    CARRY = "carry"
+    """Free text: no merged value; the answers are kept per annotator (exports carry them)."""
+    ADJUDICATE = "adjudicate"
+    """Free text: no merged value; every item goes to the adjudicator, who writes it."""
+
+
+class TieRule(StrEnum):
+    """Which answer a majority vote takes when several are equally common."""
+
+    FIRST = "first"
+    """The tied answer given first."""
+    OPTION_ORDER = "option_order"
+    """The tied answer listed first in the field's options (``false`` before ``true``)."""
+    DISAGREE = "disagree"
+    """A tie is no majority: the item does not agree on this field."""
+
+
+class ServeOrder(StrEnum):
+    """Which consensus items the work queue offers first (:attr:`ConsensusSpec.serve`)."""
+
+    FINISH_FIRST = "finish_first"
+    """An item keeps its place in the queue while its slots fill, so items others have already
+    answered come before items nobody has started: items finish."""
+    SPREAD = "spread"
+    """Each claim sends the item to the back of the queue: every item gets its first answer
+    before any gets its second."""
+
+
+CATEGORICAL = frozenset({FieldType.SELECT, FieldType.BOOLEAN, FieldType.PAIRWISE})
+NUMERIC = frozenset({FieldType.NUMBER, FieldType.INTEGER, FieldType.RATING, FieldType.DATETIME})
+TEXT = frozenset({FieldType.SHORT_TEXT, FieldType.LONG_TEXT, FieldType.CODE, FieldType.URL})
+
+# Which agreement rules and aggregations fit which field types.
+RULE_TYPES: dict[AgreementRule, frozenset[FieldType]] = {
+    AgreementRule.MAJORITY: CATEGORICAL | NUMERIC | {FieldType.MULTI_SELECT},
+    AgreementRule.TOLERANCE: NUMERIC,
+    AgreementRule.OVERLAP: frozenset({FieldType.MULTI_SELECT}),
+    AgreementRule.RANK: frozenset({FieldType.RANKING}),
+    AgreementRule.NONE: frozenset(FieldType),
+}
+AGGREGATION_TYPES: dict[Aggregation, frozenset[FieldType]] = {
+    Aggregation.MAJORITY: CATEGORICAL | NUMERIC | {FieldType.MULTI_SELECT, FieldType.RANKING},
+    Aggregation.MEAN: frozenset({FieldType.NUMBER, FieldType.INTEGER, FieldType.RATING}),
+    Aggregation.MEDIAN: NUMERIC,
+    Aggregation.SET_VOTE: frozenset({FieldType.MULTI_SELECT}),
+    Aggregation.BORDA: frozenset({FieldType.RANKING}),
+    Aggregation.CARRY: frozenset(FieldType),
+    Aggregation.ADJUDICATE: frozenset(FieldType),
+}
+
+
+def default_rule(kind: FieldType) -> AgreementRule:
+    """The agreement rule a field of type ``kind`` gets unless its rule says otherwise."""
+    if kind in CATEGORICAL:
+        return AgreementRule.MAJORITY
+    if kind in NUMERIC:
+        return AgreementRule.TOLERANCE
+    if kind == FieldType.MULTI_SELECT:
+        return AgreementRule.OVERLAP
+    if kind == FieldType.RANKING:
+        return AgreementRule.RANK
+    return AgreementRule.NONE
+
+
+def default_aggregation(kind: FieldType) -> Aggregation:
+    """The aggregation a field of type ``kind`` gets unless its rule says otherwise."""
+    if kind in CATEGORICAL:
+        return Aggregation.MAJORITY
+    if kind in (FieldType.INTEGER, FieldType.RATING, FieldType.DATETIME):
+        return Aggregation.MEDIAN
+    if kind == FieldType.NUMBER:
+        return Aggregation.MEAN
+    if kind == FieldType.MULTI_SELECT:
+        return Aggregation.SET_VOTE
+    if kind == FieldType.RANKING:
+        return Aggregation.BORDA
+    return Aggregation.CARRY
+
+
+class ConsensusField(Frozen):
+    """Per-field consensus settings (all optional: the defaults follow the field type)."""
+
+    agreement: AgreementRule | None = None
+    aggregate: Aggregation | None = None
+    tolerance: float | None = Field(default=None, ge=0)
+    """tolerance: how far from the median an answer may be and still agree (default 0; seconds
+    for a datetime)."""
+    tie: TieRule = TieRule.FIRST
+    vote_threshold: float = Field(default=0.5, gt=0, le=1)
+    """set_vote: the share of answers that must choose an option for it to be in the merge."""
+
+
+class ConsensusSpec(Frozen):
+    """Several people answer the same item, blind; their answers are merged (subtask nodes)."""
+
+    annotators: int = Field(ge=2, le=50)
+    """How many independent answers every item gets (exactly this many, or more up to
+    ``max_annotators`` while they disagree)."""
+    max_annotators: int | None = Field(default=None, ge=2, le=50)
+    """Adaptive overlap: while an item's agreement is below ``threshold``, one more person at a
+    time, up to this many. None: exactly ``annotators``."""
+    threshold: float = Field(default=0.66, ge=0, le=1)
+    """An item agrees when every counted field's agreement is at least this."""
+    fields: list[str] | None = None
+    """The input fields that count (vote); None: every input field that can vote (not text)."""
+    rules: dict[str, ConsensusField] = Field(default_factory=dict)
+    """Per field: the agreement rule, aggregation, tolerance and tie rule."""
+    on_disagreement: Disagreement = Disagreement.ADJUDICATE
+    serve: ServeOrder = ServeOrder.FINISH_FIRST
+
+    @property
+    def most(self) -> int:
+        """The most answers one item may get."""
+        return max(self.annotators, self.max_annotators or self.annotators)
+
+    def rule_for(self, fld: FieldSpec) -> AgreementRule:
+        """How ``fld``'s answers on one item are compared."""
+        rule = self.rules.get(fld.name)
+        return rule.agreement if rule and rule.agreement else default_rule(fld.type)
+
+    def aggregation_for(self, fld: FieldSpec) -> Aggregation:
+        """How ``fld``'s answers on one item are merged."""
+        rule = self.rules.get(fld.name)
+        return rule.aggregate if rule and rule.aggregate else default_aggregation(fld.type)
+
+    def voting(self, inputs: list[FieldSpec]) -> list[FieldSpec]:
+        """The input fields whose answers are compared: those named in ``fields``, or every
+        input field whose agreement rule is not ``none``."""
+        if self.fields is not None:
+            wanted = set(self.fields)
+            return [f for f in inputs if f.name in wanted]
+        return [f for f in inputs if self.rule_for(f) != AgreementRule.NONE]
+
+
+CONSENSUS_KEYS = ("agreement", "confidence", "agreed", "answers")
+"""What a consensus node adds to the task data as ``<node>.<key>`` (and unqualified, for the
+latest consensus node): the item's agreement and confidence (their lowest over the counted
+fields), whether it agreed, and how many answers it took."""
+
+
 class GateBranch(Frozen):
     when: str
     """A condition in Conveyor's expression language, e.g. ``label == "spam" and score < 0.5``."""
@@ -251,9 +432,16 @@ class NodeSpec(Frozen):
     evaluators: list[EvaluatorSpec] = Field(default_factory=list)
     """subtask and review: criteria checked on each submission (see :class:`EvaluatorSpec`)."""
 
+    consensus: ConsensusSpec | None = None
+    """subtask only: several blind answers per item, merged (see :class:`ConsensusSpec`)."""
+
     # review
     reviews: str | None = None
     """review only: the subtask under review; defaults to the review's single predecessor."""
+
+    # adjudicate
+    adjudicates: str | None = None
+    """adjudicate only: the consensus node it settles; defaults to its single predecessor."""
     rejection_routing: RejectionRouting = RejectionRouting.POOL_INCLUDE
     prevent_self_review: bool = True
     max_rereviews: int = Field(default=3, ge=0)
@@ -286,8 +474,8 @@ class NodeSpec(Frozen):
 
     @property
     def is_human(self) -> bool:
-        """Claimed by a person: a review, or a subtask with input fields."""
-        return self.kind == NodeKind.REVIEW or (
+        """Claimed by a person: a review, an adjudication, or a subtask with input fields."""
+        return self.kind in (NodeKind.REVIEW, NodeKind.ADJUDICATE) or (
             self.kind == NodeKind.SUBTASK and bool(self.input_fields())
         )
 
@@ -385,6 +573,19 @@ class Pipeline(Frozen):
                 if f.source == FieldSource.PREDEFINED:
                     seen.setdefault(f.name, f)
         return list(seen.values())
+
+    def adjudicated_node(self, adjudicate: NodeSpec) -> str:
+        """The consensus node an adjudicate node settles."""
+        if adjudicate.adjudicates is not None:
+            return adjudicate.adjudicates
+        return self.predecessors(adjudicate.name)[0]
+
+    def adjudicator_of(self, name: str) -> str | None:
+        """The adjudicate node that settles consensus node ``name``, if any."""
+        for node in self.nodes:
+            if node.kind == NodeKind.ADJUDICATE and self.adjudicated_node(node) == name:
+                return node.name
+        return None
 
     def reviewed_node(self, review: NodeSpec) -> str:
         """The subtask a review node reviews."""

@@ -175,6 +175,23 @@ class Review(Frozen):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
+class Adjudicate(Frozen):
+    """Settle a consensus item under a claimed adjudicate node: take one annotator's answer
+    (``pick``), write the final answer (``values``), or both (``values`` then correct the picked
+    answer). A reason is required."""
+
+    type: Literal["adjudicate"] = "adjudicate"
+    request_id: RequestId
+    contributor: Person
+    node: NodeName
+    token: str
+    pick: Person | None = None
+    """The annotator whose answer becomes the final one."""
+    values: dict[str, Any] = Field(default_factory=dict)
+    """The final answer's fields (over the picked answer, if any)."""
+    reason: str | None = None
+
+
 class Pause(Frozen):
     type: Literal["pause"] = "pause"
     request_id: RequestId
@@ -221,6 +238,8 @@ class ReleaseClaim(Frozen):
     admin: Person
     node: NodeName
     reason: str | None = None
+    holder: Person | None = None
+    """Whose claim: needed on a consensus node while several people hold places on it."""
 
 
 class Escalate(Frozen):
@@ -338,6 +357,7 @@ Command = Annotated[
     | SaveDraft
     | Submit
     | Review
+    | Adjudicate
     | Pause
     | Resume
     | Activate
@@ -368,6 +388,7 @@ TASK_COMMANDS: dict[str, type[Frozen]] = {
         Submit,
         Regenerate,
         Review,
+        Adjudicate,
         Pause,
         Resume,
         Activate,
@@ -461,6 +482,84 @@ class ReviewRecord(Frozen):
     at: datetime
 
 
+class Slot(_State):
+    """One person's place on a consensus item: their live claim and their own draft."""
+
+    claim: ClaimInfo
+    draft: dict[str, Any] = Field(default_factory=dict)
+
+
+class Answer(Frozen):
+    """One annotator's accepted answer on a consensus item."""
+
+    by: str
+    values: dict[str, Any]
+    at: datetime
+    round: int = 1
+
+
+class FieldConsensus(Frozen):
+    """How one field's answers on one item came together."""
+
+    value: Any = None
+    """The merged answer (None for a field that does not vote and is carried)."""
+    agreement: float | None = None
+    """This item's agreement on the field, 0..1 (None: the field does not vote)."""
+    confidence: float | None = None
+    """How much the merged value is backed by the answers, 0..1 (e.g. the majority's share)."""
+    rule: str = ""
+    aggregate: str = ""
+
+
+class ConsensusResult(Frozen):
+    """The merged answer of a consensus item, as the engine worked it out (or an adjudicator
+    settled it)."""
+
+    values: dict[str, Any]
+    fields: dict[str, FieldConsensus] = Field(default_factory=dict)
+    agreement: float | None = None
+    """The lowest agreement over the counted fields."""
+    confidence: float | None = None
+    """The lowest confidence over the counted fields."""
+    agreed: bool
+    """Every counted field reached the threshold (and no field asks for adjudication)."""
+    answers: int
+    adjudicated_by: str | None = None
+    adjudication_reason: str | None = None
+    picked: str | None = None
+    """The annotator whose answer the adjudicator took, if any."""
+
+
+class ConsensusState(_State):
+    """A consensus node's slots, answers and merged result."""
+
+    needed: int
+    """How many answers the item takes now (``annotators``, more under adaptive overlap)."""
+    slots: list[Slot] = Field(default_factory=list)
+    answers: list[Answer] = Field(default_factory=list)
+    """This round's answers, in the order they arrived."""
+    earlier: list[Answer] = Field(default_factory=list)
+    """Answers of earlier rounds (before a failed review opened a new one)."""
+    round: int = 1
+    opened_at: datetime | None = None
+    """When the item was first offered (the work queue's place under ``finish_first``)."""
+    result: ConsensusResult | None = None
+
+    def people(self) -> set[str]:
+        """Everyone who answered this item (any round) or holds a slot on it."""
+        return (
+            {a.by for a in self.answers}
+            | {a.by for a in self.earlier}
+            | {s.claim.holder for s in self.slots}
+        )
+
+    def open_slots(self) -> int:
+        return max(0, self.needed - len(self.answers) - len(self.slots))
+
+    def slot_of(self, holder: str) -> Slot | None:
+        return next((s for s in self.slots if s.claim.holder == holder), None)
+
+
 class NodeState(_State):
     """One node instance of a task."""
 
@@ -501,10 +600,19 @@ class NodeState(_State):
     """LLM judges (evaluator names) still to run on the current submission."""
     available_since: datetime | None = None
     """When the node last became Available (the work queue serves older work first)."""
+    consensus: ConsensusState | None = None
+    """Consensus nodes, once reached: the slots, the answers and the merged result."""
 
     @property
     def assignee(self) -> str | None:
         return self.claim.holder if self.claim else None
+
+    def claims(self) -> list[ClaimInfo]:
+        """Every live claim on the node: its claim, or each slot's on a consensus node."""
+        found = [self.claim] if self.claim is not None else []
+        if self.consensus is not None:
+            found.extend(s.claim for s in self.consensus.slots)
+        return found
 
 
 class EventKind(StrEnum):
@@ -536,6 +644,8 @@ class EventKind(StrEnum):
     REGENERATE_REQUESTED = "regenerate_requested"
     EVALUATED = "evaluated"
     REJECTED = "rejected"
+    CONSENSUS = "consensus"
+    ADJUDICATED = "adjudicated"
 
 
 class TimelineEvent(Frozen):
@@ -631,7 +741,7 @@ def current_nodes(nodes: Iterable[NodeState]) -> list[str]:
 
 def assignees(nodes: Iterable[NodeState]) -> list[str]:
     """Everyone holding a claim on this task, LLMs excluded."""
-    holders = [n.claim.holder for n in nodes if n.claim is not None]
+    holders = [c.holder for n in nodes for c in n.claims()]
     return sorted({h for h in holders if not h.startswith(LLM_ACTOR_PREFIX)})
 
 
@@ -646,6 +756,16 @@ def merge_task_data(
             data[key] = value
             data[f"{node}.{key}"] = value
     return data
+
+
+def consensus_figures(node: str, result: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What a consensus node's merged result adds to the task data: ``<node>.agreement``,
+    ``<node>.confidence``, ``<node>.agreed``, ``<node>.answers`` and the same keys unqualified
+    (the latest consensus node wins), from a :class:`ConsensusResult` dumped as JSON."""
+    if not result:
+        return {}
+    figures = {key: result.get(key) for key in ("agreement", "confidence", "agreed", "answers")}
+    return {**{f"{node}.{k}": v for k, v in figures.items()}, **figures}
 
 
 class StateQuery(Frozen):
@@ -727,3 +847,6 @@ class ProjectionBatch(Frozen):
     """The pinned definition, on a run's first batch, so the store can record the version."""
     blocked: dict[str, str] = Field(default_factory=dict)
     """Review nodes and the contributor who may not claim them (self-review), for the queue."""
+    people: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """Consensus: per node, who holds a place, answered or may not review or adjudicate it
+    (``claimed`` / ``answered`` / ``blocked``), so the queue never offers them the item."""

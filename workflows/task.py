@@ -235,6 +235,7 @@ class TaskWorkflow:
                         events=events,
                         pipeline=None if self._pipeline_recorded else self._pipeline,
                         blocked=engine.self_review_blocked(self._pipeline, self._state.nodes),
+                        people=engine.consensus_people(self._pipeline, self._state.nodes),
                     ),
                     result_type=int,
                     start_to_close_timeout=PROJECT_START_TO_CLOSE,
@@ -583,8 +584,8 @@ class TaskWorkflow:
         left behind stops counting once the store moves past it, or after a minute)."""
         if reservation is None:
             return
-        claim = self._state.nodes[reservation.node].claim
-        if claim is not None and claim.holder == reservation.contributor:
+        claims = self._state.nodes[reservation.node].claims()
+        if any(claim.holder == reservation.contributor for claim in claims):
             return  # another claim of theirs on this node won: the reservation counts it
         with contextlib.suppress(ActivityError):
             await workflow.execute_local_activity(
@@ -660,7 +661,8 @@ def _details(state: TaskState) -> str:
     if state.hold_reason:
         lines.append(f"> {md(state.hold_reason)}")
     for node in state.nodes.values():
-        holder = f" by {md(node.claim.holder)}" if node.claim else ""
+        holders = ", ".join(md(c.holder) for c in node.claims())
+        holder = f" by {holders}" if holders else ""
         lines.append(f"- {md(node.name)}: {node.status}{holder}")
     if state.tags:
         lines.append("tags: " + ", ".join(md(t) for t in state.tags))

@@ -129,7 +129,7 @@ def test_unknown_node_kind() -> None:
     problem = only_problem(raw)
     assert problem.where == "node 'check'"
     assert "unknown node kind 'reveiw' (did you mean 'review'?)" in problem.message
-    assert "start, subtask, review, gate, end" in problem.message
+    assert "start, subtask, review, gate, adjudicate, end" in problem.message
 
 
 def test_unknown_node_setting_suggests_the_right_one() -> None:

@@ -31,6 +31,7 @@ from workflows.engine.dispatch import start_task as start_task
 from workflows.engine.queries import check_seed_data as check_seed_data
 from workflows.engine.queries import claim_limit as claim_limit
 from workflows.engine.queries import claimable as claimable
+from workflows.engine.queries import consensus_people as consensus_people
 from workflows.engine.queries import expired_claims as expired_claims
 from workflows.engine.queries import inline_evaluations as inline_evaluations
 from workflows.engine.queries import judges_ready as judges_ready

@@ -4,6 +4,7 @@ de-escalate, resolve a quarantine, tag and untag, retry a failed task."""
 from __future__ import annotations
 
 from workflows import events
+from workflows.engine.consensus import drop_slot, finish
 from workflows.engine.run import Rejected, _Handled, _Run
 from workflows.forms import validate_form
 from workflows.graph import NodeKind
@@ -51,8 +52,31 @@ def _edit_submission(run: _Run, cmd: EditSubmission) -> _Handled:
 
 
 def _release_claim(run: _Run, cmd: ReleaseClaim) -> _Handled:
-    run.spec(cmd.node)
+    spec = run.spec(cmd.node)
     node = run.node(cmd.node)
+    if spec.consensus is not None and node.consensus is not None:
+        holders = [s.claim.holder for s in node.consensus.slots]
+        if not holders:
+            raise Rejected(f"node '{cmd.node}' has no live claim (it is {node.status})")
+        if cmd.holder is None and len(holders) > 1:
+            raise Rejected(
+                f"{len(holders)} people hold places on '{cmd.node}' ({', '.join(holders)}); "
+                "say whose claim to release (holder)"
+            )
+        holder = cmd.holder or holders[0]
+        if holder not in holders:
+            raise Rejected(
+                f"{holder} holds no place on '{cmd.node}'; its holders: {', '.join(holders)}"
+            )
+        drop_slot(run, cmd.node, holder)
+        run.emit(
+            cmd.admin,
+            cmd.node,
+            f"{cmd.admin} released {holder}'s claim on {cmd.node}"
+            + (f": {cmd.reason}" if cmd.reason else ""),
+            events.ClaimReleasedByAdmin(holder=holder, reason=cmd.reason),
+        )
+        return f"released {holder}'s claim on {cmd.node}", {"node": cmd.node}
     if node.claim is None:
         raise Rejected(f"node '{cmd.node}' has no live claim (it is {node.status})")
     if node.claim.holder.startswith(LLM_ACTOR_PREFIX):
@@ -83,6 +107,8 @@ def _deescalate(run: _Run, cmd: Deescalate) -> _Handled:
     for spec in run.pipeline.nodes:
         node = run.node(spec.name)
         escalated_claim = node.claim is not None and node.claim.returns_to == NodeStatus.ESCALATED
+        if spec.consensus is not None and node.status == NodeStatus.ESCALATED:
+            continue  # goes on with its merged answer, after the task is back in progress
         if node.status == NodeStatus.ESCALATED or escalated_claim:
             # Back to the ordinary reviewer pool, with a fresh re-review allowance.
             node.claim = None
@@ -95,6 +121,9 @@ def _deescalate(run: _Run, cmd: Deescalate) -> _Handled:
         f"{cmd.admin} de-escalated the task" + (f": {cmd.reason}" if cmd.reason else ""),
         events.Deescalated(),
     )
+    for spec in run.pipeline.nodes:
+        if spec.consensus is not None and run.node(spec.name).status == NodeStatus.ESCALATED:
+            finish(run, spec.name)
     return "de-escalated", {}
 
 
@@ -116,6 +145,12 @@ def _resolve_quarantine(run: _Run, cmd: ResolveQuarantine) -> _Handled:
     for spec in held:
         node = run.node(spec.name)
         node.failures = 0
+        if spec.consensus is not None:
+            if cmd.action == QuarantineAction.REWORK:
+                run.new_round(spec.name, cmd.reason)
+            else:
+                finish(run, spec.name)
+            continue
         if cmd.action == QuarantineAction.REWORK:
             reason = node.last_review.reason if node.last_review else None
             run.send_to_rework(spec, reason)

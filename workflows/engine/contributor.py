@@ -4,6 +4,7 @@ subtask and review one."""
 from __future__ import annotations
 
 from workflows import events
+from workflows.engine.consensus import answer, drop_slot, held_slot, take_slot
 from workflows.engine.queries import _claim_refusal, _status_refusal, claimable, inline_evaluations
 from workflows.engine.run import Rejected, _Handled, _Run
 from workflows.forms import validate_form
@@ -45,6 +46,23 @@ def _claim(run: _Run, cmd: Claim) -> _Handled:
                 refusal = f"nothing on this task is claimable by {cmd.contributor}: {why}"
             raise Rejected(refusal)
         target = options[0]
+    if run.pipeline.node(target).consensus is not None:
+        claim, place, of = take_slot(run, target, cmd.contributor)
+        run.emit(
+            cmd.contributor,
+            target,
+            f"{cmd.contributor} claimed {target} (place {place} of {of})",
+            events.Claimed(
+                expires_at=claim.expires_at.isoformat() if claim.expires_at else None,
+                slot=place,
+                of=of,
+            ),
+        )
+        message = f"claimed {target} (place {place} of {of})"
+        reason = run.node(target).rework_reason
+        if reason:
+            message += f" (new round: {reason})"
+        return message, {"node": target, "token": claim.token}
     claim = run.grant_claim(target, cmd.contributor)
     node = run.node(target)
     run.emit(
@@ -62,6 +80,13 @@ def _claim(run: _Run, cmd: Claim) -> _Handled:
 def _release(run: _Run, cmd: Release) -> _Handled:
     if run.state.status == TaskStatus.FINISHED:
         raise Rejected("task is Finished; it accepts no more work")
+    if run.spec(cmd.node).consensus is not None:
+        held_slot(run, cmd.node, cmd.contributor, cmd.token)
+        drop_slot(run, cmd.node, cmd.contributor)
+        run.emit(
+            cmd.contributor, cmd.node, f"{cmd.contributor} released {cmd.node}", events.Released()
+        )
+        return f"released {cmd.node}; the place is open again", {"node": cmd.node}
     run.held_claim(cmd.node, cmd.contributor, cmd.token)
     run.drop_claim(cmd.node)
     run.emit(cmd.contributor, cmd.node, f"{cmd.contributor} released {cmd.node}", events.Released())
@@ -71,8 +96,21 @@ def _release(run: _Run, cmd: Release) -> _Handled:
 def _save_draft(run: _Run, cmd: SaveDraft) -> _Handled:
     if run.state.status == TaskStatus.FINISHED:
         raise Rejected("task is Finished; it accepts no more work")
-    node = run.held_claim(cmd.node, cmd.contributor, cmd.token)
     spec = run.spec(cmd.node)
+    if spec.consensus is not None:
+        slot = held_slot(run, cmd.node, cmd.contributor, cmd.token)
+        checked = validate_form(spec.fields, cmd.values, partial=True)
+        if not checked.ok:
+            raise Rejected("the draft has invalid values", checked.errors)
+        slot.draft = {**slot.draft, **checked.values}
+        run.emit(
+            cmd.contributor,
+            cmd.node,
+            f"{cmd.contributor} saved a draft",
+            events.DraftSaved(values=checked.values),
+        )
+        return "draft saved", {"node": cmd.node, "evaluations": []}
+    node = run.held_claim(cmd.node, cmd.contributor, cmd.token)
     checked = validate_form(spec.fields, cmd.values, partial=True)
     if not checked.ok:
         raise Rejected("the draft has invalid values", checked.errors)
@@ -92,8 +130,26 @@ def _submit(run: _Run, cmd: Submit) -> _Handled:
     if refusal:
         raise Rejected(refusal)
     spec = run.spec(cmd.node)
+    if spec.kind == NodeKind.ADJUDICATE:
+        raise Rejected(f"node '{cmd.node}' is an adjudicate node; use adjudicate to settle it")
     if spec.kind != NodeKind.SUBTASK:
         raise Rejected(f"node '{cmd.node}' is a {spec.kind} node; use review to decide it")
+    if spec.consensus is not None:
+        held_slot(run, cmd.node, cmd.contributor, cmd.token)
+        checked = validate_form(spec.fields, cmd.values)
+        if not checked.ok:
+            raise Rejected(f"the form of '{cmd.node}' has invalid values", checked.errors)
+        item = run.node(cmd.node).consensus
+        assert item is not None
+        number, needed = len(item.answers) + 1, item.needed
+        run.emit(
+            cmd.contributor,
+            cmd.node,
+            f"{cmd.contributor} answered {cmd.node} (answer {number} of {needed})",
+            events.Submitted(values=checked.values, answer=number, of=needed, round=item.round),
+        )
+        answer(run, cmd.node, cmd.contributor, checked.values)
+        return f"answered {cmd.node} ({number} of {needed})", {"node": cmd.node, "evaluations": []}
     node = run.held_claim(cmd.node, cmd.contributor, cmd.token)
     # LLM fields arrive as a draft: the contributor may edit them or leave them as generated.
     generated = {

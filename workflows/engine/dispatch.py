@@ -20,6 +20,7 @@ from workflows.engine.admin import (
     _tag,
     _untag,
 )
+from workflows.engine.consensus import _adjudicate
 from workflows.engine.contributor import _claim, _release, _review, _save_draft, _submit
 from workflows.engine.lifecycle import _activate, _claim_timeout, _pause, _resume
 from workflows.engine.llm import (
@@ -45,6 +46,7 @@ from workflows.engine.run import (
 from workflows.graph import Pipeline
 from workflows.messages import (
     Activate,
+    Adjudicate,
     Claim,
     ClaimTimeout,
     Command,
@@ -268,6 +270,7 @@ _HANDLERS: dict[type, Callable[[_Run, Any], _Handled]] = {
     SaveDraft: _save_draft,
     Submit: _submit,
     Review: _review,
+    Adjudicate: _adjudicate,
     Pause: _pause,
     Resume: _resume,
     Activate: _activate,

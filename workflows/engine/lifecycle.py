@@ -6,8 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from workflows import events
+from workflows.engine.consensus import drop_slot, slot_by_token
 from workflows.engine.run import SYSTEM, Rejected, _Handled, _Run
-from workflows.messages import Activate, ClaimTimeout, Pause, Resume, TaskStatus
+from workflows.messages import Activate, ClaimInfo, ClaimTimeout, Pause, Resume, TaskStatus
 
 
 def _pause(run: _Run, cmd: Pause) -> _Handled:
@@ -28,15 +29,22 @@ def _resume(run: _Run, cmd: Resume) -> _Handled:
             f"task was paused by {state.paused_by}, not {cmd.only_paused_by}; it stays Paused",
             {},
         )
+
+    def thawed(claim: ClaimInfo) -> ClaimInfo:
+        if claim.remaining_seconds is None:
+            return claim
+        return claim.model_copy(
+            update={
+                "expires_at": run.ctx.now + timedelta(seconds=claim.remaining_seconds),
+                "remaining_seconds": None,
+            }
+        )
+
     for node in state.nodes.values():
-        claim = node.claim
-        if claim is not None and claim.remaining_seconds is not None:
-            node.claim = claim.model_copy(
-                update={
-                    "expires_at": run.ctx.now + timedelta(seconds=claim.remaining_seconds),
-                    "remaining_seconds": None,
-                }
-            )
+        if node.claim is not None:
+            node.claim = thawed(node.claim)
+        for slot in node.consensus.slots if node.consensus else []:
+            slot.claim = thawed(slot.claim)
     back = state.status_before_pause or TaskStatus.IN_PROGRESS
     state.status_before_pause = None
     state.paused_by = None
@@ -58,13 +66,17 @@ def _activate(run: _Run, cmd: Activate) -> _Handled:
 def _claim_timeout(run: _Run, cmd: ClaimTimeout) -> _Handled:
     run.spec(cmd.node)
     node = run.node(cmd.node)
-    claim = node.claim
+    slot = slot_by_token(node, cmd.token)
+    claim = slot.claim if slot is not None else node.claim
     if claim is None or claim.token != cmd.token:
         raise Rejected("that claim is no longer live")
     if claim.expires_at is None or claim.expires_at > run.ctx.now:
         raise Rejected("that claim has not expired")
     holder = claim.holder
-    run.drop_claim(cmd.node)
+    if slot is not None:
+        drop_slot(run, cmd.node, holder)
+    else:
+        run.drop_claim(cmd.node)
     run.emit(
         SYSTEM,
         cmd.node,

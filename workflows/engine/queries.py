@@ -19,6 +19,7 @@ from workflows.messages import (
     TaskState,
     TaskStatus,
     TaskView,
+    consensus_figures,
     merge_task_data,
 )
 
@@ -73,7 +74,11 @@ def task_view(state: TaskState, workflow_id: str, *, timeline: bool = True) -> T
 
 def task_data(state: TaskState) -> dict[str, Any]:
     """Seed data plus every node's values, by field name and as ``node.field``."""
-    return merge_task_data(state.data, ((n.name, n.values) for n in state.nodes.values()))
+    data = merge_task_data(state.data, ((n.name, n.values) for n in state.nodes.values()))
+    for node in state.nodes.values():
+        if node.consensus is not None and node.consensus.result is not None:
+            data.update(consensus_figures(node.name, node.consensus.result.model_dump(mode="json")))
+    return data
 
 
 def claimable(
@@ -155,9 +160,7 @@ def inline_evaluations(pipeline: Pipeline, state: TaskState, name: str) -> list[
 def next_claim_deadline(state: TaskState) -> datetime | None:
     """When the earliest live claim expires (None while nothing can expire)."""
     deadlines = [
-        n.claim.expires_at
-        for n in state.nodes.values()
-        if n.claim is not None and n.claim.expires_at is not None
+        c.expires_at for n in state.nodes.values() for c in n.claims() if c.expires_at is not None
     ]
     return min(deadlines) if deadlines else None
 
@@ -165,9 +168,10 @@ def next_claim_deadline(state: TaskState) -> datetime | None:
 def expired_claims(state: TaskState, now: datetime) -> list[tuple[str, str]]:
     """``(node, token)`` of every claim whose timeout has passed."""
     return [
-        (n.name, n.claim.token)
+        (n.name, c.token)
         for n in state.nodes.values()
-        if n.claim is not None and n.claim.expires_at is not None and n.claim.expires_at <= now
+        for c in n.claims()
+        if c.expires_at is not None and c.expires_at <= now
     ]
 
 
@@ -198,7 +202,11 @@ def _claim_refusal(
         refusal = _status_refusal(state, "claim")
         if refusal:
             return refusal
-        if node.status == NodeStatus.CLAIMED:
+        if spec.consensus is not None:
+            refusal = _slot_refusal(spec, node, contributor)
+            if refusal:
+                return refusal
+        elif node.status == NodeStatus.CLAIMED:
             holder = node.claim.holder if node.claim else "someone"
             if holder == contributor:
                 return f"you already hold the claim on '{spec.name}'"
@@ -220,6 +228,20 @@ def _claim_refusal(
             f"you made the original submission of '{spec.name}'; rejection routing "
             "pool_exclude gives the rework to someone else"
         )
+    if spec.kind == NodeKind.ADJUDICATE:
+        target = pipeline.adjudicated_node(spec)
+        if contributor in _answered(state.nodes[target]):
+            return (
+                f"you answered '{target}', so you may not adjudicate it in '{spec.name}' "
+                "(an adjudicator is not one of the annotators)"
+            )
+    if spec.kind == NodeKind.REVIEW and pipeline.node(pipeline.reviewed_node(spec)).consensus:
+        target = pipeline.reviewed_node(spec)
+        if contributor in _answered(state.nodes[target]):
+            return (
+                f"you answered '{target}', so you may not review it in '{spec.name}' "
+                "(a reviewer of a consensus node is not one of its annotators)"
+            )
     if spec.kind == NodeKind.REVIEW and spec.prevent_self_review:
         reviewed = state.nodes[pipeline.reviewed_node(spec)]
         if reviewed.submitted_by == contributor:
@@ -228,6 +250,65 @@ def _claim_refusal(
                 f"'{spec.name}' (self-review is prevented)"
             )
     return None
+
+
+def _answered(node: NodeState) -> set[str]:
+    """Everyone who answered consensus node ``node`` (every round)."""
+    item = node.consensus
+    if item is None:
+        return set()
+    return {a.by for a in item.answers} | {a.by for a in item.earlier}
+
+
+def _slot_refusal(spec: NodeSpec, node: NodeState, contributor: str) -> str | None:
+    """Why ``contributor`` may not take a place on consensus node ``spec`` now, or None."""
+    item = node.consensus
+    if item is None or node.status not in (NodeStatus.AVAILABLE, NodeStatus.CLAIMED):
+        return f"node '{spec.name}' is {node.status}, not Available"
+    if item.slot_of(contributor) is not None:
+        return f"you already hold a place on '{spec.name}'; submit or release it"
+    if contributor in _answered(node):
+        return (
+            f"you already answered '{spec.name}' on this task; each person answers a consensus "
+            "item once"
+        )
+    if item.open_slots() == 0:
+        return (
+            f"every place on '{spec.name}' is taken ({len(item.answers)} answered, "
+            f"{len(item.slots)} claimed, {item.needed} needed); it takes no more answers"
+        )
+    return None
+
+
+def consensus_people(
+    pipeline: Pipeline, nodes: Mapping[str, NodeState]
+) -> dict[str, dict[str, str]]:
+    """Per node, who may not claim it for consensus reasons and why: on a consensus node,
+    everyone holding or having given an answer (``claimed`` / ``answered``); on a review or
+    adjudicate node of one, its annotators (``blocked``). The store keeps these so the work queue
+    never offers a person an item they already answered."""
+    found: dict[str, dict[str, str]] = {}
+    for spec in pipeline.nodes:
+        node = nodes.get(spec.name)
+        if node is None:
+            continue
+        if spec.consensus is not None and node.consensus is not None:
+            people = {a: "answered" for a in _answered(node)}
+            people.update({s.claim.holder: "claimed" for s in node.consensus.slots})
+            if people:
+                found[spec.name] = people
+        target: str | None = None
+        if spec.kind == NodeKind.ADJUDICATE:
+            target = pipeline.adjudicated_node(spec)
+        elif spec.kind == NodeKind.REVIEW:
+            target = pipeline.reviewed_node(spec)
+            if pipeline.node(target).consensus is None:
+                target = None
+        if target is not None and target in nodes:
+            blocked = _answered(nodes[target])
+            if blocked:
+                found[spec.name] = {p: "blocked" for p in blocked}
+    return found
 
 
 def _status_refusal(state: TaskState, action: str) -> str | None:

@@ -14,10 +14,18 @@ from typing import Any
 from workflows import events, expr
 from workflows.engine.queries import task_data
 from workflows.evaluators import evaluate_human, evaluate_programmatic
-from workflows.graph import EvaluatorKind, NodeKind, NodeSpec, Pipeline, RejectionRouting
+from workflows.graph import (
+    EvaluatorKind,
+    NodeKind,
+    NodeSpec,
+    Pipeline,
+    RejectionRouting,
+    ServeOrder,
+)
 from workflows.messages import (
     ClaimInfo,
     CommandResult,
+    ConsensusState,
     EvaluationRecord,
     NodeState,
     NodeStatus,
@@ -250,6 +258,8 @@ class _Run:
         if spec.kind == NodeKind.END:
             self.set_node(name, NodeStatus.FINISHED)
             self.set_task(TaskStatus.FINISHED, self.actor, "reached the end node")
+        elif spec.kind == NodeKind.ADJUDICATE:
+            self.enter_adjudication(name)
         elif spec.kind == NodeKind.GATE:
             data = task_data(self.state)
             route = spec.default
@@ -271,7 +281,10 @@ class _Run:
                     for f in spec.input_fields()
                     if f.prefill is not None and data.get(f.prefill) is not None
                 }
-            self.set_node(name, NodeStatus.AVAILABLE)
+            if spec.consensus is not None:
+                self.open_item(name)
+            else:
+                self.set_node(name, NodeStatus.AVAILABLE)
 
     def after_finished(self, name: str) -> None:
         for succ in self.pipeline.node(name).successors():
@@ -345,6 +358,12 @@ class _Run:
         target_name = self.pipeline.reviewed_node(review)
         target = self.node(target_name)
         target_spec = self.pipeline.node(target_name)
+        if target_spec.consensus is not None:
+            review_node = self.node(review.name)
+            review_node.claim = None
+            self.set_node(review.name, NodeStatus.PENDING)
+            self.new_round(target_name, reason)
+            return
         original = target.submitted_by
         target.rework_reason = reason
         target.rework_only = target.rework_exclude = None
@@ -359,6 +378,83 @@ class _Run:
         self.set_node(review.name, NodeStatus.PENDING)
         self.set_node(target_name, NodeStatus.AVAILABLE, f"{target_name}: back to rework")
 
+    # -- consensus (the handlers are in ``consensus``)
+
+    def open_item(self, name: str) -> None:
+        """A consensus node is reached: its first round opens with ``annotators`` places."""
+        spec = self.pipeline.node(name)
+        assert spec.consensus is not None
+        node = self.node(name)
+        if node.consensus is None:
+            node.consensus = ConsensusState(
+                needed=spec.consensus.annotators, opened_at=self.ctx.now
+            )
+        self.restate(name)
+
+    def restate(self, name: str) -> None:
+        """Set a consensus node's state from its places: Available while one is open, Claimed while
+        every missing answer is claimed. Under ``finish_first`` the node keeps its first place in
+        the work queue."""
+        node = self.node(name)
+        item = node.consensus
+        assert item is not None
+        status = NodeStatus.AVAILABLE if item.open_slots() > 0 else NodeStatus.CLAIMED
+        self.set_node(name, status)
+        spec = self.pipeline.node(name)
+        assert spec.consensus is not None
+        if status == NodeStatus.AVAILABLE and spec.consensus.serve == ServeOrder.FINISH_FIRST:
+            node.available_since = item.opened_at or node.available_since
+
+    def consensus_step(self, name: str, outcome: str, message: str) -> None:
+        item = self.node(name).consensus
+        assert item is not None
+        result = item.result
+        self.emit(
+            SYSTEM,
+            name,
+            f"{name}: {message}",
+            events.ConsensusStep(
+                outcome=outcome,
+                agreement=result.agreement if result else None,
+                confidence=result.confidence if result else None,
+                answers=len(item.answers),
+                needed=item.needed,
+                values=dict(result.values) if result else {},
+                fields={k: v.model_dump(mode="json") for k, v in result.fields.items()}
+                if result
+                else {},
+            ),
+        )
+
+    def new_round(self, name: str, reason: str | None) -> None:
+        """A failed review (or a quarantine sent to rework): the item is answered again by people
+        who have not answered it yet."""
+        spec = self.pipeline.node(name)
+        assert spec.consensus is not None
+        node = self.node(name)
+        item = node.consensus
+        assert item is not None
+        item.earlier.extend(item.answers)
+        item.answers = []
+        item.slots = []
+        item.result = None
+        item.round += 1
+        item.needed = spec.consensus.annotators
+        item.opened_at = self.ctx.now
+        node.rework_reason = reason
+        self.consensus_step(name, "new_round", f"round {item.round} opens for new people")
+        self.set_node(name, NodeStatus.AVAILABLE, f"{name}: back for a new round")
+
+    def enter_adjudication(self, name: str) -> None:
+        """An adjudicate node is reached: it opens when its item did not agree, else it is done."""
+        target = self.pipeline.adjudicated_node(self.pipeline.node(name))
+        item = self.node(target).consensus
+        if item is not None and item.result is not None and not item.result.agreed:
+            self.set_node(name, NodeStatus.AVAILABLE, f"{name}: '{target}' needs adjudication")
+            return
+        self.set_node(name, NodeStatus.FINISHED, f"{name}: '{target}' agreed; nothing to settle")
+        self.after_finished(name)
+
     def begin(self) -> None:
         """Leave Pending: finish the start node and open the first node(s)."""
         self.set_task(TaskStatus.IN_PROGRESS, self.actor, "work can start")
@@ -369,13 +465,18 @@ class _Run:
     def pause(self, actor: str, reason: str | None) -> None:
         self.state.status_before_pause = self.state.status
         self.state.paused_by = actor
+
+        def frozen(claim: ClaimInfo) -> ClaimInfo:
+            if claim.expires_at is None:
+                return claim
+            remaining = max(0.0, (claim.expires_at - self.ctx.now).total_seconds())
+            return claim.model_copy(update={"expires_at": None, "remaining_seconds": remaining})
+
         for node in self.state.nodes.values():
-            claim = node.claim
-            if claim is not None and claim.expires_at is not None:
-                remaining = max(0.0, (claim.expires_at - self.ctx.now).total_seconds())
-                node.claim = claim.model_copy(
-                    update={"expires_at": None, "remaining_seconds": remaining}
-                )
+            if node.claim is not None:
+                node.claim = frozen(node.claim)
+            for slot in node.consensus.slots if node.consensus else []:
+                slot.claim = frozen(slot.claim)
         self.set_task(TaskStatus.PAUSED, actor, reason or "paused")
 
     def hold(self, status: TaskStatus, actor: str, reason: str) -> None:

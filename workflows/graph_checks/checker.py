@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from workflows.graph import NodeKind, Pipeline, PipelineInvalid, Problem
 from workflows.graph_checks.chains import _ChainChecks
+from workflows.graph_checks.consensus import _ConsensusChecks
 from workflows.graph_checks.evaluators import _EvaluatorChecks
 from workflows.graph_checks.fields import _FieldChecks
 from workflows.graph_checks.schema import _SchemaChecks
@@ -68,7 +69,9 @@ MAX_NODES = 1_000
 examples have 4 to 8)."""
 
 
-class _Checker(_SchemaChecks, _StructureChecks, _FieldChecks, _EvaluatorChecks, _ChainChecks):
+class _Checker(
+    _SchemaChecks, _StructureChecks, _ConsensusChecks, _FieldChecks, _EvaluatorChecks, _ChainChecks
+):
     """Every check, run in document order by :meth:`run`."""
 
     def run(self) -> Pipeline:
@@ -93,7 +96,10 @@ class _Checker(_SchemaChecks, _StructureChecks, _FieldChecks, _EvaluatorChecks, 
                 self.check_review(node)
             elif node.kind == NodeKind.SUBTASK:
                 self.check_subtask(node)
-            if node.kind in _HUMAN_KINDS:
+                self.check_consensus(node)
+            elif node.kind == NodeKind.ADJUDICATE:
+                self.check_adjudicate(node)
+            if node.kind in _HUMAN_KINDS or node.kind == NodeKind.ADJUDICATE:
                 self.check_roles(node)
         self.check_fields()
         for node in self.nodes:

@@ -7,7 +7,7 @@ import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from workflows.graph import FieldSource, FieldSpec
+from workflows.graph import CONSENSUS_KEYS, FieldSource, FieldSpec, NodeKind
 from workflows.graph_checks.paths import _walk
 from workflows.graph_checks.skeleton import _Evaluator, _Field, _Node, _Report, _skeleton
 
@@ -89,6 +89,21 @@ class _CheckerCore:
         if name not in self._ancestors:
             self._ancestors[name] = _walk(name, self.pred)
         return self._ancestors[name]
+
+    def consensus_reference(self, name: str) -> str | None:
+        """For a gate reference ``<node>.<key>`` to a consensus node, the node's name."""
+        node_name, dot, key = name.partition(".")
+        owner = self.by_name.get(node_name)
+        if dot and key in CONSENSUS_KEYS and owner is not None and owner.spec is not None:
+            return node_name if owner.spec.consensus is not None else None
+        return None
+
+    def consensus_nodes(self) -> list[_Node]:
+        return [
+            n
+            for n in self.graph_nodes
+            if n.spec is not None and n.spec.consensus is not None and n.kind == NodeKind.SUBTASK
+        ]
 
     def field_owners(self, field_name: str) -> list[tuple[_Node, _Field]]:
         return [(n, f) for n in self.graph_nodes for f in n.fields if f.name == field_name]

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from workflows import expr
-from workflows.graph import FieldSource, LimitAction, NodeKind, NodeSpec
+from workflows.graph import CONSENSUS_KEYS, FieldSource, LimitAction, NodeKind, NodeSpec
 from workflows.graph_checks.core import _CheckerCore, _suggest
 from workflows.graph_checks.paths import _on_or_behind_cycles, _walk, shortest_cycle
 from workflows.graph_checks.skeleton import _HUMAN_KINDS, PIPELINE, _Node
@@ -17,8 +17,10 @@ from workflows.graph_checks.skeleton import _HUMAN_KINDS, PIPELINE, _Node
 # Node settings and the kinds they apply to. ``name``, ``kind``, ``title`` and ``instructions``
 # apply to every kind; ``next`` on gates and end nodes has its own, more specific message.
 _NODE_SETTINGS: dict[str, frozenset[NodeKind]] = {
-    "next": frozenset({NodeKind.START, NodeKind.SUBTASK, NodeKind.REVIEW}),
-    "roles": _HUMAN_KINDS,
+    "next": frozenset({NodeKind.START, NodeKind.SUBTASK, NodeKind.REVIEW, NodeKind.ADJUDICATE}),
+    "roles": _HUMAN_KINDS | {NodeKind.ADJUDICATE},
+    "consensus": frozenset({NodeKind.SUBTASK}),
+    "adjudicates": frozenset({NodeKind.ADJUDICATE}),
     "fields": _HUMAN_KINDS,
     "evaluators": _HUMAN_KINDS,
     "reviews": frozenset({NodeKind.REVIEW}),
@@ -200,6 +202,22 @@ class _StructureChecks(_CheckerCore):
     def reference_problem(self, gate: _Node, ref: str) -> str | None:
         """Why a gate condition cannot use ``ref``, or None when it can."""
         node_name, dot, field_name = ref.partition(".")
+        consensus = self.consensus_reference(ref)
+        if consensus is not None or (
+            not dot and ref in CONSENSUS_KEYS and not self.field_owners(ref)
+        ):
+            sources = (
+                [consensus]
+                if consensus is not None
+                else [n.name for n in self.consensus_nodes() if n.name]
+            )
+            if any(s in self.ancestors(gate.name or "") for s in sources):
+                return None
+            return (
+                f"condition refers to '{ref}', a consensus figure, but no consensus node "
+                f"{'named ' + repr(consensus) + ' ' if consensus else ''}comes before this gate; "
+                "route on it after the consensus node"
+            )
         if dot:
             owner = self.by_name.get(node_name)
             if owner is None:
