@@ -191,6 +191,18 @@ def build_parser(*, dev_handler: Handler, register_api: Register) -> argparse.Ar
     r.add_argument("--verdict", required=True, choices=[v.value for v in Verdict])
     r.add_argument("--reason", help="required when failing")
     r.add_argument("--values", help="review field values as JSON")
+    a = command(
+        sub,
+        "adjudicate",
+        "adjudicate",
+        "settle a consensus item under a claimed adjudicate node: pick an annotator's answer "
+        "and/or write the final answer, with a reason",
+        node=True,
+        token=True,
+    )
+    a.add_argument("--pick", help="the annotator whose answer becomes the final one")
+    a.add_argument("--values", help="final answer fields as JSON (over the picked answer)")
+    a.add_argument("--reason", required=True, help="why this is the final answer")
     p = command(sub, "pause", "pause", "pause a task (claims and LLM work freeze)")
     p.add_argument("--reason")
     command(sub, "resume", "resume", "resume a paused task exactly where it was")
@@ -245,6 +257,9 @@ def build_parser(*, dev_handler: Handler, register_api: Register) -> argparse.Ar
     e.add_argument("--values", required=True, help="JSON object of replacement values")
     e.add_argument("--reason")
     rc = command(asub, "release", "admin release", "release whoever holds a node", node=True)
+    rc.add_argument(
+        "--holder", help="whose claim, on a consensus node where several people hold places"
+    )
     rc.add_argument("--reason")
     es = command(asub, "escalate", "admin escalate", "flag a task for admin attention")
     es.add_argument("--reason", required=True)

@@ -155,6 +155,15 @@ CLI_COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], dict[str, Any]
             "values": _values(a) if a.values else {},
         },
     ),
+    "adjudicate": (
+        "adjudicate",
+        lambda a: {
+            **_node_token(a),
+            "pick": a.pick,
+            "values": _values(a) if a.values else {},
+            "reason": a.reason,
+        },
+    ),
     "pause": ("pause", lambda a: {"reason": a.reason}),
     "resume": ("resume", lambda a: {}),
     "activate": ("activate", lambda a: {}),
@@ -164,7 +173,10 @@ CLI_COMMANDS: dict[str, tuple[str, Callable[[argparse.Namespace], dict[str, Any]
         "edit_submission",
         lambda a: {"node": a.node, "values": _values(a), "reason": a.reason},
     ),
-    "admin release": ("release_claim", lambda a: {"node": a.node, "reason": a.reason}),
+    "admin release": (
+        "release_claim",
+        lambda a: {"node": a.node, "reason": a.reason, "holder": a.holder},
+    ),
     "admin escalate": ("escalate", lambda a: {"reason": a.reason}),
     "admin deescalate": ("deescalate", lambda a: {"reason": a.reason}),
     "admin resolve": ("resolve_quarantine", lambda a: {"action": a.action, "reason": a.reason}),

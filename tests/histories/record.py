@@ -34,10 +34,12 @@ from tests.support.actors import claim, label_and_review, review, rid, submit
 from tests.support.pipelines import gate_and_join, label_review, llm_then_edit
 from worker import build_worker
 from workflows.messages import (
+    Adjudicate,
     Claim,
     Pause,
     QuarantineAction,
     Regenerate,
+    Release,
     ResolveQuarantine,
     Resume,
     Review,
@@ -244,6 +246,43 @@ async def _lazy_start(conveyor: ConveyorClient) -> TaskClient:
     return task
 
 
+async def _consensus(conveyor: ConveyorClient) -> TaskClient:
+    """examples/consensus-label.yaml: three places claimed (one released and retaken, one
+    refused to a person who already holds one), paused and resumed over live places, two rounds
+    of adaptive overlap, adjudication, the gate on the confidence, a double-check."""
+    pipeline = load_pipeline_file(str(EXAMPLES / "consensus-label.yaml"))
+    created = await conveyor.create_task(pipeline, "consensus", {"text": "Great, late again."})
+    task = conveyor.task(created.workflow_id)
+    tokens = {who: await claim(task, who, ["labeler"], "label") for who in ("ann", "bob", "cat")}
+    with contextlib.suppress(CommandRejected):
+        await task.send(Claim(request_id=rid(), contributor="ann", roles=["labeler"], node="label"))
+    await task.signal(Pause(request_id=rid(), by="ops"))
+    await task.signal(Resume(request_id=rid(), by="ops"))
+    await task.send(Release(request_id=rid(), contributor="cat", node="label", token=tokens["cat"]))
+    tokens["dan"] = await claim(task, "dan", ["labeler"], "label")
+    answers = {"ann": "positive", "bob": "negative", "dan": "neutral"}
+    for who, sentiment in answers.items():
+        await submit(task, who, "label", tokens[who], {"sentiment": sentiment, "intensity": 3})
+    for who, sentiment in (("eve", "negative"), ("fay", "positive")):
+        token = await claim(task, who, ["labeler"], "label")
+        await submit(task, who, "label", token, {"sentiment": sentiment, "intensity": 4})
+    token = await claim(task, "lea", ["lead"], "settle")
+    await task.send(
+        Adjudicate(
+            request_id=rid(),
+            contributor="lea",
+            node="settle",
+            token=token,
+            pick="bob",
+            reason="the praise is sarcastic",
+        )
+    )
+    token = await claim(task, "lea", ["lead"], "double_check")
+    await submit(task, "lea", "double_check", token, {"confirmed": True})
+    await task.result()
+    return task
+
+
 SCENARIOS = {
     "finished": _finished,
     "quarantined-reworked": _quarantined_then_reworked,
@@ -255,6 +294,7 @@ SCENARIOS = {
     "bad-payloads": _bad_payloads,
     "claim-limit": _claim_limit,
     "lazy-start": _lazy_start,
+    "consensus": _consensus,
 }
 
 

@@ -304,7 +304,8 @@ def test_the_adjudicator_picks_an_answer_with_a_reason() -> None:
 
 
 @pytest.mark.parametrize(
-    ("action", "status"), [("escalate", TaskStatus.ESCALATED), ("quarantine", TaskStatus.QUARANTINED)]
+    ("action", "status"),
+    [("escalate", TaskStatus.ESCALATED), ("quarantine", TaskStatus.QUARANTINED)],
 )
 def test_disagreement_can_escalate_or_quarantine(action: str, status: TaskStatus) -> None:
     pipeline = build({"annotators": 2, "on_disagreement": action}, adjudicate=False)

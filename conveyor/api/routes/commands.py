@@ -54,6 +54,16 @@ class ReviewBody(TokenBody):
         return self
 
 
+class AdjudicateBody(TokenBody):
+    pick: Text | None = Field(
+        default=None, description="the annotator whose answer becomes the final one"
+    )
+    values: dict[str, Any] = Field(
+        default_factory=dict, description="the final answer's fields (over the picked answer)"
+    )
+    reason: str = Field(min_length=1, max_length=5000, description="why this is the final answer")
+
+
 # --------------------------------------------------------------------------- bodies: admin
 
 
@@ -82,6 +92,9 @@ class ReleaseClaimBody(BaseModel):
     request_id: RequestId = None
     node: Text
     reason: Reason = None
+    holder: Text | None = Field(
+        default=None, description="whose claim, on a consensus node where several hold places"
+    )
 
 
 class EscalateBody(BaseModel):
@@ -153,6 +166,14 @@ WORK_ROUTES = (
         ReviewBody,
         "Pass or fail a claimed review (a fail needs a reason)",
         "review",
+    ),
+    CommandRoute(
+        "adjudicate",
+        "adjudicate",
+        AdjudicateBody,
+        "Settle a consensus item under a claimed adjudicate node: pick an answer and/or write "
+        "the final one, with a reason",
+        "adjudicate",
     ),
     CommandRoute(
         "regenerate",

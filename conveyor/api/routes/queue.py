@@ -37,9 +37,11 @@ from conveyor.workqueue import (
 from store.repositories import get_pipeline_version
 from store.users import Role, User
 from store.workqueue import WorkItem, claim_limit, claimable, held_count, my_claims, my_submitted
-from workflows.graph import FieldSpec, NodeKind
+from workflows.graph import FieldSpec, NodeKind, NodeSpec, Pipeline
 from workflows.messages import (
+    ClaimInfo,
     CommandResult,
+    NodeState,
     NodeStatus,
     ReviewRecord,
     TaskStatus,
@@ -180,6 +182,10 @@ class WorkNode(BaseModel):
     last_review: ReviewRecord | None
     """A subtask: the latest review of its work (e.g. the failed one behind a rework); a review
     node: its own latest decision."""
+    consensus: dict[str, Any] | None = None
+    """A consensus node: ``{"needed", "round"}`` only — the answers stay blind. An adjudicate
+    node: ``{"target", "answers": [{"by", "values", "at"}], "result": {merged values, per-field
+    agreement and confidence}}``, everything the adjudicator weighs."""
 
 
 class WorkView(BaseModel):
@@ -305,9 +311,9 @@ async def submitted(
 async def work_view(workflow_id: WorkflowId, deps: Deps, user: Worker) -> WorkView:
     pipeline_of(workflow_id)
     view = await deps.conveyor.task(workflow_id).state()
-    held = [n for n in view.nodes if n.claim is not None and n.claim.holder == user.name]
+    held = [n for n in view.nodes if _held_claim(n, user.name) is not None]
     if not held:
-        if any(n.claim is not None for n in view.nodes):
+        if any(n.claims() for n in view.nodes):
             # Someone else's: whose, and on which node, stays private.
             raise forbidden(
                 f"the claims on {workflow_id} are someone else's; {user.name} sees only their own"
@@ -317,8 +323,10 @@ async def work_view(workflow_id: WorkflowId, deps: Deps, user: Worker) -> WorkVi
     specs = definition.node_map() if definition is not None else {}
     states = {n.name: n for n in view.nodes}
     nodes = []
+    blind = {n.name for n in held if n.consensus is not None}
     for node in held:
-        assert node.claim is not None
+        claim = _held_claim(node, user.name)
+        assert claim is not None
         spec = specs.get(node.name)
         reviews = [node.last_review] if node.last_review else []
         if definition is not None and spec is not None and spec.kind is NodeKind.SUBTASK:
@@ -334,14 +342,15 @@ async def work_view(workflow_id: WorkflowId, deps: Deps, user: Worker) -> WorkVi
                 title=spec.title if spec else None,
                 instructions=spec.instructions if spec else None,
                 status=node.status,
-                token=node.claim.token,
-                claimed_at=node.claim.claimed_at,
-                expires_at=node.claim.expires_at,
+                token=claim.token,
+                claimed_at=claim.claimed_at,
+                expires_at=claim.expires_at,
                 fields=list(spec.fields) if spec else [],
-                draft=node.draft,
-                values=node.values,
+                draft=_draft(node, user.name),
+                values={} if node.name in blind else node.values,
                 rework_reason=node.rework_reason,
                 last_review=max(reviews, key=lambda r: r.at) if reviews else None,
+                consensus=_consensus_context(definition, spec, node, states),
             )
         )
     return WorkView(
@@ -349,9 +358,45 @@ async def work_view(workflow_id: WorkflowId, deps: Deps, user: Worker) -> WorkVi
         pipeline=view.pipeline,
         status=view.status,
         data=view.data,
-        upstream={n.name: n.values for n in view.nodes if n.values},
+        upstream={n.name: n.values for n in view.nodes if n.values and n.name not in blind},
         claims=nodes,
     )
+
+
+def _held_claim(node: NodeState, who: str) -> ClaimInfo | None:
+    """``who``'s live claim on ``node``: the node's claim, or their place on a consensus item."""
+    return next((c for c in node.claims() if c.holder == who), None)
+
+
+def _draft(node: NodeState, who: str) -> dict[str, Any]:
+    """``who``'s draft: on a consensus node their place's own, never anyone else's."""
+    if node.consensus is not None:
+        slot = node.consensus.slot_of(who)
+        return dict(slot.draft) if slot is not None else {}
+    return node.draft
+
+
+def _consensus_context(
+    definition: Pipeline | None,
+    spec: NodeSpec | None,
+    node: NodeState,
+    states: dict[str, NodeState],
+) -> dict[str, Any] | None:
+    """What a held consensus or adjudicate node shows its holder (see ``WorkNode.consensus``)."""
+    if node.consensus is not None:
+        return {"needed": node.consensus.needed, "round": node.consensus.round}
+    if definition is None or spec is None or spec.kind is not NodeKind.ADJUDICATE:
+        return None
+    target = definition.adjudicated_node(spec)
+    item = states[target].consensus if target in states else None
+    if item is None:
+        return None
+    return {
+        "target": target,
+        "answers": [a.model_dump(mode="json", exclude={"round"}) for a in item.answers],
+        "result": item.result.model_dump(mode="json") if item.result else None,
+        "fields": [f.model_dump(mode="json") for f in definition.node(target).input_fields()],
+    }
 
 
 # --------------------------------------------------------------------------- claiming
