@@ -53,9 +53,19 @@ KEYS_FILE = "dev-keys.json"
 DEV_USERS: list[tuple[str, str, list[str]]] = [
     ("admin", "admin", []),
     ("ana", "contributor", ["labeler", "writer"]),
-    ("bo", "contributor", ["reviewer"]),
+    ("bo", "contributor", ["reviewer", "lead"]),
+    ("cy", "contributor", ["labeler"]),
+    ("di", "contributor", ["labeler"]),
 ]
-"""Local users of the web app: an admin, and two contributors covering the demo's roles."""
+"""Local users of the web app: an admin, and contributors covering the demo's roles (three
+labelers, so a consensus item can get its three answers)."""
+
+CONSENSUS_DEMO = {
+    "demo-1": {"ana": "positive", "cy": "positive", "di": "neutral"},
+    "demo-2": {"ana": "negative", "cy": "positive"},
+}
+"""Answers the demo gives its consensus items up front: the first agrees (2 of 3), the second
+waits for its third answer (di's, from the web app)."""
 
 DEMO_QUESTIONS = [
     "How do I reset my password?",
@@ -71,6 +81,7 @@ async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
         ("label-review.yaml", "text", DEMO_TEXTS),
         ("llm-draft-edit.yaml", "question", DEMO_QUESTIONS),
         ("answer-evaluate.yaml", "question", DEMO_QUESTIONS),
+        ("consensus-label.yaml", "text", DEMO_TEXTS),
     ]
     for file, column, values in demos:
         pipeline = load_pipeline_file(str(EXAMPLES / file))
@@ -86,7 +97,40 @@ async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
             if result.workflow_id is None or result.outcome in ("invalid", "error"):
                 raise RuntimeError(f"demo task {result.key} of {pipeline.name}: {result}")
             ids.append(result.workflow_id)
+    await answer_consensus_demo(conveyor)
     return ids
+
+
+async def answer_consensus_demo(conveyor: ConveyorClient) -> None:
+    """Give the demo's consensus items the answers of :data:`CONSENSUS_DEMO` (once: a person
+    who already answered is refused, and that is fine)."""
+    from conveyor.client import CommandRejected, new_request_id
+    from workflows.messages import Claim, Submit
+
+    for key, answers in CONSENSUS_DEMO.items():
+        task = conveyor.task(f"consensus-label/{key}")
+        for who, sentiment in answers.items():
+            try:
+                claimed = await task.send(
+                    Claim(
+                        request_id=new_request_id(),
+                        contributor=who,
+                        roles=["labeler"],
+                        node="label",
+                    ),
+                )
+                assert claimed.token is not None
+                await task.send(
+                    Submit(
+                        request_id=new_request_id(),
+                        contributor=who,
+                        node="label",
+                        token=claimed.token,
+                        values={"sentiment": sentiment, "intensity": 4},
+                    )
+                )
+            except CommandRejected:
+                continue
 
 
 def ensure_dev_users(sessions: sessionmaker[Session], data_dir: Path) -> dict[str, str]:
@@ -463,6 +507,11 @@ class Banner:
                 f"  {cli} review {first} --as bo --node check --token TOKEN --verdict pass",
                 f'  {cli} task list --status "In Progress"',
                 "",
+                "Consensus (three blind answers per text; bo settles disagreements):",
+                f"  {cli} claim consensus-label/demo-2 --as di --roles labeler --node label",
+                f"  {cli} submit consensus-label/demo-2 --as di --node label --token TOKEN \\",
+                '      --values \'{"sentiment": "neutral", "intensity": 3}\'',
+                "",
                 "Demo tasks:",
                 *(f"  {workflow_id}" for workflow_id in ids),
             ]
@@ -483,12 +532,18 @@ def _project_default_data_dir() -> Path:
 
 
 def _print_web(port: int, keys: dict[str, str], data_dir: Path) -> None:
+    people = [
+        "{:<22} {}".format(f"{name} ({', '.join(roles)})", keys.get(name, ""))
+        for name, role, roles in DEV_USERS
+        if role == "contributor"
+    ]
+    lead = "  contributors for the demo: "
+    listed = ("\n" + " " * len(lead)).join(people)
     print(
         f"""Web app            http://127.0.0.1:{port}/   (API: http://127.0.0.1:{port}/docs)
   sign in with the local admin key:
     {keys["admin"]}
-  contributors for the demo: ana (labeler, writer) {keys.get("ana", "")}
-                             bo (reviewer)         {keys.get("bo", "")}
+{lead}{listed}
   (keys kept in {data_dir / KEYS_FILE})
 """
     )

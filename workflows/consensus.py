@@ -96,6 +96,8 @@ def _merge_field(
     names = {"rule": rule.value, "aggregate": aggregate.value}
     if rule == AgreementRule.NONE:
         return FieldConsensus(**names), True
+    if all(value is None for value in given):  # an optional field nobody filled
+        return FieldConsensus(agreement=1.0, confidence=1.0, **names), True
     agreement: float | None
     confidence: float | None
     ok = True
