@@ -98,3 +98,32 @@ async def test_the_claim_timer_is_frozen_while_paused(
     assert nodes(await task.state())["label"].status == NodeStatus.CLAIMED
     await skipping_env.sleep(timedelta(minutes=2))
     assert nodes(await task.state())["label"].status == NodeStatus.AVAILABLE
+
+
+async def test_each_consensus_place_times_out_on_its_own(
+    skipping_env: WorkflowEnvironment, conveyor: ConveyorClient
+) -> None:
+    """Every place on a consensus item has its own timer: a stale one reopens for someone else
+    while the others stay held."""
+    from conveyor.pipelines import load_pipeline_file
+
+    pipeline = load_pipeline_file(str(Path(__file__).parents[2] / "examples/consensus-label.yaml"))
+    created = await conveyor.create_task(pipeline, f"t-{rid()}", {"text": "x"})
+    task = conveyor.task(created.workflow_id)
+    await claim(task, "ana", ["labeler"], "label")
+    await skipping_env.sleep(timedelta(minutes=20))
+    await claim(task, "bo", ["labeler"], "label")
+    await claim(task, "cy", ["labeler"], "label")
+    assert nodes(await task.state())["label"].status == NodeStatus.CLAIMED
+    await skipping_env.sleep(timedelta(minutes=11))  # ana's 30 minutes are up, not the others'
+    view = await task.state()
+    item = nodes(view)["label"].consensus
+    assert item is not None
+    assert sorted(s.claim.holder for s in item.slots) == ["bo", "cy"]
+    assert nodes(view)["label"].status == NodeStatus.AVAILABLE
+    assert any(e.kind == "claim_timeout" and "ana" in e.message for e in view.timeline)
+    await claim(task, "di", ["labeler"], "label")
+    await skipping_env.sleep(timedelta(minutes=25))  # bo's and cy's run out too
+    item = nodes(await task.state())["label"].consensus
+    assert item is not None
+    assert [s.claim.holder for s in item.slots] == ["di"]
