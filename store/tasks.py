@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from store.models import NodeRow, TaskRow
-from workflows.messages import TaskStatus, merge_task_data
+from workflows.messages import TaskStatus, consensus_figures, merge_task_data
 
 SweepAction = Literal["pause", "resume"]
 """The two fan-outs of a pipeline (:class:`workflows.pipeline_messages.SweepRequest`)."""
@@ -135,16 +135,20 @@ def finished_tasks(
         query = query.where(TaskRow.workflow_id > after)
     rows = session.execute(query.order_by(TaskRow.workflow_id).limit(limit)).all()
     values: dict[str, list[tuple[str, dict[str, Any]]]] = {wid: [] for wid, _, _ in rows}
+    figures: dict[str, dict[str, Any]] = {wid: {} for wid in values}
     if values:
         nodes = session.execute(
-            select(NodeRow.workflow_id, NodeRow.node, NodeRow.values).where(
+            select(NodeRow.workflow_id, NodeRow.node, NodeRow.values, NodeRow.consensus).where(
                 NodeRow.workflow_id.in_(list(values))
             )
         ).all()
-        for wid, node, node_values in nodes:
+        for wid, node, node_values, consensus in nodes:
             values[wid].append((node, node_values or {}))
+            if consensus:
+                figures[wid].update(consensus_figures(node, consensus.get("result")))
     return [
-        FinishedTask(wid, key, merge_task_data(seed or {}, values[wid])) for wid, key, seed in rows
+        FinishedTask(wid, key, merge_task_data(seed or {}, values[wid]) | figures[wid])
+        for wid, key, seed in rows
     ]
 
 

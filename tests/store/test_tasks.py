@@ -160,3 +160,33 @@ def test_node_inputs_say_which_nodes_have_a_submission(stored: sessionmaker[Sess
         NodeInput("p/a", "label", {"label": "pos", "text": "edited"}, submitted=True),
         NodeInput("p/b", "label", {}, submitted=False),
     ]
+
+
+def test_finished_tasks_carry_a_consensus_nodes_figures(sessions: sessionmaker[Session]) -> None:
+    result = {"values": {"s": "a"}, "agreement": 0.5, "confidence": 0.5, "agreed": False}
+    with transaction(sessions) as session:
+        session.add(_task("c", "one", "Finished", {"text": "t"}))
+        session.flush()
+        session.add(
+            _node(
+                "c/one",
+                "label",
+                {"s": "a"},
+                consensus={"needed": 3, "answers": [], "result": result | {"answers": 3}},
+            )
+        )
+    with transaction(sessions) as session:
+        [task] = finished_tasks(session, "c", None, 10)
+    assert task.data == {
+        "text": "t",
+        "s": "a",
+        "label.s": "a",
+        "label.agreement": 0.5,
+        "label.confidence": 0.5,
+        "label.agreed": False,
+        "label.answers": 3,
+        "agreement": 0.5,
+        "confidence": 0.5,
+        "agreed": False,
+        "answers": 3,
+    }
