@@ -1,5 +1,5 @@
-"""Contributor pages: the work queue (Available / Claimed / Submitted), the task form and the
-review screen.
+"""Contributor pages: the work queue (Available / Claimed / Submitted), the task form, the
+review screen and the adjudicator's screen.
 
 Every action goes through the same library the CLI uses: claims through the work queue's limit
 check and the task's ``claim`` update, drafts, submits, releases and reviews as updates whose
@@ -8,6 +8,7 @@ answers (accepted, or why not, per field) are shown on the page.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
+from starlette.datastructures import FormData
 from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.client import CommandRejected, NoWorkerResponded
@@ -34,6 +36,7 @@ from conveyor.web.common import (
     require_worker,
     wait_projected,
 )
+from conveyor.web.consensus import blind_view, corrections, node_table
 from conveyor.web.fields import (
     context_blocks,
     editable,
@@ -62,9 +65,11 @@ from store.workqueue import (
 )
 from workflows.graph import NodeKind, NodeSpec, Pipeline
 from workflows.messages import (
+    ClaimInfo,
     Command,
     EvaluationRecord,
     NodeState,
+    NodeStatus,
     TaskView,
     Verdict,
 )
@@ -179,7 +184,8 @@ def _queue(
                 pipeline=item.pipeline,
                 node=item.node,
                 node_title=titles.get((item.pipeline, item.node), item.node),
-                status=item.status,
+                # a place on a consensus item is the holder's claim, whatever the node's state
+                status=NodeStatus.CLAIMED.value if tab == "claimed" else item.status,
                 since=item.available_since,
                 rework_reason=item.rework_reason,
             )
@@ -311,27 +317,71 @@ async def _pipeline_of(request: Request, view: TaskView) -> Pipeline:
     return pipeline
 
 
-def _held_node(view: TaskView, node: str, user: User) -> NodeState:
+@dataclass(frozen=True)
+class Held:
+    """The node a contributor opened, and their claim on it (a place, on a consensus node)."""
+
+    state: NodeState
+    claim: ClaimInfo
+    draft: dict[str, Any]
+    """Their own draft: the slot's on a consensus node, else the node's."""
+
+
+def _held(view: TaskView, node: str, user: User) -> Held:
     found = next((n for n in view.nodes if n.name == node), None)
     if found is None:
         raise not_found(f"task {view.workflow_id} has no node {node!r}")
+    if found.consensus is not None:
+        slot = found.consensus.slot_of(user.name)
+        if slot is None:
+            raise forbidden(
+                f"you hold no place on {node} of {view.workflow_id}; claim it from the work "
+                "queue first"
+            )
+        return Held(found, slot.claim, dict(slot.draft))
     if found.claim is None or found.claim.holder != user.name:
         holder = "nobody" if found.claim is None else "someone else"
         raise forbidden(
             f"you do not hold a claim on {node} of {view.workflow_id} ({holder} does); "
             "claim it from the work queue first"
         )
-    return found
+    return Held(found, found.claim, dict(found.draft))
+
+
+def _adjudicated(pipeline: Pipeline, spec: NodeSpec) -> NodeSpec | None:
+    """The consensus node an adjudicate node settles (None for other nodes)."""
+    if spec.kind != NodeKind.ADJUDICATE:
+        return None
+    return pipeline.node(pipeline.adjudicated_node(spec))
+
+
+def _start_values(pipeline: Pipeline, spec: NodeSpec, view: TaskView, held: Held) -> dict[str, Any]:
+    """What a form shows before anything is typed: a review starts blank (the last review's
+    values would prejudge this one); an adjudication from the merged answer; a place on a
+    consensus item from the person's own draft only; a subtask from its draft over what was last
+    submitted (rework starts from the submission)."""
+    if spec.kind == NodeKind.REVIEW or held.state.consensus is not None:
+        return dict(held.draft)
+    target = _adjudicated(pipeline, spec)
+    if target is not None:
+        item = next((n.consensus for n in view.nodes if n.name == target.name), None)
+        return dict(item.result.values) if item is not None and item.result else {}
+    return {**held.state.values, **held.draft}
 
 
 def _form_context(
     pipeline: Pipeline,
     spec: NodeSpec,
     view: TaskView,
-    state: NodeState,
+    held: Held,
     values: dict[str, Any],
     errors: dict[str, str],
 ) -> dict[str, Any]:
+    """What task_form.html and review.html need. Every open consensus item is blind here: not
+    even the template gets another person's answer."""
+    places = held.state.consensus.needed if held.state.consensus is not None else None
+    view = blind_view(view)
+    state = next(n for n in view.nodes if n.name == held.state.name)
     node_values = {n.name: n.values for n in view.nodes}
     reviewed: NodeSpec | None = None
     reviewed_state: NodeState | None = None
@@ -340,7 +390,9 @@ def _form_context(
         reviewed = pipeline.node(pipeline.reviewed_node(spec))
         reviewed_state = next((n for n in view.nodes if n.name == reviewed.name), None)
         skip = [reviewed.name]
-    context = context_blocks(pipeline, spec, view.data, node_values, skip=skip)
+    target = _adjudicated(pipeline, spec)
+    target_state = next((n for n in view.nodes if n.name == target.name), None) if target else None
+    context = context_blocks(pipeline, target or spec, view.data, node_values, skip=skip)
     reviewed_items: list[Any] = []
     if reviewed is not None and reviewed_state is not None:
         context = context_blocks(pipeline, reviewed, view.data, node_values) + [
@@ -360,20 +412,29 @@ def _form_context(
             for f in editable(reviewed.fields)
             if f.name in reviewed_state.values
         ]
+    form_fields = target.input_fields() if target is not None else spec.fields
     return {
         "view": view,
         "pipeline": pipeline,
         "spec": spec,
         "state": state,
-        "fields": field_views(spec.fields, values, errors),
+        "claim": held.claim,
+        "places": places,
+        "fields": field_views(form_fields, values, errors),
         "static": static_fields(spec),
         "context": context,
         "reviewed": reviewed,
         "reviewed_state": reviewed_state,
         "reviewed_items": reviewed_items,
+        "target": target,
+        "table": node_table(target, target_state) if target and target_state else None,
         "errors": errors,
         "mixed": bool(spec.llm_fields()) and bool(spec.input_fields()),
     }
+
+
+def _template(spec: NodeSpec) -> str:
+    return "review.html" if spec.kind == NodeKind.REVIEW else "task_form.html"
 
 
 @router.get("/work/task", response_class=HTMLResponse)
@@ -383,18 +444,16 @@ async def task_form(
     id: Annotated[str, Query()],
     node: Annotated[str, Query()],
 ) -> Response:
-    """The form of a claimed subtask, or the review screen of a claimed review."""
+    """The form of a claimed subtask (a place on a consensus item: blind), the review screen of
+    a claimed review, or the adjudicator's screen of a claimed adjudication."""
     require_worker(user)
     view = await _task_view(request, id)
-    state = _held_node(view, node, user)
+    held = _held(view, node, user)
     pipeline = await _pipeline_of(request, view)
     spec = pipeline.node(node)
-    # A review starts blank (the last review's values would prejudge this one); a subtask
-    # shows its draft over what was last submitted (rework starts from the submission).
-    values = dict(state.draft) if spec.kind == NodeKind.REVIEW else {**state.values, **state.draft}
-    ctx = _form_context(pipeline, spec, view, state, values, {})
-    template = "review.html" if spec.kind == NodeKind.REVIEW else "task_form.html"
-    return render(request, template, ctx, user=user, nav="work")
+    values = _start_values(pipeline, spec, view, held)
+    ctx = _form_context(pipeline, spec, view, held, values, {})
+    return render(request, _template(spec), ctx, user=user, nav="work")
 
 
 def _evaluation_text(evaluations: list[EvaluationRecord]) -> str:
@@ -412,9 +471,10 @@ FORM_ACTIONS = {
     "submit": "submit",
     "pass": "review",
     "fail": "review",
+    "adjudicate": "adjudicate",
 }
-"""The buttons of the task and review forms: the form's ``action`` → the command of
-:data:`workflows.messages.TASK_COMMANDS` it sends (the contributor is the sender)."""
+"""The buttons of the task, review and adjudication forms: the form's ``action`` → the command
+of :data:`workflows.messages.TASK_COMMANDS` it sends (the contributor is the sender)."""
 
 CLAIM_FORMS = {"/work/claim": "claim", "/work/next": "claim"}
 """The work queue's forms that claim (through ``conveyor.workqueue``, which keeps claim limits)."""
@@ -422,29 +482,35 @@ CLAIM_FORMS = {"/work/claim": "claim", "/work/next": "claim"}
 
 def _command_for(action: str, kind: NodeKind) -> str:
     """The command a form's ``action`` sends: on a review node every button but release and
-    regenerate decides the review; on a subtask anything but save (Enter in a field) submits."""
+    regenerate decides the review, on an adjudicate node settles it; on a subtask anything but
+    save (Enter in a field) submits."""
     name = FORM_ACTIONS.get(action)
     if name in ("release", "regenerate"):
         return name
     if kind == NodeKind.REVIEW:
         return "review"
+    if kind == NodeKind.ADJUDICATE:
+        return "adjudicate"
     return "save_draft" if name == "save_draft" else "submit"
 
 
 @router.post("/work/task")
 async def task_action(request: Request, user: PageUser) -> Response:
-    """Save a draft, submit, release, ask for a new LLM suggestion, or decide a review."""
+    """Save a draft, submit, release, ask for a new LLM suggestion, decide a review, or settle
+    a consensus item."""
     require_worker(user)
     form = await request.form()
     workflow_id, node = str(form.get("id", "")), str(form.get("node", ""))
     token, action = str(form.get("token", "")), str(form.get("action", ""))
     view = await _task_view(request, workflow_id)
-    state = _held_node(view, node, user)
+    held = _held(view, node, user)
     pipeline = await _pipeline_of(request, view)
     spec = pipeline.node(node)
+    target = _adjudicated(pipeline, spec)
     task = deps(request).conveyor.task(workflow_id)
     here = _form_url(workflow_id, node)
     name = _command_for(action, spec.kind)
+    places = held.state.consensus is not None
     values: dict[str, Any] = {}
 
     def command(**fields: Any) -> Command:
@@ -454,7 +520,8 @@ async def task_action(request: Request, user: PageUser) -> Response:
         if name == "release":
             result = await task.send(command())
             await wait_projected(request, workflow_id, result.seq)
-            return redirect("/work?tab=claimed", notice=f"released {node}; your draft is kept")
+            kept = "someone else may take it" if places else "your draft is kept"
+            return redirect("/work?tab=claimed", notice=f"released {node}; {kept}")
         if name == "regenerate":
             await task.send(command())
             return redirect(here, notice="asked the model for a new suggestion; reload shortly")
@@ -468,6 +535,8 @@ async def task_action(request: Request, user: PageUser) -> Response:
                 "/work?tab=submitted",
                 notice=f"review {verdict.value}ed: {view.workflow_id} ({node})",
             )
+        if name == "adjudicate" and target is not None:
+            return await _adjudicate(request, view, target, form, command)
         if name == "save_draft":
             values = read_form(spec.fields, form, draft=True)
             result = await task.send(command(values=values))
@@ -483,15 +552,44 @@ async def task_action(request: Request, user: PageUser) -> Response:
         )
     except CommandRejected as err:
         errors = dict(err.result.field_errors)
-        before = state.draft if spec.kind == NodeKind.REVIEW else {**state.values, **state.draft}
-        shown = {**before, **read_form(spec.fields, form, draft=True)}
-        ctx = _form_context(pipeline, spec, view, state, shown, errors)
+        if target is not None:
+            shown = read_form(target.input_fields(), form)
+        else:
+            before = _start_values(pipeline, spec, view, held)
+            shown = {**before, **read_form(spec.fields, form, draft=True)}
+        ctx = _form_context(pipeline, spec, view, held, shown, errors)
         ctx["rejection"] = err.result.message
         ctx["reason_text"] = str(form.get("reason", ""))
-        template = "review.html" if spec.kind == NodeKind.REVIEW else "task_form.html"
-        return render(request, template, ctx, user=user, nav="work", status=422)
+        ctx["pick"] = str(form.get("pick", ""))
+        return render(request, _template(spec), ctx, user=user, nav="work", status=422)
     except NoWorkerResponded as err:
         return redirect(here, error=str(err))
+
+
+async def _adjudicate(
+    request: Request,
+    view: TaskView,
+    target: NodeSpec,
+    form: FormData,
+    command: Callable[..., Command],
+) -> Response:
+    """Settle ``target``'s item: the picked annotator's answer with the form's corrections over
+    it (the form starts from the merged answer and the page fills it with a picked answer)."""
+    pick = str(form.get("pick", "")).strip() or None
+    item = next((n.consensus for n in view.nodes if n.name == target.name), None)
+    picked = next((a for a in item.answers if a.by == pick), None) if item else None
+    values = corrections(read_form(target.input_fields(), form), picked)
+    reason = str(form.get("reason", "")).strip() or None
+    result = (
+        await deps(request)
+        .conveyor.task(view.workflow_id)
+        .send(command(pick=pick, values=values, reason=reason))
+    )
+    await wait_projected(request, view.workflow_id, result.seq)
+    taken = f" with {pick}'s answer" if pick else ""
+    return redirect(
+        "/work?tab=submitted", notice=f"settled {target.name} of {view.workflow_id}{taken}"
+    )
 
 
 def role_home(user: User) -> str:

@@ -41,6 +41,7 @@ from conveyor.web.common import (
     require_reader,
     wait_projected,
 )
+from conveyor.web.consensus import answer_table
 from conveyor.web.fields import field_views, read_form
 from store.analytics import (
     UnknownPipeline,
@@ -151,7 +152,7 @@ class Derived:
 def _derived(texts: list[str]) -> list[Derived]:
     """``name = expression`` columns, computed over each row's values."""
     out: list[Derived] = []
-    for text in texts[:MAX_DERIVED]:
+    for text in [t for t in texts if t.strip()][:MAX_DERIVED]:  # the form sends blank ones
         name, eq, source = text.partition("=")
         name, source = name.strip(), source.strip()
         if not eq or not name or not source:
@@ -187,6 +188,20 @@ def _date(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _share(text: str | None) -> float | None:
+    """An agreement bound as typed: ``0.6``, or a percentage (``60`` or ``60%``)."""
+    if not text:
+        return None
+    value = text.strip().removesuffix("%")
+    try:
+        number = float(value)
+    except ValueError:
+        raise PageError(
+            400, "Bad filter", f"agreement below {text!r}: give a share such as 0.6 or 60%"
+        ) from None
+    return number / 100 if number > 1 or text.strip().endswith("%") else number
+
+
 def filter_from(params: Any) -> TaskFilter:
     """The task filter in a page's query parameters (``status`` may repeat)."""
 
@@ -201,6 +216,7 @@ def filter_from(params: Any) -> TaskFilter:
         node_status = one("node_status")
         return TaskFilter(
             status=[TaskStatus(s) for s in statuses if s],
+            agreement_below=_share(one("agreement_below")),
             node=one("node"),
             node_status=NodeStatus(node_status) if node_status else None,
             assignee=one("assignee"),
@@ -329,7 +345,7 @@ async def pipeline_page(
 
 def _filter_query(request: Request) -> str:
     """The page's filter parameters only (for "every task matching the filter")."""
-    keep = {"status", "node", "node_status", "assignee", "tag", "text"}
+    keep = {"status", "node", "node_status", "assignee", "tag", "text", "agreement_below"}
     keep |= {"created_from", "created_to"}
     return urlencode([(k, v) for k, v in request.query_params.multi_items() if k in keep])
 
@@ -452,6 +468,17 @@ async def task_page(
         for f in n.fields
         if f.source == FieldSource.PREDEFINED
     }
+    answers = {
+        n.name: answer_table(
+            n.fields,
+            n.consensus.answers,
+            n.consensus.result,
+            counted=n.consensus.counted,
+            threshold=n.consensus.threshold,
+        )
+        for n in detail.nodes
+        if n.consensus is not None
+    }
     return render(
         request,
         "task_detail.html",
@@ -459,6 +486,7 @@ async def task_page(
             "task": detail,
             "view": "timeline" if view == "timeline" else "nodes",
             "edits": edits,
+            "answers": answers,
             "seed_fields": seed_fields,
             "task_url": task_url,
             "pipeline_url": pipeline_url,
@@ -495,7 +523,7 @@ async def task_action(request: Request, user: PageUser) -> Response:
             return redirect(back, error="give at least one tag")
         fields = {"tags": tags}
     elif op == "release":
-        fields = {"node": node, "reason": reason}
+        fields = {"node": node, "reason": reason, "holder": str(form.get("holder", "")) or None}
     elif op == "resolve":
         try:
             action = QuarantineAction(str(form.get("action", "")))

@@ -29,6 +29,7 @@ from store.explorer.base import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, InvalidCursor,
 from store.explorer.cursors import decode_cursor, encode_cursor, page_ids
 from store.explorer.detail import (
     BULK_SOURCE,
+    ConsensusDetail,
     EvaluationEntry,
     LlmCallEntry,
     NodeDetail,
@@ -63,6 +64,7 @@ __all__ = [
     "BULK_SOURCE",
     "DEFAULT_PAGE_SIZE",
     "MAX_PAGE_SIZE",
+    "ConsensusDetail",
     "DataColumns",
     "EvaluationEntry",
     "FieldColumn",

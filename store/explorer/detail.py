@@ -14,6 +14,7 @@ from store.explorer.base import TaskNotFound, _Frozen
 from store.models import (
     EvaluationResultRow,
     LlmCallRow,
+    NodeAnnotatorRow,
     NodeRow,
     PipelineVersionRow,
     ReviewRow,
@@ -21,8 +22,15 @@ from store.models import (
     TaskRow,
     TimelineEventRow,
 )
-from workflows.graph import FieldSpec, NodeKind, Pipeline
-from workflows.messages import NodeStatus, ReviewRecord, TaskStatus
+from workflows.graph import FieldSpec, NodeKind, NodeSpec, Pipeline
+from workflows.messages import (
+    Answer,
+    ConsensusResult,
+    ConsensusState,
+    NodeStatus,
+    ReviewRecord,
+    TaskStatus,
+)
 
 # --------------------------------------------------------------------------- task detail
 
@@ -90,6 +98,50 @@ class LlmCallEntry(_Frozen):
     at: datetime
 
 
+class ConsensusDetail(_Frozen):
+    """A consensus node's places, answers and merged result in the Nodes view."""
+
+    needed: int
+    """How many answers the item takes now."""
+    claimed: int
+    """Places held now (answers still to come)."""
+    holders: list[str]
+    """Who holds those places."""
+    round: int
+    answers: list[Answer]
+    """This round's answers, in the order they arrived."""
+    earlier: list[Answer]
+    """Answers of earlier rounds."""
+    result: ConsensusResult | None
+    threshold: float | None
+    """The agreement an item needs (None if the pinned version is not in the store)."""
+    counted: list[str]
+    """The fields whose agreement counts (vote)."""
+
+
+def _consensus_detail(
+    raw: dict[str, Any] | None, spec: NodeSpec | None, holders: list[str]
+) -> ConsensusDetail | None:
+    """The ``consensus`` column of a node instance, read back as the engine's state."""
+    if not raw:
+        return None
+    state = ConsensusState.model_validate({k: v for k, v in raw.items() if k != "claimed"})
+    consensus = spec.consensus if spec is not None else None
+    return ConsensusDetail(
+        needed=state.needed,
+        claimed=int(raw.get("claimed") or 0),
+        holders=holders,
+        round=state.round,
+        answers=state.answers,
+        earlier=state.earlier,
+        result=state.result,
+        threshold=consensus.threshold if consensus else None,
+        counted=(
+            [f.name for f in consensus.voting(spec.input_fields())] if consensus and spec else []
+        ),
+    )
+
+
 class NodeDetail(_Frozen):
     """One node of a task in the Nodes view: its state, work, reviews and field specs."""
 
@@ -118,6 +170,8 @@ class NodeDetail(_Frozen):
     reviews: list[ReviewEntry]
     evaluations: list[EvaluationEntry]
     llm_calls: list[LlmCallEntry]
+    consensus: ConsensusDetail | None = None
+    """Consensus nodes: places, answers and the merged result."""
 
 
 class TaskDetail(_Frozen):
@@ -275,6 +329,13 @@ def task_detail(session: Session, workflow_id: str) -> TaskDetail:
         ),
         key=lambda n: (order.get(n.node, len(order)), n.node),
     )
+    holders: dict[str, list[str]] = {}
+    for node, person in session.execute(
+        select(NodeAnnotatorRow.node, NodeAnnotatorRow.contributor)
+        .where(NodeAnnotatorRow.workflow_id == workflow_id, NodeAnnotatorRow.state == "claimed")
+        .order_by(NodeAnnotatorRow.contributor)
+    ):
+        holders.setdefault(node, []).append(person)
     nodes = []
     for row in node_rows:
         spec = specs.get(row.node)
@@ -305,6 +366,7 @@ def task_detail(session: Session, workflow_id: str) -> TaskDetail:
                 reviews=reviews.get(row.node, []),
                 evaluations=evaluations.get(row.node, []),
                 llm_calls=llm_calls.get(row.node, []),
+                consensus=_consensus_detail(row.consensus, spec, holders.get(row.node, [])),
             )
         )
     events = [

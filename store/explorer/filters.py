@@ -28,8 +28,9 @@ class TaskFilter(_Frozen):
     ``node_status`` alone selects tasks with any node in that state; both together, e.g.
     ``node="check", node_status="Available"``. ``created_from`` is inclusive, ``created_to``
     exclusive; naive datetimes are taken as UTC. ``text`` is a case-insensitive substring of any
-    value of the task (``%`` and ``_`` match themselves). ``workflow_ids`` is an explicit
-    selection (an empty list selects nothing).
+    value of the task (``%`` and ``_`` match themselves). ``agreement_below`` selects tasks with a
+    consensus node whose merged answer's agreement is below it (0..1). ``workflow_ids`` is an
+    explicit selection (an empty list selects nothing).
     """
 
     status: list[TaskStatus] = Field(default_factory=list)
@@ -40,6 +41,7 @@ class TaskFilter(_Frozen):
     created_from: datetime | None = None
     created_to: datetime | None = None
     text: str | None = None
+    agreement_below: float | None = Field(default=None, ge=0, le=1)
     workflow_ids: list[str] | None = None
 
     @field_validator("created_from", "created_to")
@@ -113,6 +115,12 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def agreement_of(consensus: Any) -> ColumnElement[float]:
+    """A consensus node's merged agreement (``consensus.result.agreement`` of its row; NULL
+    before its answers are merged), as a number SQLite and PostgreSQL both compare."""
+    return consensus[("result", "agreement")].as_float()
+
+
 def filter_clauses(pipeline: str, criteria: TaskFilter) -> list[ColumnElement[bool]]:
     """The WHERE clauses (over ``tasks``) selecting ``criteria``'s tasks of ``pipeline``."""
     clauses: list[ColumnElement[bool]] = [TaskRow.pipeline_name == pipeline]
@@ -150,6 +158,15 @@ def filter_clauses(pipeline: str, criteria: TaskFilter) -> list[ColumnElement[bo
     if criteria.text and criteria.text.strip():
         # search_text is lower-cased in Python when written; lower the needle the same way.
         clauses.append(TaskRow.search_text.like(like_pattern(criteria.text.lower()), escape="\\"))
+    if criteria.agreement_below is not None:
+        clauses.append(
+            select(NodeRow.workflow_id)
+            .where(
+                NodeRow.workflow_id == TaskRow.workflow_id,
+                agreement_of(NodeRow.consensus) < criteria.agreement_below,
+            )
+            .exists()
+        )
     if criteria.workflow_ids is not None:
         ids = list(dict.fromkeys(criteria.workflow_ids))
         clauses.append(TaskRow.workflow_id.in_(ids) if ids else false())

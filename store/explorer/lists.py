@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from store.explorer.base import DEFAULT_PAGE_SIZE, _Frozen
 from store.explorer.cursors import _fetch, encode_cursor
-from store.explorer.filters import Sort, TaskFilter
+from store.explorer.filters import Sort, TaskFilter, agreement_of
 from store.explorer.versions import pipeline_versions
 from store.models import EvaluationResultRow, NodeRow, TaskRow
 from store.tasks import status_counts
@@ -77,6 +77,8 @@ class DataColumns(_Frozen):
     evaluations: list[str]
     versions: list[str]
     """The pipeline's stored version hashes, current first."""
+    consensus: list[str] = []
+    """The consensus nodes: each item's agreement on them is a column of both tabs."""
 
     @property
     def field_names(self) -> list[str]:
@@ -87,11 +89,14 @@ def data_columns(session: Session, pipeline: str) -> DataColumns:
     """The columns of the Task Data tab (and of exports) for ``pipeline``."""
     versions = pipeline_versions(session, pipeline)
     nodes: dict[str, None] = {}
+    consensus: dict[str, None] = {}
     fields: dict[str, FieldColumn] = {}
     for _, definition in versions:
         for spec in definition.nodes:
             if spec.kind not in (NodeKind.START, NodeKind.END):
                 nodes.setdefault(spec.name)
+            if spec.consensus is not None:
+                consensus.setdefault(spec.name)
             for field in spec.fields:
                 if field.source == FieldSource.STATIC:
                     continue
@@ -118,6 +123,7 @@ def data_columns(session: Session, pipeline: str) -> DataColumns:
         fields=list(fields.values()),
         evaluations=evaluations,
         versions=[h for h, _ in versions],
+        consensus=list(consensus),
     )
 
 
@@ -143,6 +149,8 @@ class TaskSummary(_Frozen):
     values: dict[str, Any] | None = None
     """Task Data: ``node.field`` and ``eval.<criterion>.score|passed`` -> value, for the
     columns that have one (None unless the page was asked for data)."""
+    agreements: dict[str, float] = {}
+    """Consensus nodes whose answers were merged: the item's agreement (0..1) by node."""
 
 
 class Page(_Frozen):
@@ -206,14 +214,19 @@ def page(
 
     statuses: dict[str, dict[str, NodeStatus]] = {i: {} for i in ids}
     node_values: dict[str, dict[str, dict[str, Any]]] = {i: {} for i in ids}
+    agreements: dict[str, dict[str, float]] = {i: {} for i in ids}
     if ids:
         node_cols: list[Any] = [NodeRow.workflow_id, NodeRow.node, NodeRow.status]
+        if columns.consensus:
+            node_cols.append(agreement_of(NodeRow.consensus))
         if with_data:
             node_cols.append(NodeRow.values)
         for row in session.execute(select(*node_cols).where(NodeRow.workflow_id.in_(ids))):
             statuses[row[0]][row[1]] = NodeStatus(row[2])
+            if columns.consensus and row[3] is not None:
+                agreements[row[0]][row[1]] = float(row[3])
             if with_data:
-                node_values[row[0]][row[1]] = row[3] or {}
+                node_values[row[0]][row[1]] = row[-1] or {}
     evaluations = (
         _latest_evaluations(session, pipeline, ids)
         if with_data and ids and columns.evaluations
@@ -243,6 +256,7 @@ def page(
                 finished_at=task["finished_at"],
                 node_statuses=statuses[wid],
                 values=values,
+                agreements=agreements[wid],
             )
         )
     cursor = None

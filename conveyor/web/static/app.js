@@ -33,6 +33,40 @@
     if (target.matches("[data-select-all], input[name=ids]")) updateSelection(form);
   });
 
+  // The adjudicator's form: picking an annotator's answer (or none: the merged answer) fills
+  // the final answer with it, to correct from there.
+  function fillField(box, value) {
+    var none = value === undefined || value === null;
+    var list = box.querySelector("ol.ranking");
+    if (list) {
+      if (!Array.isArray(value)) return;
+      value.forEach(function (item) {
+        var input = list.querySelector("input[type=hidden][value='" + CSS.escape(String(item)) + "']");
+        if (input) list.appendChild(input.closest("li"));
+      });
+      return;
+    }
+    box.querySelectorAll("input, select, textarea").forEach(function (input) {
+      if (input.type === "radio") {
+        input.checked = !none && String(value) === input.value;
+      } else if (input.type === "checkbox") {
+        input.checked = Array.isArray(value) && value.map(String).indexOf(input.value) >= 0;
+      } else if (input.type === "datetime-local") {
+        input.value = none ? "" : String(value).slice(0, 16);
+      } else {
+        input.value = none ? "" : String(value);
+      }
+    });
+  }
+  document.addEventListener("change", function (event) {
+    var radio = event.target;
+    if (!radio.matches("[data-adjudication] input[name=pick]")) return;
+    var values = JSON.parse(radio.dataset.answer || "{}");
+    radio.form.querySelectorAll(".form-field[data-field]").forEach(function (box) {
+      fillField(box, values[box.dataset.field]);
+    });
+  });
+
   // Buttons that need a second thought.
   document.addEventListener("submit", function (event) {
     var submitter = event.submitter;
