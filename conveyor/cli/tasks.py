@@ -18,7 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from conveyor.cli.common import EXIT_FAILED, EXIT_REJECTED, CliError, connect_conveyor
 from conveyor.commands import task_command
-from workflows.messages import EvaluationRecord, TaskStatus, TaskView
+from workflows.messages import ConsensusState, EvaluationRecord, TaskStatus, TaskView
 
 
 def _json_arg(text: str, what: str) -> dict[str, Any]:
@@ -48,10 +48,13 @@ def print_view(view: TaskView, *, as_json: bool) -> None:
     print(f"data      {json.dumps(view.data, ensure_ascii=False)[:200]}")
     print("nodes:")
     for node in view.nodes:
-        holder = f" by {node.claim.holder}" if node.claim else ""
+        holders = ", ".join(c.holder for c in node.claims())
+        holder = f" by {holders}" if holders else ""
         line = f"  {node.name:<16} {node.status:<12}{holder}"
         if node.values:
             line += f"  {json.dumps(node.values, ensure_ascii=False)[:120]}"
+        if node.consensus is not None:
+            line += "  " + _places(node.consensus)
         if node.rework_reason:
             line += f"  [rework: {node.rework_reason}]"
         if node.failures or node.passes:
@@ -62,6 +65,25 @@ def print_view(view: TaskView, *, as_json: bool) -> None:
     print("timeline (latest):")
     for event in view.timeline[-15:]:
         print(f"  #{event.seq:<4} {event.at:%Y-%m-%d %H:%M:%S} {event.actor:<14} {event.message}")
+
+
+def _places(item: ConsensusState) -> str:
+    """``[2 of 3 answered (ana, bo), 1 claimed; agreement 0.67, agreed]`` for a consensus node."""
+    answered = ", ".join(a.by for a in item.answers)
+    text = f"[{len(item.answers)} of {item.needed} answered" + (
+        f" ({answered})" if answered else ""
+    )
+    if item.slots:
+        text += f", {len(item.slots)} claimed"
+    if item.round > 1:
+        text += f", round {item.round}"
+    result = item.result
+    if result is not None and result.agreement is not None:
+        verdict = "agreed" if result.agreed else "no agreement"
+        text += f"; agreement {result.agreement:.2f}, {verdict}"
+        if result.adjudicated_by:
+            text += f", settled by {result.adjudicated_by}"
+    return text + "]"
 
 
 # --------------------------------------------------------------------------- commands
