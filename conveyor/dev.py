@@ -61,11 +61,11 @@ DEV_USERS: list[tuple[str, str, list[str]]] = [
 labelers, so a consensus item can get its three answers)."""
 
 CONSENSUS_DEMO = {
-    "demo-1": {"ana": "positive", "cy": "positive", "di": "neutral"},
+    "demo-1": {"ana": "positive", "cy": "positive", "di": "positive"},
     "demo-2": {"ana": "negative", "cy": "positive"},
 }
-"""Answers the demo gives its consensus items up front: the first agrees (2 of 3), the second
-waits for its third answer (di's, from the web app)."""
+"""Answers the demo gives its consensus items up front: the first agrees (3 of 3), the second
+waits for its third answer (di's, from the web app or the command line)."""
 
 DEMO_QUESTIONS = [
     "How do I reset my password?",

@@ -218,23 +218,28 @@ def test_agreement_merges_the_answers_and_skips_adjudication() -> None:
     answer(t, "ann", {"sentiment": "positive", "intensity": 4, "topics": ["price"]})
     answer(t, "bob", {"sentiment": "positive", "intensity": 5, "topics": ["price", "quality"]})
     answer(t, "cat", {"sentiment": "negative", "intensity": 4, "topics": ["price"]})
+    # 2 of 3 on the sentiment is below the example's threshold (0.75): a fourth place opens.
+    assert item(t).needed == 4 and t.state.nodes["label"].values == {}
+    answer(t, "dan", {"sentiment": "positive", "intensity": 4, "topics": ["price"]})
     node = t.state.nodes["label"]
     result = item(t).result
     assert result is not None and result.agreed
     assert node.values == {"sentiment": "positive", "intensity": 4, "topics": ["price"]}
-    assert result.fields["sentiment"].agreement == pytest.approx(2 / 3, abs=1e-6)
-    assert result.fields["intensity"].agreement == 1.0  # 4, 5, 4 all within 1 of the median 4
-    # Topics: pairwise Jaccard 1/2, 1, 1/2 -> 2/3.
-    assert result.fields["topics"].agreement == pytest.approx(2 / 3, abs=1e-6)
-    assert result.agreement == pytest.approx(2 / 3, abs=1e-6)
+    assert result.fields["sentiment"].agreement == 0.75
+    assert result.fields["intensity"].agreement == 1.0  # 4, 5, 4, 4: all within 1 of 4
+    # Topics: Jaccard of the six pairs 1/2, 1, 1, 1/2, 1/2, 1 -> 3/4; with the merge [price]:
+    # 1, 1/2, 1, 1 -> 7/8.
+    assert result.fields["topics"].agreement == 0.75
+    assert result.fields["topics"].confidence == 0.875
+    assert (result.agreement, result.confidence) == (0.75, 0.75)
     assert t.state.nodes["settle"].status == NS.FINISHED  # agreed: nothing to settle
     data = task_data(t.state)
     assert data["label.agreed"] is True and data["agreed"] is True
-    assert data["label.answers"] == 3
-    # Confidence 2/3 < 0.8: the gate sent it to a double-check.
+    assert data["label.answers"] == 4
+    # Confidence 0.75 < 0.8: the gate sent it to a double-check.
     assert t.state.nodes["double_check"].status == NS.AVAILABLE
     kinds = [e.data.get("outcome") for e in t.state.timeline if e.kind == EventKind.CONSENSUS]
-    assert kinds == ["agreed"]
+    assert kinds == ["more", "agreed"]
 
 
 def test_adaptive_overlap_adds_one_person_at_a_time_up_to_the_maximum() -> None:
@@ -245,7 +250,7 @@ def test_adaptive_overlap_adds_one_person_at_a_time_up_to_the_maximum() -> None:
     assert item(t).needed == 4 and item(t).open_slots() == 1
     assert t.state.nodes["label"].status == NS.AVAILABLE
     answer(t, "dan", {"sentiment": "neutral", "intensity": 4})
-    assert item(t).needed == 5  # 2 of 4 = 0.5 < 0.66
+    assert item(t).needed == 5  # 2 of 4 = 0.5 < 0.75
     answer(t, "eve", {"sentiment": "positive", "intensity": 4})
     # Five answers, the maximum: 2/5 is still no agreement, so it goes to adjudication.
     assert item(t).needed == 5
