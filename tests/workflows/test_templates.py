@@ -40,7 +40,9 @@ def test_checking_a_template_computes_nothing(source: str) -> None:
     templates.undeclared_names(parsed)
     templates.internal_reads(parsed)
     templates.refused_constants(parsed)
-    assert time.perf_counter() - started < 0.5
+    # Unguarded, these take seconds to forever; the bound only tells "stopped" from "ran" and
+    # leaves room for a loaded machine.
+    assert time.perf_counter() - started < 5.0
 
 
 @pytest.mark.parametrize("source", HUGE)
@@ -50,7 +52,7 @@ def test_rendering_a_huge_value_is_refused_at_once(source: str) -> None:
         render_template(source, {"text": "a" * 1000})
     assert info.value.type == INVALID_PROMPT_TEMPLATE and info.value.non_retryable
     assert "stopped by the sandbox" in str(info.value)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 5.0  # stopped, not run (a loaded machine is slow)
 
 
 @pytest.mark.parametrize(
