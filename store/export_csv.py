@@ -9,7 +9,8 @@ joins) or by index for small selections, each row's CSV line (``csv_cell`` rules
 QUOTE_MINIMAL quoting, CRLF) is built by the query, and Python only joins the lines. Where SQL
 could render a value differently from Python by a byte (numbers other than plain integers,
 nested values, JSON lists whose text needs escaping, evaluation scores), the row is flagged for
-the caller to format in Python.
+the caller to format in Python. A consensus node's item (its answers and merged result) is
+handed over as its JSON text, for the caller to format as the last columns of the line.
 
 The stream is cut into pages of ``page_size`` rows, each handed to the caller (which writes and
 checkpoints it), so an interrupted export resumes after its last saved page (the query then
@@ -19,7 +20,7 @@ consistent snapshot, held for as long as the export takes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,17 +90,28 @@ class CsvPage:
     """Each row's pipeline version, in order."""
     next_cursor: str | None
     """The keyset cursor after this page (:data:`EXPORT_SORT`); None for the last page."""
+    consensus: list[tuple[str | None, ...]]
+    """Each row's consensus items as JSON text (None: no item), one per node the ``COPY`` was
+    asked for, in that order."""
 
 
 class CsvCopy:
-    """The ``COPY`` query of a pipeline's filtered tasks, one CSV line per task."""
+    """The ``COPY`` query of a pipeline's filtered tasks, one CSV line per task, with the
+    ``consensus`` column of each node named in ``consensus``."""
 
-    def __init__(self, pipeline: str, criteria: TaskFilter, columns: DataColumns):
+    def __init__(
+        self,
+        pipeline: str,
+        criteria: TaskFilter,
+        columns: DataColumns,
+        consensus: Sequence[str] = (),
+    ):
         self.pipeline = pipeline
         self.columns = columns
+        self.consensus = list(consensus)
         # One join per node: the planner hashes node_instances for a big selection and looks
         # nodes up by index for a small one.
-        names = dict.fromkeys([*columns.nodes, *(f.node for f in columns.fields)])
+        names = dict.fromkeys([*columns.nodes, *(f.node for f in columns.fields), *self.consensus])
         nodes = {name: aliased(NodeRow, name=f"n{i}") for i, name in enumerate(names)}
 
         # The page: raw values, each computed once (the outer query formats them).
@@ -118,6 +130,7 @@ class CsvCopy:
             cast(TaskRow.tags, Text).label("tags"),
         ]
         raw += [nodes[n].status.label(f"s{i}") for i, n in enumerate(columns.nodes)]
+        raw += [cast(nodes[n].consensus, Text).label(f"c{i}") for i, n in enumerate(self.consensus)]
         sources: dict[str, Any] = {}
         for i, spec in enumerate(columns.fields):
             source: Any
@@ -199,7 +212,8 @@ class CsvCopy:
             func.array_to_string(postgresql.array([cast(x, Text) for x in cells]), ","), "\r\n"
         )
         flagged = func.coalesce(or_(*unsafe), false())
-        return select(line, flagged, c.created_at, c.workflow_id, c.pipeline_hash).order_by(
+        items = [c[f"c{i}"] for i in range(len(self.consensus))]
+        return select(line, flagged, c.created_at, c.workflow_id, c.pipeline_hash, *items).order_by(
             c.created_at, c.workflow_id
         )
 
@@ -233,7 +247,9 @@ class CsvCopy:
             ) as copy,
         ):
             # The line as bytea: its UTF-8 bytes as they come (no decoding, no encoding).
-            copy.set_types(["bytea", "bool", "timestamptz", "text", "text"])
+            copy.set_types(
+                ["bytea", "bool", "timestamptz", "text", "text", *(["text"] * len(self.consensus))]
+            )
             for row in copy.rows():
                 pending.append(row)
                 if len(pending) > page_size:  # one more row: there is a next page
@@ -251,6 +267,7 @@ def _page(rows: list[Any], more: bool) -> CsvPage:
         flagged=[(i, r[3]) for i, r in enumerate(rows) if r[1]],
         hashes=[r[4] for r in rows],
         next_cursor=next_cursor,
+        consensus=[tuple(r[5:]) for r in rows],
     )
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from sqlalchemy.orm import Session, sessionmaker
 
-from conveyor.bulk import ExportFormat, export
+from conveyor.bulk import ExportFormat, ExportShape, export
 from store.db import transaction
 from store.explorer import TaskFilter, count_tasks
 
@@ -57,11 +57,16 @@ class ExportJobView(BaseModel):
     owner: str
     pipeline: str
     format: ExportFormat
+    shape: ExportShape
+    """``wide`` (a row per task) or ``long`` (a row per consensus answer)."""
     filter: TaskFilter
     state: ExportState
     rows_done: int
+    """The tasks exported so far."""
     rows_total: int | None
     """How many tasks the selection had when the export started (None until counted)."""
+    answers: int | None = None
+    """A finished long export: the rows in its file (one per answer)."""
     error: str | None
     size_bytes: int | None
     """The finished file's size."""
@@ -83,10 +88,12 @@ class ExportJob:
     format: ExportFormat
     filter: TaskFilter
     path: Path
+    shape: ExportShape = "wide"
     state: ExportState = ExportState.QUEUED
     rows_done: int = 0
     rows_total: int | None = None
     error: str | None = None
+    answers: int | None = None
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -105,10 +112,12 @@ class ExportJob:
             owner=self.owner,
             pipeline=self.pipeline,
             format=self.format,
+            shape=self.shape,
             filter=self.filter,
             state=self.state,
             rows_done=self.rows_done,
             rows_total=self.rows_total,
+            answers=self.answers,
             error=self.error,
             size_bytes=size,
             created_at=self.created_at,
@@ -127,10 +136,12 @@ class ExportJob:
             "owner": self.owner,
             "pipeline": self.pipeline,
             "format": self.format,
+            "shape": self.shape,
             "filter": self.filter.model_dump(mode="json"),
             "state": self.state.value,
             "rows_done": self.rows_done,
             "rows_total": self.rows_total,
+            "answers": self.answers,
             "error": self.error,
             "created_at": self.created_at.isoformat(),
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
@@ -150,9 +161,11 @@ class ExportJob:
             format=record["format"],
             filter=TaskFilter.model_validate(record["filter"]),
             path=record_path.with_name(f"{record['id']}.{record['format']}"),
+            shape=record.get("shape", "wide"),  # records written before shapes: wide
             state=ExportState(record["state"]),
             rows_done=int(record["rows_done"]),
             rows_total=record["rows_total"],
+            answers=record.get("answers"),
             error=record["error"],
             created_at=datetime.fromisoformat(record["created_at"]),
             finished_at=(
@@ -173,8 +186,10 @@ class ExportJob:
 
     @property
     def filename(self) -> str:
-        """What a download is called: ``<pipeline>-<job id>.<format>``."""
-        return f"{self.pipeline}-{self.id}.{self.format}"
+        """What a download is called: ``<pipeline>-<job id>.<format>``, or
+        ``<pipeline>-answers-<job id>.<format>`` for a long export."""
+        shape = "-answers" if self.shape == "long" else ""
+        return f"{self.pipeline}{shape}-{self.id}.{self.format}"
 
 
 class ExportJobs:
@@ -210,6 +225,7 @@ class ExportJobs:
         pipeline: str,
         fmt: ExportFormat,
         criteria: TaskFilter,
+        shape: ExportShape = "wide",
     ) -> ExportJob:
         """Create a job and start its thread; returns at once."""
         job_id = uuid.uuid4().hex
@@ -221,6 +237,7 @@ class ExportJobs:
             format=fmt,
             filter=criteria,
             path=directory / f"{job_id}.{fmt}",
+            shape=shape,
         )
         job.save()
         with self._lock:
@@ -277,7 +294,15 @@ class ExportJobs:
         try:
             with transaction(sessions) as session:
                 job.rows_total = count_tasks(session, job.pipeline, job.filter)
-            report = export(sessions, job.pipeline, job.filter, job.format, job.path, progress)
+            report = export(
+                sessions,
+                job.pipeline,
+                job.filter,
+                job.format,
+                job.path,
+                progress,
+                shape=job.shape,
+            )
         except _Cancelled:
             job.state = ExportState.CANCELLED
             return
@@ -287,4 +312,5 @@ class ExportJobs:
             return
         job.rows_done = report.rows
         job.rows_total = max(job.rows_total or 0, report.rows)
+        job.answers = report.answers
         job.state = ExportState.DONE

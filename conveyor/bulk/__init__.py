@@ -2,9 +2,11 @@
 
 The parts: :mod:`~conveyor.bulk.selection` (what a bulk action applies to),
 :mod:`~conveyor.bulk.records` (an exported task's columns, record and cells, per format),
+:mod:`~conveyor.bulk.consensus` (consensus answers in an export: the wide and the long shape),
 :mod:`~conveyor.bulk.exporting` (the export), :mod:`~conveyor.bulk.export_state` (a resumable
 export's part and state files, its lock, the ZIP), :mod:`~conveyor.bulk.deleting` (the delete).
-Their SQL is in :mod:`store.explorer`, :mod:`store.export_csv` and :mod:`store.deletion`.
+Their SQL is in :mod:`store.explorer`, :mod:`store.export_csv`, :mod:`store.export_consensus`
+and :mod:`store.deletion`.
 
 A selection is explicit workflow ids, a :class:`~store.explorer.TaskFilter`, or a whole
 pipeline (an empty filter). Both actions walk the selection in keyset pages
@@ -14,7 +16,11 @@ streams the whole selection, formatted by the database, in one transaction (see
 :mod:`store.export_csv`); it is still written and checkpointed page by page.
 
 **Export** writes CSV, JSON (one array), JSON Lines or a ZIP (``tasks.csv`` + ``tasks.jsonl`` +
-``manifest.json``), streamed row by row. Rows are read in ``created_at`` order, which never
+``manifest.json``), streamed row by row. Its shape is ``wide`` (one row per task; a pipeline's
+consensus nodes add their figures and each annotator's answer as the last columns) or ``long``
+(one row per answer of a consensus node; a ZIP's members are then ``answers.csv`` and
+``answers.jsonl``), see docs/consensus-exports.md. A long export pages through the tasks like a
+wide one and writes each page's answers. Rows are read in ``created_at`` order, which never
 changes, so every selected task appears exactly once even while tasks change during the export
 (tasks created meanwhile may or may not be included).
 
@@ -41,6 +47,7 @@ chunks with bounded concurrency, and reports each task's outcome. It refuses to 
 chunks are appended to the file, and a rerun with the same file and selection skips them.
 """
 
+from conveyor.bulk.consensus import EXPORT_SHAPES, ExportShape
 from conveyor.bulk.deleting import (
     DELETE_CHUNK_SIZE,
     DELETE_CONCURRENCY,
@@ -55,7 +62,7 @@ from conveyor.bulk.deleting import (
     delete_workflow,
 )
 from conveyor.bulk.export_state import ExportBusy, ExportReport, ExportStateMismatch
-from conveyor.bulk.exporting import EXPORT_PAGE_SIZE, export
+from conveyor.bulk.exporting import EXPORT_PAGE_SIZE, NoConsensusNodes, check_shape, export
 from conveyor.bulk.records import (
     EXPORT_FORMATS,
     METADATA_COLUMNS,
@@ -73,6 +80,7 @@ __all__ = [
     "DELETE_CONCURRENCY",
     "EXPORT_FORMATS",
     "EXPORT_PAGE_SIZE",
+    "EXPORT_SHAPES",
     "METADATA_COLUMNS",
     "ConfirmationRequired",
     "DeleteOutcome",
@@ -82,11 +90,14 @@ __all__ = [
     "ExportBusy",
     "ExportFormat",
     "ExportReport",
+    "ExportShape",
     "ExportStateMismatch",
+    "NoConsensusNodes",
     "Progress",
     "ProgressBar",
     "Selection",
     "StateFileMismatch",
+    "check_shape",
     "csv_cell",
     "delete_store_rows",
     "delete_tasks",

@@ -21,9 +21,11 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from conveyor.bulk.consensus import ExportShape, long_columns, wide_columns
 from conveyor.bulk.records import ExportFormat, Part, compact_json, export_columns, iso
 from conveyor.errors import Conflict
 from store.explorer import DataColumns, TaskFilter
+from store.export_consensus import ConsensusNode
 from store.export_csv import EXPORT_SORT
 
 
@@ -39,13 +41,17 @@ class ExportBusy(ExportStateMismatch):
 class ExportReport:
     format: ExportFormat
     rows: int
-    """The rows in the file, including those an earlier, interrupted run wrote."""
+    """The tasks exported, including those an earlier, interrupted run wrote: the rows in the
+    file of a wide export."""
     columns: list[str]
     versions: list[str]
     """The pipeline version hashes of the exported tasks."""
     path: Path | None
     resumed_rows: int = 0
-    """The rows an earlier, interrupted run had written (0 for a fresh export)."""
+    """The tasks an earlier, interrupted run had exported (0 for a fresh export)."""
+    shape: ExportShape = "wide"
+    answers: int | None = None
+    """A long export: the rows in the file (one per answer); None for a wide one."""
 
 
 class ExportState(BaseModel):
@@ -62,7 +68,14 @@ class ExportState(BaseModel):
     filter: dict[str, Any]
     columns: DataColumns
     """The columns the export started with: a resumed export keeps them and its header."""
+    shape: ExportShape = "wide"
+    consensus: list[ConsensusNode] = Field(default_factory=list)
+    """The pipeline's consensus nodes when the export started (their columns, like
+    ``columns``, stay those the export started with)."""
     rows: int = 0
+    """The tasks read and written so far."""
+    answers: int = 0
+    """A long export: the answer rows written so far."""
     cursor: str | None = None
     """The keyset cursor after the last written page; None before the first page."""
     complete: bool = False
@@ -71,9 +84,23 @@ class ExportState(BaseModel):
     """Each part file's length in bytes, by suffix (see :class:`ExportFiles`)."""
     versions: list[str] = Field(default_factory=list)
 
+    def names(self) -> list[str]:
+        """The export's columns (its CSV header), by shape."""
+        if self.shape == "long":
+            return long_columns(self.consensus)
+        return export_columns(self.columns) + wide_columns(self.consensus)
+
     def report(self, path: Path | None, resumed_rows: int) -> ExportReport:
-        columns = export_columns(self.columns)
-        return ExportReport(self.format, self.rows, columns, self.versions, path, resumed_rows)
+        return ExportReport(
+            self.format,
+            self.rows,
+            self.names(),
+            self.versions,
+            path,
+            resumed_rows,
+            self.shape,
+            self.answers if self.shape == "long" else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -158,13 +185,18 @@ def check_resumable(
     files: ExportFiles,
     state: ExportState,
     fmt: ExportFormat,
+    shape: ExportShape,
     pipeline: str,
     criteria: TaskFilter,
     parts: list[Part],
 ) -> None:
-    if (state.format, state.pipeline, state.filter) != (fmt, pipeline, filter_json(criteria)):
+    wanted = (fmt, shape, pipeline, filter_json(criteria))
+    if (state.format, state.shape, state.pipeline, state.filter) != wanted:
+        shaped = (
+            f"{state.format} export" if state.shape == "wide" else f"{state.format} long export"
+        )
         raise ExportStateMismatch(
-            f"{files.state} belongs to an unfinished {state.format} export of "
+            f"{files.state} belongs to an unfinished {shaped} of "
             f"{state.pipeline!r} with filter {compact_json(state.filter)}: rerun with the same "
             "options to continue it, or pass --restart (restart=True) to discard it"
         )
@@ -203,24 +235,40 @@ def filter_json(criteria: TaskFilter) -> dict[str, Any]:
     return criteria.model_dump(mode="json", exclude_defaults=True)
 
 
+def zip_members(shape: ExportShape) -> tuple[str, str]:
+    """A ZIP's two data members: ``tasks.*`` (wide) or ``answers.*`` (long)."""
+    stem = "answers" if shape == "long" else "tasks"
+    return f"{stem}.csv", f"{stem}.jsonl"
+
+
 def manifest(criteria: TaskFilter, state: ExportState) -> dict[str, Any]:
+    csv_name, jsonl_name = zip_members(state.shape)
+    one = "answer" if state.shape == "long" else "task"
     return {
         "format": "conveyor-export/1",
+        "shape": state.shape,
         "pipeline": state.pipeline,
         "versions": state.versions,
         "filter": filter_json(criteria),
         "sort": str(EXPORT_SORT),
-        "rows": state.rows,
-        "columns": export_columns(state.columns),
-        "files": {"tasks.csv": "CSV, formulas neutralised", "tasks.jsonl": "one task per line"},
+        "rows": state.answers if state.shape == "long" else state.rows,
+        "tasks": state.rows,
+        "columns": state.names(),
+        "files": {csv_name: "CSV, formulas neutralised", jsonl_name: f"one {one} per line"},
         "created_at": iso(datetime.now(UTC)),
     }
 
 
-def write_zip(stream: IO[bytes], sources: Sequence[IO[bytes]], manifest: dict[str, Any]) -> None:
-    """``tasks.csv`` and ``tasks.jsonl`` (the two data parts, in order), ``manifest.json``."""
+def write_zip(
+    stream: IO[bytes],
+    sources: Sequence[IO[bytes]],
+    manifest: dict[str, Any],
+    shape: ExportShape = "wide",
+) -> None:
+    """The two data parts as ``tasks.csv`` and ``tasks.jsonl`` (``answers.*`` for a long
+    export), in order, then ``manifest.json``."""
     with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, source in zip(("tasks.csv", "tasks.jsonl"), sources, strict=True):
+        for name, source in zip(zip_members(shape), sources, strict=True):
             source.seek(0)
             with archive.open(_member(name), "w", force_zip64=True) as member:
                 shutil.copyfileobj(source, member, 1024 * 1024)

@@ -6,6 +6,7 @@
     python starter.py explore tasks --pipeline support --status "In Progress" --sort=-updated_at
     python starter.py explore task support/doc-1
     python starter.py export --pipeline support --format zip --out support.zip --tag audit
+    python starter.py export --pipeline votes --shape long --out answers.csv
     python starter.py delete --pipeline support --status Failed --yes --state-file del.state
 
 Reads go to the store (``CONVEYOR_DATABASE_URL``); ``delete`` also talks to Temporal.
@@ -24,6 +25,7 @@ from typing import Any
 
 from conveyor.bulk import (
     EXPORT_FORMATS,
+    EXPORT_SHAPES,
     ConfirmationRequired,
     ProgressBar,
     Selection,
@@ -84,6 +86,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     exp = sub.add_parser("export", help="export tasks as CSV, JSON, JSON Lines or ZIP")
     exp.add_argument("--pipeline", required=True)
     exp.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
+    exp.add_argument(
+        "--shape",
+        choices=EXPORT_SHAPES,
+        default="wide",
+        help="wide: one row per task (consensus nodes add their columns); long: one row per "
+        "answer of a consensus node (docs/consensus-exports.md)",
+    )
     exp.add_argument(
         "--out",
         required=True,
@@ -222,9 +231,11 @@ async def cmd_export(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def resuming(rows: int) -> None:
-        print(
-            f"resuming export at row {rows + 1:,} ({rows:,} written by an earlier run)", flush=True
-        )
+        if args.shape == "long":  # the file's rows are answers; an export resumes by task
+            done = f"task {rows + 1:,} ({rows:,} exported by an earlier run)"
+        else:
+            done = f"row {rows + 1:,} ({rows:,} written by an earlier run)"
+        print(f"resuming export at {done}", flush=True)
 
     with ProgressBar("exported") as bar:
 
@@ -244,6 +255,7 @@ async def cmd_export(args: argparse.Namespace) -> int:
                 progress,
                 restart=args.restart,
                 on_resume=resuming,
+                shape=args.shape,
             )
         except asyncio.CancelledError:
             # Ctrl-C cancels this task but not the export's thread: stop it after its page.
@@ -255,6 +267,12 @@ async def cmd_export(args: argparse.Namespace) -> int:
             )
             raise
     earlier = f", {report.resumed_rows:,} of them by an earlier run" if report.resumed_rows else ""
+    if report.answers is not None:
+        print(
+            f"exported {report.answers:,} answer(s) of {report.rows:,} task(s) of "
+            f"{args.pipeline} to {report.path} ({args.format}, long){earlier}"
+        )
+        return 0
     print(
         f"exported {report.rows:,} task(s) of {args.pipeline} to {report.path} "
         f"({args.format}){earlier}"

@@ -17,7 +17,14 @@ from conveyor.api.auth import Admin, Reader
 from conveyor.api.errors import ApiError, conflict, invalid, not_found
 from conveyor.api.exports import MEDIA_TYPES, ExportJob, ExportJobs, ExportJobView, ExportState
 from conveyor.api.routes.common import ERRORS, PIPELINE_NAME, Deps, Filter, in_store
-from conveyor.bulk import ConfirmationRequired, ExportFormat, Selection, delete_tasks
+from conveyor.bulk import (
+    ConfirmationRequired,
+    ExportFormat,
+    ExportShape,
+    Selection,
+    check_shape,
+    delete_tasks,
+)
 from conveyor.bulk_evaluation import (
     check_evaluators,
     current_progress,
@@ -90,6 +97,11 @@ async def _known_pipeline(deps: Any, name: str) -> None:
 class ExportRequest(BaseModel):
     pipeline: PipelineField
     format: ExportFormat = "csv"
+    shape: ExportShape = Field(
+        default="wide",
+        description="wide: one row per task, consensus nodes adding their columns; long: one "
+        "row per answer of a consensus node (422 no_consensus_nodes for a pipeline without one)",
+    )
     filter: Filter = Field(
         default_factory=TaskFilter, description="the Data Explorer's filter (or workflow_ids)"
     )
@@ -105,6 +117,7 @@ async def start_export(
     body: ExportRequest, request: Request, deps: Deps, user: Reader
 ) -> ExportJobView:
     await _known_pipeline(deps, body.pipeline)
+    await in_store(deps, lambda session: check_shape(session, body.pipeline, body.shape))
     job = _jobs(request).start(
         deps.sessions,
         deps.data_dir / "exports",
@@ -112,6 +125,7 @@ async def start_export(
         body.pipeline,
         body.format,
         body.filter,
+        body.shape,
     )
     return _view(request, job)
 
