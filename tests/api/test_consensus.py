@@ -5,6 +5,7 @@ place, disagreement reaching the adjudicator, and annotators kept off the adjudi
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections import Counter
 from typing import Any
@@ -91,7 +92,7 @@ async def test_three_blind_answers_then_adjudication(api: Api) -> None:
     a, b, c, d = people(api, 4, f"p{uuid.uuid4().hex[:4]}-")
     claimed = {}
     for who in (a, b, c):
-        got = await until(lambda who=who: take(api, who, name), lambda g: g is not None)
+        got = await until(functools.partial(take, api, who, name), lambda g: g is not None)
         assert got is not None and (got["workflow_id"], got["node"]) == (wid, "label")
         claimed[who] = got["token"]
     # Every place is taken: a fourth person gets nothing, and a direct claim says why.
@@ -184,7 +185,7 @@ async def test_adaptive_overlap_stops_at_the_maximum(api: Api) -> None:
     wid = await api.create(name, "adaptive", "meh")
     crowd = people(api, 4, f"a{uuid.uuid4().hex[:4]}-")
     for who, sentiment in zip(crowd[:3], ["positive", "negative", "neutral"], strict=True):
-        got = await until(lambda who=who: take(api, who, name), lambda g: g is not None)
+        got = await until(functools.partial(take, api, who, name), lambda g: g is not None)
         assert got is not None
         await answer(api, who, wid, got["token"], sentiment)
     label = label_of(await state(api, wid))
