@@ -1,4 +1,5 @@
-"""LLM Analytics and Evaluation Analytics on the command line: ``analytics llm|eval|agreement``.
+"""LLM Analytics and Evaluation Analytics on the command line: ``analytics llm|eval|agreement``
+(and ``analytics consensus`` and ``analytics dawid-skene``, from ``conveyor/cli/consensus.py``).
 
 ``starter.py`` adds these commands with :func:`register`::
 
@@ -20,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from conveyor.cli.common import CliError, store_sessions
+from conveyor.cli.consensus import register as register_consensus
 from store.analytics import (
     DEFAULT_DISAGREEMENT_LIMIT,
     DEFAULT_FAILING_LIMIT,
@@ -42,9 +44,11 @@ BAR_WIDTH = 30
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``analytics llm``, ``analytics eval`` and ``analytics agreement`` to the CLI."""
+    """Add ``analytics llm``, ``analytics eval``, ``analytics agreement``, ``analytics
+    consensus`` and ``analytics dawid-skene`` to the CLI."""
     analytics = sub.add_parser(
-        "analytics", help="LLM Analytics (cost, latency, errors) and Evaluation Analytics"
+        "analytics",
+        help="LLM Analytics (cost, latency, errors), Evaluation Analytics and Consensus Analytics",
     )
     asub = analytics.add_subparsers(dest="action", required=True)
 
@@ -104,6 +108,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     ag.add_argument("--json", action="store_true", help="print the statistics as JSON")
     ag.set_defaults(handler=cmd_analytics_agreement)
+
+    register_consensus(asub)
 
 
 # --------------------------------------------------------------------------- arguments

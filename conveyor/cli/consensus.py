@@ -1,0 +1,397 @@
+"""Consensus Analytics on the command line: ``analytics consensus PIPELINE`` and ``analytics
+dawid-skene PIPELINE``.
+
+``conveyor/cli/analytics.py`` adds the command under ``analytics``::
+
+    python starter.py analytics consensus consensus-label
+    python starter.py analytics consensus consensus-label --node label --csv agreement.csv
+    python starter.py analytics consensus consensus-label --tag gold --json
+    python starter.py analytics dawid-skene consensus-label --field sentiment --csv ds.csv
+
+It reads the store (``CONVEYOR_DATABASE_URL``) only. The figures are worked out in
+``store/consensus_analytics/``; docs/consensus-analytics.md says what each one means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from conveyor.cli.common import CliError, Unavailable, store_sessions
+from store.consensus_analytics import (
+    DEFAULT_ITERATIONS,
+    DEFAULT_MIN_SHARED,
+    ConsensusAgreement,
+    DawidSkeneReport,
+    NodeAgreement,
+    NotCategorical,
+    NotConsensus,
+    QualityExtraMissing,
+    consensus_agreement,
+    dawid_skene,
+    label_text,
+    write_csv,
+    write_dawid_skene_csv,
+)
+from store.db import transaction
+from store.explorer import TaskFilter
+from workflows.errors import UnknownPipeline
+from workflows.messages import TaskStatus
+
+
+def register(asub: argparse._SubParsersAction) -> None:
+    """Add ``consensus`` to the ``analytics`` subcommands."""
+    cs = asub.add_parser(
+        "consensus",
+        help="how far the annotators of consensus nodes agree: Krippendorff's alpha, percent "
+        "agreement, per contributor and per pair (Cohen's kappa)",
+        description="Agreement between the annotators of a pipeline's consensus nodes, per "
+        "counted field: Krippendorff's alpha (nominal, ordinal or interval by field type), "
+        "percent agreement, each contributor's agreement with the final answers, and Cohen's "
+        "kappa of every pair of contributors sharing enough items. See "
+        "docs/consensus-analytics.md.",
+    )
+    cs.add_argument("pipeline", help="the pipeline's name")
+    cs.add_argument("--node", help="one consensus node (default: every one)")
+    cs.add_argument(
+        "--min-shared",
+        type=_positive,
+        default=DEFAULT_MIN_SHARED,
+        metavar="N",
+        help="list pairs of contributors who answered at least N of the same items "
+        f"(default {DEFAULT_MIN_SHARED})",
+    )
+    _add_filters(cs)
+    _add_output(cs)
+    cs.set_defaults(handler=cmd_analytics_consensus)
+
+    ds = asub.add_parser(
+        "dawid-skene",
+        help="re-aggregate a consensus node's categorical field with Dawid-Skene: per item "
+        "the estimate and its probability beside the majority, per contributor a confusion "
+        "matrix (needs the quality extra)",
+        description="Dawid-Skene over every answer of one consensus node's select, boolean, "
+        "pairwise, rating or integer field: each item's estimated answer and its posterior "
+        "probability beside its majority and its recorded final answer, and each contributor's "
+        "confusion matrix. Read-only: recorded values are never changed. Needs crowd-kit "
+        "(pip install 'conveyor[quality]'). See docs/consensus-analytics.md.",
+    )
+    ds.add_argument("pipeline", help="the pipeline's name")
+    ds.add_argument("--node", help="the consensus node (needed when there are several)")
+    ds.add_argument("--field", help="the field (needed when the node has several that fit)")
+    ds.add_argument(
+        "--iterations",
+        type=_positive,
+        default=DEFAULT_ITERATIONS,
+        metavar="N",
+        help=f"at most N EM iterations (default {DEFAULT_ITERATIONS})",
+    )
+    ds.add_argument(
+        "--limit",
+        type=_positive,
+        default=20,
+        metavar="N",
+        help="items listed where the estimate differs from the majority (default 20; the "
+        "CSV and JSON have every item)",
+    )
+    _add_filters(ds)
+    _add_output(ds)
+    ds.set_defaults(handler=cmd_analytics_dawid_skene)
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--status",
+        action="append",
+        choices=[s.value for s in TaskStatus],
+        metavar="STATE",
+        help="count only tasks in this state (repeatable): "
+        + ", ".join(s.value for s in TaskStatus),
+    )
+    parser.add_argument("--tag", help="count only tasks with this tag")
+    parser.add_argument("--created-from", type=_timestamp, metavar="ISO", help="tasks created from")
+    parser.add_argument(
+        "--created-to", type=_timestamp, metavar="ISO", help="tasks created before (exclusive)"
+    )
+
+
+def _add_output(parser: argparse.ArgumentParser) -> None:
+    out = parser.add_mutually_exclusive_group()
+    out.add_argument(
+        "--csv",
+        metavar="FILE",
+        help="write the figures as one CSV table to FILE ('-' for standard output)",
+    )
+    out.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+def _criteria(args: argparse.Namespace) -> TaskFilter | None:
+    if not (args.status or args.tag or args.created_from or args.created_to):
+        return None
+    return TaskFilter(
+        status=[TaskStatus(s) for s in args.status or []],
+        tag=args.tag,
+        created_from=args.created_from,
+        created_to=args.created_to,
+    )
+
+
+def _write_csv(path: str, write: Callable[[TextIO], None]) -> bool:
+    """Write to ``path`` (``-``: standard output); True when it went to a file."""
+    if path == "-":
+        write(sys.stdout)
+        return False
+    try:
+        with Path(path).open("w", encoding="utf-8", newline="") as out:
+            write(out)
+    except OSError as err:
+        raise CliError(f"cannot write {path}: {err.strerror or err}") from None
+    return True
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an ISO date or time, e.g. 2026-01-31 or 2026-01-31T12:00:00+00:00"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+async def cmd_analytics_consensus(args: argparse.Namespace) -> int:
+    sessions = store_sessions()
+    try:
+        with transaction(sessions) as session:
+            report = consensus_agreement(
+                session,
+                args.pipeline,
+                node=args.node,
+                criteria=_criteria(args),
+                min_shared=args.min_shared,
+            )
+    except (UnknownPipeline, NotConsensus) as err:
+        raise CliError(str(err)) from None
+    if args.csv:
+        if _write_csv(args.csv, lambda out: write_csv(report, out)):
+            print(f"wrote the agreement figures of {args.pipeline} to {args.csv}")
+    elif args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print_report(report)
+    return 0
+
+
+async def cmd_analytics_dawid_skene(args: argparse.Namespace) -> int:
+    sessions = store_sessions()
+    try:
+        with transaction(sessions) as session:
+            report = dawid_skene(
+                session,
+                args.pipeline,
+                node=args.node,
+                field=args.field,
+                criteria=_criteria(args),
+                iterations=args.iterations,
+            )
+    except (UnknownPipeline, NotConsensus, NotCategorical) as err:
+        raise CliError(str(err)) from None
+    except QualityExtraMissing as err:
+        raise Unavailable(str(err)) from None
+    if args.csv:
+        if _write_csv(args.csv, lambda out: write_dawid_skene_csv(report, out)):
+            print(f"wrote the Dawid-Skene estimates of {args.pipeline} to {args.csv}")
+    elif args.json:
+        print(report.model_dump_json(indent=2))
+    else:
+        print_dawid_skene(report, args.limit)
+    return 0
+
+
+# --------------------------------------------------------------------------- printing
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _table(
+    headers: list[str],
+    rows: list[list[str]],
+    left: int,
+    indent: str = "",
+    text_columns: tuple[int, ...] = (),
+) -> None:
+    """Aligned columns: the first ``left`` and those in ``text_columns`` are text
+    (left-aligned), the rest numbers."""
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        text = "  ".join(
+            c.ljust(w) if i < left or i in text_columns else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+        return (indent + text).rstrip()
+
+    print(line(headers))
+    for row in rows:
+        print(line(row))
+
+
+def print_report(report: ConsensusAgreement) -> None:
+    """Per node: the counts, then the fields, the contributors and the pairs."""
+    for i, node in enumerate(report.nodes):
+        if i:
+            print()
+        _print_node(report.pipeline, node, report.min_shared)
+
+
+def _print_node(pipeline: str, node: NodeAgreement, min_shared: int) -> None:
+    print(
+        f"{pipeline} / {node.node}: {node.items:,} items ({node.final:,} final, "
+        f"{node.adjudicated:,} adjudicated), {node.answers:,} answers by "
+        f"{node.contributors:,} contributors"
+    )
+    if not node.items:
+        print("  (no answers yet)")
+        return
+    print()
+    _table(
+        ["field", "type", "level", "items", "answers", "alpha", "agreement"],
+        [
+            [
+                f.field,
+                f.type.value,
+                f.level.value if f.level else "-",
+                f"{f.items:,}",
+                f"{f.answers:,}",
+                _number(f.alpha),
+                _ratio(f.percent_agreement),
+            ]
+            for f in node.fields
+        ],
+        left=3,
+    )
+    for f in node.fields:
+        if f.note:
+            print(f"  {f.field}: {f.note}")
+    # The people and pairs tables show the fields some item compared (not every field of the
+    # form: the JSON and the CSV have them all).
+    compared = [f.field for f in node.fields if f.level is not None and f.items]
+    print("\nagreement with the final answer (share of each contributor's answers)")
+    _table(
+        ["contributor", "answers", *compared],
+        [
+            [
+                c.contributor,
+                f"{c.answers:,}",
+                *(
+                    f"{_ratio(f.share)} of {f.compared:,}" if f.compared else "-"
+                    for f in c.fields
+                    if f.field in compared
+                ),
+            ]
+            for c in node.by_contributor
+        ],
+        left=1,
+        indent="  ",
+    )
+    if not node.pairs:
+        print(f"\nno two contributors share {min_shared:,} or more items")
+        return
+    print(f"\npairs sharing {min_shared:,}+ items: percent agreement / Cohen's kappa")
+    _table(
+        ["a", "b", "shared", *compared],
+        [
+            [
+                p.a,
+                p.b,
+                f"{p.shared:,}",
+                *(
+                    f"{_ratio(f.percent_agreement)} / {_number(f.kappa)}" if f.items else "-"
+                    for f in p.fields
+                    if f.field in compared
+                ),
+            ]
+            for p in node.pairs
+        ],
+        left=2,
+        indent="  ",
+    )
+
+
+def print_dawid_skene(report: DawidSkeneReport, limit: int) -> None:
+    """The priors, the contributors' accuracy and confusion, then the items the model reads
+    differently from the majority."""
+    print(
+        f"{report.pipeline} / {report.node} / {report.field}: Dawid-Skene over "
+        f"{report.items:,} items ({report.iterations} iterations)"
+    )
+    if not report.items:
+        print("  (no answers yet)")
+        return
+    print("\nestimated share of each true answer")
+    _table(
+        ["answer", "share"],
+        [[label, _ratio(p)] for label, p in report.priors.items()],
+        left=1,
+        indent="  ",
+    )
+    print("\ncontributors: accuracy, and P(answer given | true answer)")
+    labels = list(report.priors)
+    _table(
+        ["contributor", "answers", "accuracy", "true", *labels],
+        [
+            [
+                c.contributor if i == 0 else "",
+                f"{c.answers:,}" if i == 0 else "",
+                _ratio(c.accuracy) if i == 0 else "",
+                true,
+                *(_number(c.confusion[true].get(g)) for g in labels),
+            ]
+            for c in report.contributors
+            for i, true in enumerate(labels)
+        ],
+        left=1,
+        indent="  ",
+        text_columns=(3,),
+    )
+    differing = [i for i in report.by_item if i.differs]
+    print(
+        f"\n{report.differing:,} of {report.items:,} items: the estimate is not the majority"
+        + (f" (first {limit:,})" if report.differing > limit else "")
+    )
+    if differing:
+        _table(
+            ["workflow_id", "majority", "estimate", "probability", "final"],
+            [
+                [
+                    i.workflow_id,
+                    f"{label_text(i.majority)} ({i.majority_share:.0%})",
+                    label_text(i.estimate),
+                    _number(i.probability),
+                    "-" if i.final is None else label_text(i.final),
+                ]
+                for i in differing[:limit]
+            ],
+            left=3,
+            indent="  ",
+        )
