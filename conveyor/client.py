@@ -164,6 +164,7 @@ class TaskClient:
                 input = await self._start_input() if untouched else None
                 if input is not None:
                     return await self._update_with_start(name, command, input)
+                asked_again = False
                 for attempt in range(_RACE_RETRIES):
                     try:
                         return await self.handle.execute_update(
@@ -172,9 +173,16 @@ class TaskClient:
                     except RPCError as err:
                         if err.status == RPCStatusCode.NOT_FOUND:
                             input = await self._start_input()
-                            if input is None:
+                            if input is not None:
+                                return await self._update_with_start(name, command, input)
+                            # No start input: no such task, or another sender started its
+                            # workflow between our update and our read of its row (several
+                            # people claiming places on a new consensus item at once). Ask
+                            # once more: a workflow that exists by now answers.
+                            if asked_again or self._untouched is None:
                                 raise
-                            return await self._update_with_start(name, command, input)
+                            asked_again = True
+                            continue
                         # The update met the task while it was continuing as new; the new
                         # run takes it, and request_id keeps a repeat from acting twice.
                         if attempt + 1 == _RACE_RETRIES or not _is_continue_as_new_race(err):

@@ -582,3 +582,32 @@ async def test_a_start_sent_to_a_task_that_already_closed_gets_the_closed_tasks_
     with pytest.raises(RPCError) as stale:
         await task.send(later, untouched=True)
     assert stale.value.status == closed.value.status
+
+
+async def test_several_first_claims_on_a_new_consensus_item_all_land(
+    conveyor: ConveyorClient, sessions: sessionmaker[Session]
+) -> None:
+    """Three people claim places on an untouched consensus item at the same moment, each
+    without being told it is untouched: whichever start wins, every claim lands on the one
+    workflow (one that missed the start asks again rather than failing as 'not found')."""
+    from workflows.messages import Claim
+
+    definition = load_pipeline_file(str(ROOT / "examples" / "consensus-label.yaml"))
+    for round_ in range(5):
+        pipeline = definition.model_copy(update={"name": f"lazy-cons-{uuid.uuid4().hex[:8]}"})
+        results = await conveyor.create_tasks(pipeline, [{"id": "x", "text": "t"}], key_column="id")
+        task = conveyor.task(results[0].workflow_id or "")
+        claims = await asyncio.gather(
+            *(
+                task.send(Claim(request_id=rid(), contributor=who, roles=["labeler"], node="label"))
+                for who in ("ana", "bo", "cy")
+            )
+        )
+        assert all(c.accepted and c.token for c in claims), (round_, claims)
+        view = await task.state()
+        item = next(n for n in view.nodes if n.name == "label").consensus
+        assert item is not None and sorted(s.claim.holder for s in item.slots) == [
+            "ana",
+            "bo",
+            "cy",
+        ]
