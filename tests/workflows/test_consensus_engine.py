@@ -397,6 +397,17 @@ def test_reviewers_are_not_annotators_and_a_fail_opens_a_new_round() -> None:
             "agreement 'rank' does not fit a select field",
         ),
         ({"annotators": 2}, {"adjudicate": False}, "no adjudicate node settles 'label'"),
+        (
+            {"annotators": 2, "on_disagreement": "maybe"},
+            {},
+            "unknown disagreement action 'maybe'; use one of: adjudicate, escalate, quarantine",
+        ),
+        (
+            {"annotators": 2, "rules": {"sentiment": {"tolerence": 1}}},
+            {},
+            "unknown setting 'consensus.rules.sentiment.tolerence' (did you mean 'tolerance'?)",
+        ),
+        ({"annotators": 2, "bogus": 1}, {}, "allowed settings: annotators, max_annotators"),
     ],
 )
 def test_consensus_settings_are_validated(

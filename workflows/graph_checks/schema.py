@@ -9,8 +9,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from workflows.graph import (
+    Aggregation,
+    AgreementRule,
     ChainSpec,
     ChainTrigger,
+    ConsensusField,
+    ConsensusSpec,
+    Disagreement,
     EvaluatorKind,
     EvaluatorMode,
     EvaluatorSpec,
@@ -27,6 +32,8 @@ from workflows.graph import (
     PiiKind,
     Pipeline,
     RejectionRouting,
+    ServeOrder,
+    TieRule,
     parse_duration,
 )
 from workflows.graph_checks.core import _CheckerCore, _suggest
@@ -42,6 +49,8 @@ _SETTINGS_OF: dict[str, type[BaseModel]] = {
     "evaluator": EvaluatorSpec,
     "judge": JudgeSpec,
     "chain": ChainSpec,
+    "consensus": ConsensusSpec,
+    "consensus rule": ConsensusField,
 }
 
 _ENUM_NOUNS: dict[str, tuple[str, Sequence[str]]] = {
@@ -59,6 +68,11 @@ _SCOPED_ENUM_NOUNS: dict[tuple[str, str], tuple[str, Sequence[str]]] = {
     ("evaluator", "pii"): ("pii kind", [k.value for k in PiiKind]),
     ("judge", "output"): ("judge output", [o.value for o in JudgeOutput]),
     ("chain", "trigger"): ("chain trigger", [t.value for t in ChainTrigger]),
+    ("consensus", "on_disagreement"): ("disagreement action", [d.value for d in Disagreement]),
+    ("consensus", "serve"): ("serve order", [s.value for s in ServeOrder]),
+    ("consensus rule", "agreement"): ("agreement rule", [r.value for r in AgreementRule]),
+    ("consensus rule", "aggregate"): ("aggregation", [a.value for a in Aggregation]),
+    ("consensus rule", "tie"): ("tie rule", [t.value for t in TieRule]),
 }
 
 
@@ -123,6 +137,10 @@ class _SchemaChecks(_CheckerCore):
             prefix, loc, scope = f"branch {loc[1] + 1}: ", loc[2:], "branch"
         if scope == "field" and loc[:1] == ["llm"]:
             scope = "llm"
+        if scope == "node" and loc[:1] == ["consensus"]:
+            # The path keeps its consensus prefix; the scope names the settings allowed there.
+            rule = len(loc) >= 4 and loc[1] == "rules"
+            scope = "consensus rule" if rule else "consensus"
         message = prefix + _describe(error, loc, scope)
         self.report.add(where, message, node_i, fld_i)
 
@@ -156,7 +174,7 @@ def _describe(error: Mapping[str, Any], loc: Sequence[Any], scope: str) -> str:
     # A list item's key is its index; the enum is named by the list (pii: [emial]).
     enum_key = loc[-2] if isinstance(key, int) and len(loc) >= 2 else key
     nouns = _SCOPED_ENUM_NOUNS.get((scope, str(enum_key)))
-    if nouns is None and scope not in ("evaluator", "judge"):
+    if nouns is None and scope not in ("evaluator", "judge", "consensus", "consensus rule"):
         nouns = _ENUM_NOUNS.get(str(enum_key))
     if kind == "enum" and nouns is not None:
         noun, choices = nouns
