@@ -14,10 +14,11 @@ command, :func:`record_rejection`, :func:`record_undecodable`, :func:`actor_of`)
 (:class:`Context`, :class:`Outcome`, :class:`Rejected`, the limits on what a task remembers, and
 ``_Run``, the working copy every transition goes through), ``queries`` (what the workflow and
 callers ask without changing anything: seed data, claim limits, the task's view and data, what
-is claimable or ready to run, claim deadlines), and the handlers by who sends the command:
-``contributor`` (claim, release, draft, submit, review), ``lifecycle`` (pause, resume, activate,
-claim timeout), ``llm`` (generations, drafts, judges) and ``admin``. Imports go one way:
-``queries`` < ``run`` < the handlers < ``dispatch``.
+is claimable or ready to run, claim deadlines, who holds or answered a consensus item), and the
+handlers by who sends the command: ``contributor`` (claim, release, draft, submit, review),
+``consensus`` (a consensus item's places and answers, its merge, the adjudicate command),
+``lifecycle`` (pause, resume, activate, claim timeout), ``llm`` (generations, drafts, judges)
+and ``admin``. Imports go one way: ``queries`` < ``run`` < the handlers < ``dispatch``.
 """
 
 from __future__ import annotations
