@@ -14,8 +14,8 @@ Claim latency: fresh consensus tasks, started at creation (``task_start: eager``
 includes a workflow start); their places are claimed one at a time (the first place of every
 task, then the second, then the third, so consecutive claims meet different workflows),
 interleaved with a bare Temporal update (``bench.claim_latency``'s bare workflow, one per
-claim), so both sides see the same machine at the same moment. Prints p50/p90/p99 and the ratio of the p99s
-(target: at most 1.5).
+claim), so both sides see the same machine at the same moment. Prints p50/p90/p99 and the
+ratio of the p99s (target: at most 1.5).
 """
 
 from __future__ import annotations
