@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
-from conveyor.cli.common import CliError, store_sessions
+from conveyor.cli.common import CliError, number, positive, ratio, store_sessions, table, timestamp
 from conveyor.cli.consensus import register as register_consensus
 from store.analytics import (
     DEFAULT_DISAGREEMENT_LIMIT,
@@ -54,8 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     llm = asub.add_parser("llm", help="LLM calls: tokens, cost, latency, retries and errors")
     llm.add_argument("--pipeline", help="one pipeline (default: every pipeline)")
-    llm.add_argument("--since", type=_timestamp, metavar="ISO", help="attempts from (inclusive)")
-    llm.add_argument("--until", type=_timestamp, metavar="ISO", help="attempts before (exclusive)")
+    llm.add_argument("--since", type=timestamp, metavar="ISO", help="attempts from (inclusive)")
+    llm.add_argument("--until", type=timestamp, metavar="ISO", help="attempts before (exclusive)")
     llm.add_argument(
         "--purpose",
         choices=[p.value for p in Purpose],
@@ -81,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ev.add_argument(
         "--criterion-version", metavar="VERSION", help="one version (default: every version)"
     )
-    ev.add_argument("--bins", type=_positive, default=10, help="score histogram bins (10)")
+    ev.add_argument("--bins", type=positive, default=10, help="score histogram bins (10)")
     ev.add_argument(
         "--limit",
         type=_count,
@@ -115,16 +114,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 # --------------------------------------------------------------------------- arguments
 
 
-def _timestamp(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO date or time, e.g. 2026-01-31 or 2026-01-31T12:00:00+00:00"
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def _group_by(text: str) -> tuple[str, ...]:
     keys = tuple(k.strip() for k in text.split(",") if k.strip())
     unknown = [k for k in keys if k not in LLM_GROUP_KEYS]
@@ -133,13 +122,6 @@ def _group_by(text: str) -> tuple[str, ...]:
             f"cannot group by {', '.join(unknown)}: use any of {','.join(LLM_GROUP_KEYS)}"
         )
     return keys
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
 
 
 def _count(text: str) -> int:
@@ -236,29 +218,6 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} ms"
 
 
-def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _number(value: float | None, digits: int = 3) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def _table(headers: list[str], rows: list[list[str]], left: int) -> None:
-    """Aligned columns: the first ``left`` columns are text (left-aligned), the rest numbers."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.ljust(w) if i < left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ).rstrip()
-
-    print(line(headers))
-    for row in rows:
-        print(line(row))
-
-
 def print_llm(stats: Sequence[LlmStats], group_by: Sequence[str]) -> None:
     """One row per group, then each group's errors by class."""
     if not stats:
@@ -287,7 +246,7 @@ def print_llm(stats: Sequence[LlmStats], group_by: Sequence[str]) -> None:
             f"{s.attempts:,}",
             f"{s.retries:,}",
             f"{s.failed_calls:,}",
-            _ratio(s.error_rate),
+            ratio(s.error_rate),
             f"{s.prompt_tokens:,}",
             f"{s.completion_tokens:,}",
             f"{s.total_tokens:,}",
@@ -298,7 +257,7 @@ def print_llm(stats: Sequence[LlmStats], group_by: Sequence[str]) -> None:
         ]
         for s in stats
     ]
-    _table(headers, rows, left=len(keys))
+    table(headers, rows, left=len(keys))
     errors = [s for s in stats if s.errors]
     if errors:
         print("\nerrors by class (failed attempts)")
@@ -339,14 +298,14 @@ def print_evaluations(stats: Sequence[CriterionStats]) -> None:
             f"{s.results:,}",
             f"{s.with_verdict:,}",
             f"{s.passed:,}",
-            _ratio(s.pass_rate),
-            _number(s.mean_score),
-            _number(s.median_score),
+            ratio(s.pass_rate),
+            number(s.mean_score),
+            number(s.median_score),
             f"{s.errors:,}",
         ]
         for s in stats
     ]
-    _table(headers, rows, left=3)
+    table(headers, rows, left=3)
     for s in stats:
         print(f"\n{s.criterion} @ {s.node} ({s.kind.value})")
         if len(s.versions) > 1:
@@ -393,16 +352,16 @@ def print_agreement(stats: Sequence[AgreementStats]) -> None:
         [
             s.criterion,
             f"{s.pairs:,}",
-            _ratio(s.percent_agreement),
-            _number(s.kappa),
-            _number(s.mean_absolute_error),
-            _number(s.spearman),
+            ratio(s.percent_agreement),
+            number(s.kappa),
+            number(s.mean_absolute_error),
+            number(s.spearman),
             f"{s.disagreements:,}",
             f"{s.incomparable:,}",
         ]
         for s in stats
     ]
-    _table(headers, rows, left=1)
+    table(headers, rows, left=1)
     for s in stats:
         if not s.disagreeing:
             continue
@@ -418,7 +377,7 @@ def print_agreement(stats: Sequence[AgreementStats]) -> None:
             ]
             for d in s.disagreeing
         ]
-        _table(["  workflow_id", "judge", "human", "difference"], _indent(lines), left=3)
+        table(["  workflow_id", "judge", "human", "difference"], _indent(lines), left=3)
 
 
 def _bin_text(low: float, high: float) -> str:

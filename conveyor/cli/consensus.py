@@ -17,11 +17,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from conveyor.cli.common import CliError, Unavailable, store_sessions
+from conveyor.cli.common import (
+    CliError,
+    Unavailable,
+    number,
+    positive,
+    ratio,
+    store_sessions,
+    table,
+    timestamp,
+)
 from store.consensus_analytics import (
     DEFAULT_ITERATIONS,
     DEFAULT_MIN_SHARED,
@@ -59,7 +67,7 @@ def register(asub: argparse._SubParsersAction) -> None:
     cs.add_argument("--node", help="one consensus node (default: every one)")
     cs.add_argument(
         "--min-shared",
-        type=_positive,
+        type=positive,
         default=DEFAULT_MIN_SHARED,
         metavar="N",
         help="list pairs of contributors who answered at least N of the same items "
@@ -85,14 +93,14 @@ def register(asub: argparse._SubParsersAction) -> None:
     ds.add_argument("--field", help="the field (needed when the node has several that fit)")
     ds.add_argument(
         "--iterations",
-        type=_positive,
+        type=positive,
         default=DEFAULT_ITERATIONS,
         metavar="N",
         help=f"at most N EM iterations (default {DEFAULT_ITERATIONS})",
     )
     ds.add_argument(
         "--limit",
-        type=_positive,
+        type=positive,
         default=20,
         metavar="N",
         help="items listed where the estimate differs from the majority (default 20; the "
@@ -113,9 +121,9 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
         + ", ".join(s.value for s in TaskStatus),
     )
     parser.add_argument("--tag", help="count only tasks with this tag")
-    parser.add_argument("--created-from", type=_timestamp, metavar="ISO", help="tasks created from")
+    parser.add_argument("--created-from", type=timestamp, metavar="ISO", help="tasks created from")
     parser.add_argument(
-        "--created-to", type=_timestamp, metavar="ISO", help="tasks created before (exclusive)"
+        "--created-to", type=timestamp, metavar="ISO", help="tasks created before (exclusive)"
     )
 
 
@@ -151,26 +159,6 @@ def _write_csv(path: str, write: Callable[[TextIO], None]) -> bool:
     except OSError as err:
         raise CliError(f"cannot write {path}: {err.strerror or err}") from None
     return True
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
-    return value
-
-
-def _timestamp(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO date or time, e.g. 2026-01-31 or 2026-01-31T12:00:00+00:00"
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 async def cmd_analytics_consensus(args: argparse.Namespace) -> int:
@@ -225,37 +213,6 @@ async def cmd_analytics_dawid_skene(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- printing
 
 
-def _ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
-
-
-def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
-def _table(
-    headers: list[str],
-    rows: list[list[str]],
-    left: int,
-    indent: str = "",
-    text_columns: tuple[int, ...] = (),
-) -> None:
-    """Aligned columns: the first ``left`` and those in ``text_columns`` are text
-    (left-aligned), the rest numbers."""
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        text = "  ".join(
-            c.ljust(w) if i < left or i in text_columns else c.rjust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-        return (indent + text).rstrip()
-
-    print(line(headers))
-    for row in rows:
-        print(line(row))
-
-
 def print_report(report: ConsensusAgreement) -> None:
     """Per node: the counts, then the fields, the contributors and the pairs."""
     for i, node in enumerate(report.nodes):
@@ -274,7 +231,7 @@ def _print_node(pipeline: str, node: NodeAgreement, min_shared: int) -> None:
         print("  (no answers yet)")
         return
     print()
-    _table(
+    table(
         ["field", "type", "level", "items", "answers", "alpha", "agreement"],
         [
             [
@@ -283,8 +240,8 @@ def _print_node(pipeline: str, node: NodeAgreement, min_shared: int) -> None:
                 f.level.value if f.level else "-",
                 f"{f.items:,}",
                 f"{f.answers:,}",
-                _number(f.alpha),
-                _ratio(f.percent_agreement),
+                number(f.alpha),
+                ratio(f.percent_agreement),
             ]
             for f in node.fields
         ],
@@ -297,14 +254,14 @@ def _print_node(pipeline: str, node: NodeAgreement, min_shared: int) -> None:
     # form: the JSON and the CSV have them all).
     compared = [f.field for f in node.fields if f.level is not None and f.items]
     print("\nagreement with the final answer (share of each contributor's answers)")
-    _table(
+    table(
         ["contributor", "answers", *compared],
         [
             [
                 c.contributor,
                 f"{c.answers:,}",
                 *(
-                    f"{_ratio(f.share)} of {f.compared:,}" if f.compared else "-"
+                    f"{ratio(f.share)} of {f.compared:,}" if f.compared else "-"
                     for f in c.fields
                     if f.field in compared
                 ),
@@ -318,7 +275,7 @@ def _print_node(pipeline: str, node: NodeAgreement, min_shared: int) -> None:
         print(f"\nno two contributors share {min_shared:,} or more items")
         return
     print(f"\npairs sharing {min_shared:,}+ items: percent agreement / Cohen's kappa")
-    _table(
+    table(
         ["a", "b", "shared", *compared],
         [
             [
@@ -326,7 +283,7 @@ def _print_node(pipeline: str, node: NodeAgreement, min_shared: int) -> None:
                 p.b,
                 f"{p.shared:,}",
                 *(
-                    f"{_ratio(f.percent_agreement)} / {_number(f.kappa)}" if f.items else "-"
+                    f"{ratio(f.percent_agreement)} / {number(f.kappa)}" if f.items else "-"
                     for f in p.fields
                     if f.field in compared
                 ),
@@ -349,23 +306,23 @@ def print_dawid_skene(report: DawidSkeneReport, limit: int) -> None:
         print("  (no answers yet)")
         return
     print("\nestimated share of each true answer")
-    _table(
+    table(
         ["answer", "share"],
-        [[label, _ratio(p)] for label, p in report.priors.items()],
+        [[label, ratio(p)] for label, p in report.priors.items()],
         left=1,
         indent="  ",
     )
     print("\ncontributors: accuracy, and P(answer given | true answer)")
     labels = list(report.priors)
-    _table(
+    table(
         ["contributor", "answers", "accuracy", "true", *labels],
         [
             [
                 c.contributor if i == 0 else "",
                 f"{c.answers:,}" if i == 0 else "",
-                _ratio(c.accuracy) if i == 0 else "",
+                ratio(c.accuracy) if i == 0 else "",
                 true,
-                *(_number(c.confusion[true].get(g)) for g in labels),
+                *(number(c.confusion[true].get(g)) for g in labels),
             ]
             for c in report.contributors
             for i, true in enumerate(labels)
@@ -380,14 +337,14 @@ def print_dawid_skene(report: DawidSkeneReport, limit: int) -> None:
         + (f" (first {limit:,})" if report.differing > limit else "")
     )
     if differing:
-        _table(
+        table(
             ["workflow_id", "majority", "estimate", "probability", "final"],
             [
                 [
                     i.workflow_id,
                     f"{label_text(i.majority)} ({i.majority_share:.0%})",
                     label_text(i.estimate),
-                    _number(i.probability),
+                    number(i.probability),
                     "-" if i.final is None else label_text(i.final),
                 ]
                 for i in differing[:limit]

@@ -32,7 +32,7 @@ from conveyor.bulk import (
     delete_tasks,
     export,
 )
-from conveyor.cli.common import CliError, connect_conveyor, store_sessions
+from conveyor.cli.common import CliError, connect_conveyor, store_sessions, timestamp
 from store.db import transaction
 from store.explorer import (
     DEFAULT_PAGE_SIZE,
@@ -133,8 +133,8 @@ def add_filters(parser: argparse.ArgumentParser, *, ids: bool = False) -> None:
     parser.add_argument("--assignee")
     parser.add_argument("--tag")
     parser.add_argument("--text", help="case-insensitive substring of any value")
-    parser.add_argument("--created-from", type=_timestamp, metavar="ISO", help="inclusive")
-    parser.add_argument("--created-to", type=_timestamp, metavar="ISO", help="exclusive")
+    parser.add_argument("--created-from", type=timestamp, metavar="ISO", help="inclusive")
+    parser.add_argument("--created-to", type=timestamp, metavar="ISO", help="exclusive")
     if ids:
         parser.add_argument("--ids", nargs="+", metavar="ID", help="explicit workflow ids")
 
@@ -151,16 +151,6 @@ def criteria_of(args: argparse.Namespace) -> TaskFilter:
         created_to=args.created_to,
         workflow_ids=getattr(args, "ids", None),
     )
-
-
-def _timestamp(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO date or time, e.g. 2026-01-31 or 2026-01-31T12:00:00+00:00"
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _page_size(text: str) -> int:
