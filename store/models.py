@@ -407,6 +407,51 @@ class EvaluationResultRow(Base):
     )
 
 
+class AggregationRow(Base):
+    """A stored re-aggregation run (Dawid-Skene) over one consensus node's field: the model's
+    figures for the pipeline as a whole. Written once with its items, never changed; it sits
+    beside the tasks' recorded values and never rewrites them."""
+
+    __tablename__ = "aggregations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pipeline_name: Mapped[str] = mapped_column(String(100))
+    node: Mapped[str] = mapped_column(String(200))
+    field: Mapped[str] = mapped_column(String(200))
+    method: Mapped[str] = mapped_column(String(20), default="dawid_skene")
+    created_at: Mapped[datetime]
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    criteria: Mapped[dict[str, Any]]
+    """The Data Explorer filter that chose the tasks (empty: every task)."""
+    max_iterations: Mapped[int] = mapped_column(Integer)
+    iterations: Mapped[int] = mapped_column(Integer)
+    items: Mapped[int] = mapped_column(Integer)
+    differing: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[dict[str, Any]]
+    """``labels``, ``priors`` and ``contributors`` (each one's confusion matrix)."""
+
+    __table_args__ = (Index("ix_aggregations_pipeline", "pipeline_name", "id"),)
+
+
+class AggregationItemRow(Base):
+    """One item of a stored re-aggregation run: the model's estimate beside its majority and its
+    recorded final answer."""
+
+    __tablename__ = "aggregation_items"
+
+    aggregation_id: Mapped[int] = mapped_column(
+        ForeignKey("aggregations.id", ondelete="CASCADE"), primary_key=True
+    )
+    workflow_id: Mapped[str] = mapped_column(String(400), primary_key=True)
+    answers: Mapped[int] = mapped_column(Integer)
+    estimate: Mapped[Any] = mapped_column(Json)
+    probability: Mapped[float] = mapped_column(Float)
+    majority: Mapped[Any] = mapped_column(Json, nullable=True)
+    majority_share: Mapped[float] = mapped_column(Float)
+    final: Mapped[Any] = mapped_column(Json, nullable=True)
+    differs: Mapped[bool]
+
+
 class ContributorRow(Base):
     """A contributor and their roles. Its row is also the lock that serialises their claims."""
 

@@ -22,15 +22,19 @@ the dataset figures over every item of a node, per counted field (:func:`consens
 
 Only each item's current round counts (answers before a failed review opened a new round are
 left out). Field types and tolerances come from the pipeline's stored versions, the current one
-first. Rows are read once, streamed; nothing is written.
+first. Rows are read once, streamed; the figures write nothing.
 
 :func:`dawid_skene` re-aggregates one categorical field with Dawid-Skene (crowd-kit, the
-optional ``quality`` extra), beside each item's majority and final answer.
+optional ``quality`` extra), beside each item's majority and final answer;
+:func:`save_dawid_skene` stores a run with its items (the only write here: a new run, never a
+task's values), :func:`dawid_skene_runs` lists the stored runs and :func:`stored_dawid_skene`
+reads one back.
 
 The package is this public face over its modules: ``models`` (the report models and
 :class:`NotConsensus`), ``rows`` (which nodes, their rows, an item's current answers),
 ``fields`` (levels, units and when two answers agree), ``tally`` (counting a node item by
-item), ``report`` (:func:`consensus_agreement`), ``table`` (the CSV) and ``dawid_skene``.
+item), ``report`` (:func:`consensus_agreement`), ``table`` (the CSV), ``dawid_skene`` and
+``stored`` (stored runs).
 Import from ``store.consensus_analytics``.
 """
 
@@ -61,6 +65,14 @@ from store.consensus_analytics.models import (
     PairField,
 )
 from store.consensus_analytics.report import consensus_agreement
+from store.consensus_analytics.stored import (
+    DawidSkeneRun,
+    StoredDawidSkene,
+    UnknownRun,
+    dawid_skene_runs,
+    save_dawid_skene,
+    stored_dawid_skene,
+)
 from store.consensus_analytics.table import CSV_COLUMNS, csv_rows, write_csv
 
 __all__ = [
@@ -75,6 +87,7 @@ __all__ = [
     "ContributorConfusion",
     "DawidSkeneItem",
     "DawidSkeneReport",
+    "DawidSkeneRun",
     "FieldAgreement",
     "FinalAgreement",
     "NodeAgreement",
@@ -83,11 +96,16 @@ __all__ = [
     "PairAgreement",
     "PairField",
     "QualityExtraMissing",
+    "StoredDawidSkene",
+    "UnknownRun",
     "consensus_agreement",
     "csv_rows",
     "dawid_skene",
     "dawid_skene_csv_rows",
+    "dawid_skene_runs",
     "label_text",
+    "save_dawid_skene",
+    "stored_dawid_skene",
     "write_csv",
     "write_dawid_skene_csv",
 ]

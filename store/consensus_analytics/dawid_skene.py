@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any, TextIO
@@ -224,7 +225,10 @@ def _report(
     if not answers:
         return empty
     data = pd.DataFrame(answers, columns=["task", "worker", "label"])
-    model = DawidSkene(n_iter=iterations).fit(data)
+    with warnings.catch_warnings():
+        # crowd-kit's own pandas calls (deprecated keywords): nothing a reader can act on.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="crowdkit")
+        model = DawidSkene(n_iter=iterations).fit(data)
     fitted, probas, errors = model.priors_, model.probas_, model.errors_
     assert fitted is not None and probas is not None and errors is not None
     assert model.labels_ is not None

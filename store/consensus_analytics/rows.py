@@ -30,7 +30,7 @@ def consensus_nodes(
     """
     versions = [parsed for _, parsed in pipeline_versions(session, pipeline)]
     if not versions:
-        _check_pipeline(session, pipeline)
+        check_pipeline(session, pipeline)
     names = sorted({n.name for v in versions for n in v.nodes if n.consensus is not None})
     if not names:
         raise NotConsensus(
@@ -84,7 +84,7 @@ def is_final(consensus: dict[str, Any], answers: int) -> bool:
     return bool(result.get("agreed") or result.get("adjudicated_by"))
 
 
-def _check_pipeline(session: Session, pipeline: str) -> None:
+def check_pipeline(session: Session, pipeline: str) -> None:
     """Raise :class:`UnknownPipeline` unless the pipeline was applied."""
     if session.get(PipelineRow, pipeline) is not None:
         return

@@ -23,14 +23,20 @@ from store.consensus_analytics import (
     DawidSkeneReport,
     NotCategorical,
     QualityExtraMissing,
+    UnknownRun,
     dawid_skene,
+    dawid_skene_runs,
+    save_dawid_skene,
+    stored_dawid_skene,
     write_dawid_skene_csv,
 )
 from store.db import transaction
+from store.explorer import TaskFilter
 from store.models import NodeRow
 from tests.support.consensus_rows import Item, consensus_pipeline, write_items
+from workflows.errors import UnknownPipeline
 
-# crowd-kit's own code, under pandas 3.
+# crowd-kit's own code, under pandas 3 (the tests call it directly to compare).
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:crowdkit")
 
 LABELS = ["positive", "negative", "neutral"]
@@ -180,3 +186,50 @@ def test_no_answers_yet(sessions: sessionmaker[Session]) -> None:
     write_items(sessions, pipeline, [Item(answers={})])
     report = run(sessions, pipeline.name, field="sentiment")
     assert (report.items, report.by_item, report.contributors) == (0, [], [])
+
+
+def test_stored_runs_read_back_whole(sessions: sessionmaker[Session]) -> None:
+    pipeline = consensus_pipeline(f"ds-{uuid.uuid4().hex[:8]}")
+    ids = write_items(sessions, pipeline, items_of(3))
+    with transaction(sessions) as session:
+        with pytest.raises(UnknownRun, match=r"no Dawid-Skene run is stored.*analytics dawid"):
+            stored_dawid_skene(session, pipeline.name)
+        assert dawid_skene_runs(session, pipeline.name) == []
+    report = run(sessions, pipeline.name, field="sentiment")
+    with transaction(sessions) as session:
+        first = save_dawid_skene(session, report, max_iterations=100, by="lead")
+    spam = run(sessions, pipeline.name, field="spam", criteria=TaskFilter(workflow_ids=ids[:10]))
+    with transaction(sessions) as session:
+        second = save_dawid_skene(
+            session, spam, max_iterations=7, criteria=TaskFilter(workflow_ids=ids[:10])
+        )
+    assert second.id > first.id
+    assert (first.field, first.items, first.created_by, first.criteria) == (
+        "sentiment",
+        40,
+        "lead",
+        {},
+    )
+    assert (second.items, second.max_iterations, second.criteria) == (
+        10,
+        7,
+        {"workflow_ids": ids[:10]},
+    )
+
+    with transaction(sessions) as session:
+        assert [r.id for r in dawid_skene_runs(session, pipeline.name)] == [second.id, first.id]
+        latest = stored_dawid_skene(session, pipeline.name)
+        back = stored_dawid_skene(session, pipeline.name, first.id)
+        differing = stored_dawid_skene(session, pipeline.name, first.id, only_differing=True)
+        with pytest.raises(UnknownRun, match=rf"no Dawid-Skene run {second.id + 1}.*--runs"):
+            stored_dawid_skene(session, pipeline.name, second.id + 1)
+        with pytest.raises(UnknownPipeline):
+            dawid_skene_runs(session, "no-such-pipeline")
+    assert latest.run == second and latest.report == spam
+    # Read back, the run is the report that was stored: every item, prior and confusion matrix.
+    assert back.run == first and back.report == report
+    assert differing.report.by_item == [i for i in report.by_item if i.differs]
+
+    only = run(sessions, pipeline.name, field="sentiment", only_differing=True)
+    with transaction(sessions) as session, pytest.raises(ValueError, match="every item"):
+        save_dawid_skene(session, only, max_iterations=100)
