@@ -15,6 +15,8 @@ It reads the store (``CONVEYOR_DATABASE_URL``) only. The figures are worked out 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -35,13 +37,18 @@ from store.consensus_analytics import (
     DEFAULT_MIN_SHARED,
     ConsensusAgreement,
     DawidSkeneReport,
+    DawidSkeneRun,
     NodeAgreement,
     NotCategorical,
     NotConsensus,
     QualityExtraMissing,
+    UnknownRun,
     consensus_agreement,
     dawid_skene,
+    dawid_skene_runs,
     label_text,
+    save_dawid_skene,
+    stored_dawid_skene,
     write_csv,
     write_dawid_skene_csv,
 )
@@ -85,8 +92,9 @@ def register(asub: argparse._SubParsersAction) -> None:
         description="Dawid-Skene over every answer of one consensus node's select, boolean, "
         "pairwise, rating or integer field: each item's estimated answer and its posterior "
         "probability beside its majority and its recorded final answer, and each contributor's "
-        "confusion matrix. Read-only: recorded values are never changed. Needs crowd-kit "
-        "(pip install 'conveyor[quality]'). See docs/consensus-analytics.md.",
+        "confusion matrix. The run is stored (beside the tasks: their recorded values are "
+        "never changed) so it can be read back with --run and listed with --runs. Needs "
+        "crowd-kit (pip install 'conveyor[quality]'). See docs/consensus-analytics.md.",
     )
     ds.add_argument("pipeline", help="the pipeline's name")
     ds.add_argument("--node", help="the consensus node (needed when there are several)")
@@ -105,6 +113,32 @@ def register(asub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="items listed where the estimate differs from the majority (default 20; the "
         "CSV and JSON have every item)",
+    )
+    stored = ds.add_mutually_exclusive_group()
+    stored.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="work the estimates out and show them without storing a run",
+    )
+    stored.add_argument(
+        "--run",
+        type=positive,
+        metavar="N",
+        help="show stored run N instead of running the model again (see --runs)",
+    )
+    stored.add_argument(
+        "--latest",
+        action="store_true",
+        help="show the latest stored run instead of running the model again",
+    )
+    stored.add_argument(
+        "--runs", action="store_true", help="list the pipeline's stored runs, the newest first"
+    )
+    ds.add_argument(
+        "--as",
+        dest="as_",
+        default=os.environ.get("USER", "operator"),
+        help="who ran it, stored with the run (default $USER)",
     )
     _add_filters(ds)
     _add_output(ds)
@@ -186,20 +220,42 @@ async def cmd_analytics_consensus(args: argparse.Namespace) -> int:
 
 async def cmd_analytics_dawid_skene(args: argparse.Namespace) -> int:
     sessions = store_sessions()
+    criteria = _criteria(args)
+    stored: DawidSkeneRun | None = None
     try:
         with transaction(sessions) as session:
-            report = dawid_skene(
-                session,
-                args.pipeline,
-                node=args.node,
-                field=args.field,
-                criteria=_criteria(args),
-                iterations=args.iterations,
-            )
-    except (UnknownPipeline, NotConsensus, NotCategorical) as err:
+            if args.runs:
+                runs = dawid_skene_runs(session, args.pipeline)
+            elif args.run or args.latest:
+                kept = stored_dawid_skene(session, args.pipeline, args.run)
+                report, stored = kept.report, kept.run
+            else:
+                report = dawid_skene(
+                    session,
+                    args.pipeline,
+                    node=args.node,
+                    field=args.field,
+                    criteria=criteria,
+                    iterations=args.iterations,
+                )
+                if not args.dry_run and report.items:
+                    stored = save_dawid_skene(
+                        session,
+                        report,
+                        max_iterations=args.iterations,
+                        criteria=criteria,
+                        by=args.as_,
+                    )
+    except (UnknownPipeline, NotConsensus, NotCategorical, UnknownRun) as err:
         raise CliError(str(err)) from None
     except QualityExtraMissing as err:
         raise Unavailable(str(err)) from None
+    if args.runs:
+        if args.json:
+            print(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
+        else:
+            print_runs(args.pipeline, runs)
+        return 0
     if args.csv:
         if _write_csv(args.csv, lambda out: write_dawid_skene_csv(report, out)):
             print(f"wrote the Dawid-Skene estimates of {args.pipeline} to {args.csv}")
@@ -207,7 +263,26 @@ async def cmd_analytics_dawid_skene(args: argparse.Namespace) -> int:
         print(report.model_dump_json(indent=2))
     else:
         print_dawid_skene(report, args.limit)
+    if stored is not None:
+        # Beside JSON or CSV on standard output, the note goes to standard error.
+        machine = args.json or args.csv == "-"
+        _print_stored(
+            stored, fresh=not (args.run or args.latest), out=sys.stderr if machine else sys.stdout
+        )
     return 0
+
+
+def _print_stored(run: DawidSkeneRun, *, fresh: bool, out: TextIO) -> None:
+    when = run.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+    if fresh:
+        print(
+            f"\nstored as run {run.id} (read it back: python starter.py analytics dawid-skene "
+            f"{run.pipeline} --run {run.id})",
+            file=out,
+        )
+    else:
+        by = f" by {run.created_by}" if run.created_by else ""
+        print(f"\nstored run {run.id} of {when}{by}", file=out)
 
 
 # --------------------------------------------------------------------------- printing
@@ -352,3 +427,38 @@ def print_dawid_skene(report: DawidSkeneReport, limit: int) -> None:
             left=3,
             indent="  ",
         )
+
+
+def print_runs(pipeline: str, runs: list[DawidSkeneRun]) -> None:
+    """The stored runs, one line each, the newest first."""
+    if not runs:
+        print(
+            f"no Dawid-Skene run is stored for {pipeline}; run one with "
+            f"python starter.py analytics dawid-skene {pipeline}"
+        )
+        return
+    table(
+        ["run", "at", "by", "node", "field", "items", "differing", "iterations", "tasks"],
+        [
+            [
+                str(r.id),
+                r.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                r.created_by or "-",
+                r.node,
+                r.field,
+                f"{r.items:,}",
+                f"{r.differing:,}",
+                f"{r.iterations} of {r.max_iterations}",
+                _criteria_text(r.criteria),
+            ]
+            for r in runs
+        ],
+        left=5,
+        text_columns=(8,),
+    )
+
+
+def _criteria_text(criteria: dict[str, object]) -> str:
+    if not criteria:
+        return "all"
+    return ", ".join(f"{k}={v}" for k, v in sorted(criteria.items()))

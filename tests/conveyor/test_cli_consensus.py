@@ -1,5 +1,7 @@
-"""``starter.py analytics consensus`` as operators run it: a real process against a store
-(SQLite and, when configured, PostgreSQL) holding consensus node rows."""
+"""``starter.py analytics consensus`` and ``analytics dawid-skene`` as operators run them, against
+a store (SQLite and, when configured, PostgreSQL) holding consensus node rows: the first test as
+a real process, the rest through ``starter.main`` in this process (the same parser, handlers and
+exit codes, without a new interpreter importing pandas for every command)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,13 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+import starter
 from tests.support.consensus_rows import Item, consensus_pipeline, write_items
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,11 +26,33 @@ OBSERVER_A = [0, 1, 0, 0, 0, 0, 0, 0, 1, 0]
 OBSERVER_B = [1, 1, 1, 0, 0, 1, 0, 0, 0, 0]
 
 
-def run(url: str, *args: str) -> tuple[int, str, str]:
-    return run_command(url, "consensus", *args)
+Runner = Callable[..., tuple[int, str, str]]
 
 
-def run_command(url: str, *args: str) -> tuple[int, str, str]:
+@pytest.fixture
+def run_command(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Runner:
+    """``starter.py analytics ARGS`` against the store at ``url``: (exit code, stdout, stderr)."""
+
+    def call(url: str, *args: str) -> tuple[int, str, str]:
+        monkeypatch.setenv("CONVEYOR_DATABASE_URL", url)
+        capsys.readouterr()
+        try:
+            code = starter.main(["analytics", *args])
+        except SystemExit as exit_:  # argparse refusing an argument
+            code = int(exit_.code or 0)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return call
+
+
+@pytest.fixture
+def run(run_command: Runner) -> Runner:
+    """``starter.py analytics consensus ARGS``."""
+    return lambda url, *args: run_command(url, "consensus", *args)
+
+
+def as_process(url: str, *args: str) -> tuple[int, str, str]:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "starter.py"), "analytics", *args],
         cwd=ROOT,
@@ -60,7 +86,7 @@ def store(db_url: str, sessions: sessionmaker[Session]) -> tuple[str, str]:
 
 def test_table(store: tuple[str, str]) -> None:
     url, p = store
-    code, out, err = run(url, p)
+    code, out, err = as_process(url, "consensus", p)
     assert code == 0, err
     assert f"{p} / label: 10 items (10 final, 0 adjudicated), 20 answers by 2 contributors" in out
     spam = next(line for line in out.splitlines() if line.startswith("spam "))
@@ -78,7 +104,7 @@ def test_table(store: tuple[str, str]) -> None:
     assert "60.0% / 0.091" in pair
 
 
-def test_json_and_filters(store: tuple[str, str]) -> None:
+def test_json_and_filters(store: tuple[str, str], run: Runner) -> None:
     url, p = store
     code, out, err = run(url, p, "--node", "label", "--tag", "gold", "--min-shared", "4", "--json")
     assert code == 0, err
@@ -91,7 +117,7 @@ def test_json_and_filters(store: tuple[str, str]) -> None:
     assert json.loads(out)["nodes"][0]["items"] == 10
 
 
-def test_csv(store: tuple[str, str], tmp_path: Path) -> None:
+def test_csv(store: tuple[str, str], tmp_path: Path, run: Runner) -> None:
     url, p = store
     target = tmp_path / "agreement.csv"
     code, out, err = run(url, p, "--csv", str(target))
@@ -105,7 +131,7 @@ def test_csv(store: tuple[str, str], tmp_path: Path) -> None:
     assert out.startswith("table,node,field,")
 
 
-def test_errors(store: tuple[str, str], tmp_path: Path) -> None:
+def test_errors(store: tuple[str, str], tmp_path: Path, run: Runner) -> None:
     url, p = store
     code, _, err = run(url, "nope")
     assert code == 3 and "no pipeline named 'nope'" in err
@@ -119,7 +145,7 @@ def test_errors(store: tuple[str, str], tmp_path: Path) -> None:
     assert code == 3 and "cannot write" in err
 
 
-def test_dawid_skene(store: tuple[str, str], tmp_path: Path) -> None:
+def test_dawid_skene(store: tuple[str, str], tmp_path: Path, run_command: Runner) -> None:
     url, p = store
     code, out, err = run_command(url, "dawid-skene", p, "--field", "spam")
     assert code == 0, err
@@ -136,3 +162,58 @@ def test_dawid_skene(store: tuple[str, str], tmp_path: Path) -> None:
     assert sum(r["table"] == "item" for r in rows) == 10
     code, _, err = run_command(url, "dawid-skene", p)
     assert code == 3 and "name the field of 'label'" in err
+
+
+def test_dawid_skene_runs_are_stored(store: tuple[str, str], run_command: Runner) -> None:
+    url, p = store
+    code, out, err = run_command(url, "dawid-skene", p, "--runs")
+    assert (code, out.strip()) == (
+        0,
+        f"no Dawid-Skene run is stored for {p}; run one with "
+        f"python starter.py analytics dawid-skene {p}",
+    ), err
+    code, out, err = run_command(url, "dawid-skene", p, "--latest")
+    assert code == 3 and "no Dawid-Skene run is stored" in err
+
+    code, fresh, err = run_command(url, "dawid-skene", p, "--field", "spam", "--as", "lead")
+    assert code == 0, err
+    assert "stored as run " in fresh
+    first = int(fresh.split("stored as run ")[1].split()[0])
+    code, out, err = run_command(url, "dawid-skene", p, "--field", "spam", "--dry-run")
+    assert code == 0 and "stored as run" not in out, err
+    code, out, err = run_command(
+        url, "dawid-skene", p, "--field", "spam", "--tag", "gold", "--json"
+    )
+    assert code == 0 and json.loads(out)["items"] == 4, err
+    second = int(err.split("stored as run ")[1].split()[0])
+    assert second > first
+
+    code, out, err = run_command(url, "dawid-skene", p, "--runs")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "run",
+        "at",
+        "by",
+        "node",
+        "field",
+        "items",
+        "differing",
+        "iterations",
+        "tasks",
+    ]
+    assert [line.split()[0] for line in lines[1:]] == [str(second), str(first)]
+    assert lines[1].endswith("tag=gold") and lines[2].endswith("all")
+    assert " lead " in lines[2]
+    code, out, err = run_command(url, "dawid-skene", p, "--runs", "--json")
+    assert [r["id"] for r in json.loads(out)] == [second, first]
+
+    # Read back, a stored run prints what the fresh run printed.
+    code, back, err = run_command(url, "dawid-skene", p, "--run", str(first))
+    assert code == 0, err
+    assert back.split("\nstored run ")[0] == fresh.split("\nstored as run ")[0]
+    assert f"stored run {first} of " in back and back.rstrip().endswith("by lead")
+    code, out, err = run_command(url, "dawid-skene", p, "--latest", "--json")
+    assert json.loads(out)["items"] == 4
+    code, out, err = run_command(url, "dawid-skene", p, "--run", str(second + 5))
+    assert code == 3 and f"no Dawid-Skene run {second + 5}" in err and "--runs" in err
