@@ -90,7 +90,6 @@ async def test_refusals(api: Api) -> None:
     error_of(r, 403)
 
 
-@pytest.mark.filterwarnings("ignore::DeprecationWarning:crowdkit")  # its code, under pandas 3
 async def test_dawid_skene(api: Api) -> None:
     name = stored(api)
     r = await api.get(f"/api/v1/pipelines/{name}/dawid-skene", params={"field": "spam"}, as_="vera")
@@ -118,3 +117,63 @@ async def test_dawid_skene(api: Api) -> None:
     assert "name the field" in error_of(r, 422, "not_categorical")["message"]
     r = await api.get("/api/v1/pipelines/no-such-pipeline/dawid-skene")
     error_of(r, 404, "unknown_pipeline")
+
+
+async def test_dawid_skene_runs(api: Api) -> None:
+    name = stored(api)
+    runs = f"/api/v1/pipelines/{name}/dawid-skene/runs"
+    r = await api.get(runs, as_="vera")
+    assert (r.status_code, r.json()) == (200, [])
+    r = await api.get(f"{runs}/latest")
+    assert "no Dawid-Skene run is stored" in error_of(r, 404, "unknown_run")["message"]
+
+    r = await api.post(runs, json={"field": "spam"})
+    assert r.status_code == 201, r.text
+    first = r.json()
+    assert (first["run"]["created_by"], first["run"]["items"], first["run"]["criteria"]) == (
+        "root",
+        10,
+        {},
+    )
+    fresh = await api.get(f"/api/v1/pipelines/{name}/dawid-skene", params={"field": "spam"})
+    assert first["report"] == fresh.json()
+    r = await api.post(runs, json={"field": "spam", "iterations": 3, "filter": {"tag": "gold"}})
+    assert r.status_code == 201, r.text
+    second = r.json()["run"]
+    assert (second["items"], second["max_iterations"], second["criteria"]) == (
+        3,
+        3,
+        {"tag": "gold"},
+    )
+
+    r = await api.get(runs, as_="vera")
+    assert [run["id"] for run in r.json()] == [second["id"], first["run"]["id"]]
+    r = await api.get(f"{runs}/{first['run']['id']}", as_="vera")
+    assert r.status_code == 200 and r.json() == first, r.text
+    r = await api.get(f"{runs}/latest", params={"only_differing": "true"})
+    assert r.json()["run"] == second
+    assert all(item["differs"] for item in r.json()["report"]["by_item"])
+    r = await api.get(f"{runs}/{second['id']}", params={"format": "csv"})
+    assert r.status_code == 200, r.text
+    assert (
+        f'filename="{name}-dawid-skene-run-{second["id"]}.csv"' in r.headers["content-disposition"]
+    )
+    assert sum(row["table"] == "item" for row in csv.DictReader(io.StringIO(r.text))) == 3
+
+    # Refusals: a viewer may read but not store; a bad run, body or field; no answers.
+    r = await api.post(runs, json={"field": "spam"}, as_="vera")
+    error_of(r, 403)
+    r = await api.get(f"{runs}/{second['id'] + 1}")
+    assert f"no Dawid-Skene run {second['id'] + 1}" in error_of(r, 404, "unknown_run")["message"]
+    for bad in ("0", "first", "-1"):
+        error_of(await api.get(f"{runs}/{bad}"), 422, "invalid_input")
+    for body in ({"field": "spam", "iterations": 0}, {"field": "spam", "colour": "red"}, [1]):
+        error_of(await api.post(runs, json=body), 422, "invalid_input")
+    r = await api.post(runs, content=b"{not json", headers={"content-type": "application/json"})
+    error_of(r, 422, "invalid_input")
+    r = await api.post(runs, json={"field": "topics"})
+    assert "multi_select" in error_of(r, 422, "not_categorical")["message"]
+    r = await api.post(runs, json={"field": "spam", "filter": {"tag": "nothing-has-this"}})
+    assert "no answers" in error_of(r, 422, "no_answers")["message"]
+    r = await api.get(runs, as_="vera")
+    assert len(r.json()) == 2

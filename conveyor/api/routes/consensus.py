@@ -1,5 +1,6 @@
 """Consensus Analytics — ``store/consensus_analytics/``, as ``starter.py analytics consensus``
-and ``analytics dawid-skene`` use it. Readers only (admins and viewers)."""
+and ``analytics dawid-skene`` use it. Readers (admins and viewers) read; storing a Dawid-Skene
+run is for admins."""
 
 from __future__ import annotations
 
@@ -8,23 +9,31 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Literal, TextIO
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
 
-from conveyor.api.auth import Reader
+from conveyor.api.auth import Admin, Reader
 from conveyor.api.errors import ErrorResponse
-from conveyor.api.routes.common import ERRORS, Deps, PipelineName, Timestamp, in_store
+from conveyor.api.routes.common import ERRORS, Deps, Filter, PipelineName, Timestamp, in_store
 from store.consensus_analytics import (
     DEFAULT_ITERATIONS,
     DEFAULT_MIN_SHARED,
     ConsensusAgreement,
     DawidSkeneReport,
+    DawidSkeneRun,
+    StoredDawidSkene,
     consensus_agreement,
     dawid_skene,
+    dawid_skene_runs,
+    save_dawid_skene,
+    stored_dawid_skene,
     write_csv,
     write_dawid_skene_csv,
 )
 from store.explorer import TaskFilter
+from workflows.errors import Invalid
 from workflows.messages import TaskStatus
 
 router = APIRouter(prefix="/pipelines", tags=["analytics"], responses=ERRORS)
@@ -35,6 +44,12 @@ Tag = Annotated[Name, Query(description="count only tasks with this tag")]
 CreatedFrom = Annotated[Timestamp | None, Query(description="tasks created from")]
 CreatedTo = Annotated[Timestamp | None, Query(description="tasks created before (exclusive)")]
 Format = Literal["json", "csv"]
+
+
+class NoAnswers(Invalid):
+    """Nothing to re-aggregate: the field has no answers in the tasks chosen."""
+
+    code = "no_answers"
 
 
 def _criteria(
@@ -107,6 +122,7 @@ async def consensus_agreement_of(
     description="Over every answer of one consensus node's select, boolean, pairwise, rating "
     "or integer field: each item's estimated answer and its posterior probability beside its "
     "majority and its recorded final answer, and each contributor's confusion matrix. "
+    "Worked out on request and not stored (`POST .../dawid-skene/runs` stores a run). "
     "Read-only: recorded values are never changed. `node` and `field` may be left out when "
     "there is only one that fits (else `not_categorical`, 422). Needs the server installed "
     "with the `quality` extra (else `quality_extra_missing`, 503).",
@@ -149,3 +165,130 @@ async def dawid_skene_of(
     if format == "json":
         return report
     return _csv(lambda out: write_dawid_skene_csv(report, out), f"{name}-dawid-skene.csv")
+
+
+class DawidSkeneRequest(BaseModel):
+    """What to re-aggregate and store: a node's field over the tasks a filter selects."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="the consensus node (may be left out when the pipeline has one)",
+    )
+    field: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="the categorical field (may be left out when the node has one)",
+    )
+    iterations: int = Field(
+        default=DEFAULT_ITERATIONS, ge=1, le=10_000, description="at most this many EM iterations"
+    )
+    filter: Filter = Field(
+        default_factory=TaskFilter,
+        description="which tasks count, as the Data Explorer filters them (default: every task)",
+    )
+
+
+@router.post(
+    "/{name}/dawid-skene/runs",
+    response_model=StoredDawidSkene,
+    status_code=201,
+    summary="Run Dawid-Skene over a consensus node's field and store the run (admins)",
+    description="The same estimates as `GET .../dawid-skene`, stored as a numbered run with "
+    "every item, so it can be listed, read back and exported later. The run sits beside the "
+    "tasks: their recorded values are never changed. A field with no answers yet stores "
+    "nothing and answers `no_answers` (422).",
+    responses={
+        422: {
+            "model": ErrorResponse,
+            "description": "no consensus node, no such field, or no answers yet",
+        },
+    },
+)
+async def store_dawid_skene_run(
+    deps: Deps, user: Admin, name: PipelineName, request: DawidSkeneRequest
+) -> StoredDawidSkene:
+    criteria = request.filter if request.filter != TaskFilter() else None
+
+    def run(session: Session) -> StoredDawidSkene:
+        report = dawid_skene(
+            session,
+            name,
+            node=request.node,
+            field=request.field,
+            criteria=criteria,
+            iterations=request.iterations,
+        )
+        if not report.items:
+            raise NoAnswers(
+                f"{report.node}.{report.field} of pipeline {name!r} has no answers "
+                "in the tasks chosen yet: nothing to re-aggregate",
+                details={"pipeline": name, "node": report.node, "field": report.field},
+            )
+        stored = save_dawid_skene(
+            session,
+            report,
+            max_iterations=request.iterations,
+            criteria=criteria,
+            by=user.name,
+        )
+        return StoredDawidSkene(run=stored, report=report)
+
+    return await in_store(deps, run)
+
+
+@router.get(
+    "/{name}/dawid-skene/runs",
+    response_model=list[DawidSkeneRun],
+    summary="The pipeline's stored Dawid-Skene runs, the newest first",
+)
+async def dawid_skene_runs_of(
+    deps: Deps,
+    _: Reader,
+    name: PipelineName,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many runs")] = 50,
+) -> list[DawidSkeneRun]:
+    return await in_store(deps, lambda s: dawid_skene_runs(s, name, limit=limit))
+
+
+RunRef = Annotated[
+    str,
+    Path(
+        pattern=r"^(latest|[1-9][0-9]{0,9})$",
+        description="the run's number, or `latest`",
+    ),
+]
+
+
+@router.get(
+    "/{name}/dawid-skene/runs/{run}",
+    response_model=StoredDawidSkene,
+    summary="A stored Dawid-Skene run read back (JSON or CSV)",
+    description="`run` is a number from the listing or `latest`. No such run: `unknown_run` "
+    "(404). `format=csv` answers the same CSV as `GET .../dawid-skene`.",
+    responses={200: {"content": {"text/csv": {}}, "description": "the run (JSON or CSV)"}},
+)
+async def dawid_skene_run_of(
+    deps: Deps,
+    _: Reader,
+    name: PipelineName,
+    run: RunRef,
+    only_differing: Annotated[
+        bool, Query(description="list only the items whose estimate is not their majority")
+    ] = False,
+    format: Format = "json",
+) -> StoredDawidSkene | Response:
+    number = None if run == "latest" else int(run)
+    kept = await in_store(
+        deps, lambda s: stored_dawid_skene(s, name, number, only_differing=only_differing)
+    )
+    if format == "json":
+        return kept
+    return _csv(
+        lambda out: write_dawid_skene_csv(kept.report, out),
+        f"{name}-dawid-skene-run-{kept.run.id}.csv",
+    )
