@@ -18,12 +18,13 @@ from conveyor.web.common import HERE, PageError, SignInRequired, render
 
 def mount(app: FastAPI) -> None:
     """Add the web app's pages and static files to ``app``."""
-    from conveyor.web import contributor, explorer, signin
+    from conveyor.web import agreement, contributor, explorer, signin
 
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.include_router(signin.router)
     app.include_router(contributor.router)
     app.include_router(explorer.router)
+    app.include_router(agreement.router)
 
     @app.exception_handler(SignInRequired)
     async def _sign_in(_: Request, err: SignInRequired) -> Response:

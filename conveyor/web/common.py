@@ -123,6 +123,18 @@ def forbidden(message: str) -> PageError:
     return PageError(403, "Not allowed", message)
 
 
+def pipeline_url(name: str, **params: Any) -> str:
+    """A Data Explorer pipeline page (``params``: its query; empty values left out)."""
+    query = urlencode({k: v for k, v in params.items() if v not in (None, "")}, doseq=True)
+    return f"/explorer/pipelines/{name}" + (f"?{query}" if query else "")
+
+
+def task_url(workflow_id: str, view: str | None = None) -> str:
+    """A task's page in the Data Explorer."""
+    params = {"id": workflow_id, **({"view": view} if view else {})}
+    return "/explorer/task?" + urlencode(params)
+
+
 def not_found(message: str) -> PageError:
     return PageError(404, "Not found", message)
 

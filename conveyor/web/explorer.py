@@ -14,7 +14,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -23,10 +23,20 @@ from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 from starlette.datastructures import FormData
 
-from conveyor.bulk import EXPORT_FORMATS, Selection, delete_tasks, export
+from conveyor.bulk import (
+    EXPORT_FORMATS,
+    EXPORT_SHAPES,
+    ExportShape,
+    NoConsensusNodes,
+    Selection,
+    check_shape,
+    delete_tasks,
+    export,
+)
 from conveyor.commands import task_command
 from conveyor.connect import CliError
 from conveyor.web import charts
+from conveyor.web.agreement import agreement_data, has_consensus, kappa_color
 from conveyor.web.common import (
     PageError,
     PageRoute,
@@ -35,10 +45,12 @@ from conveyor.web.common import (
     in_store,
     not_found,
     page_user,
+    pipeline_url,
     redirect,
     render,
     require_admin,
     require_reader,
+    task_url,
     wait_projected,
 )
 from conveyor.web.consensus import answer_table
@@ -78,6 +90,7 @@ TABS = {
     "metadata": "Task Metadata",
     "data": "Task Data",
     "eval": "Evaluation Analytics",
+    "agreement": "Agreement",
     "llm": "LLM Analytics",
 }
 PAGE_SIZES = (25, 50, 100, 200)
@@ -112,16 +125,6 @@ NOT_OFFERED = {
 """Task commands the web app deliberately has no form for, and why. With the contributor's
 forms (``contributor.FORM_ACTIONS``) and :data:`TASK_OPS`, every command is accounted for
 (``tests/test_command_registry.py``)."""
-
-
-def pipeline_url(name: str, **params: Any) -> str:
-    query = urlencode({k: v for k, v in params.items() if v not in (None, "")}, doseq=True)
-    return f"/explorer/pipelines/{name}" + (f"?{query}" if query else "")
-
-
-def task_url(workflow_id: str, view: str | None = None) -> str:
-    params = {"id": workflow_id, **({"view": view} if view else {})}
-    return "/explorer/task?" + urlencode(params)
 
 
 # --------------------------------------------------------------------------- pipelines
@@ -255,6 +258,7 @@ async def pipeline_page(
     after: Annotated[str | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = DEFAULT_PAGE_SIZE,
     page_no: Annotated[int, Query(alias="page", ge=1)] = 1,
+    run: Annotated[int | None, Query(ge=1, lt=10**10)] = None,
 ) -> Response:
     require_reader(user)
     if tab not in TABS:
@@ -277,6 +281,7 @@ async def pipeline_page(
             "counts": counts,
             "has_eval": has_eval,
             "has_llm": has_llm,
+            "has_consensus": has_consensus(versions),
         }
         if tab in ("metadata", "data"):
             try:
@@ -296,6 +301,8 @@ async def pipeline_page(
             )
         elif tab == "eval":
             out.update(_eval_data(session, name))
+        elif tab == "agreement":
+            out.update(agreement_data(session, name, run))
         else:
             out.update(_llm_data(session, name))
         return out
@@ -336,6 +343,7 @@ async def pipeline_page(
             "filter_query": _filter_query(request),
             "pipeline_url": pipeline_url,
             "task_url": task_url,
+            "kappa_color": kappa_color,
             **data,
         },
         user=user,
@@ -600,7 +608,15 @@ async def bulk(request: Request, user: PageUser, name: str) -> Response:
         fmt = str(form.get("format", "csv"))
         if fmt not in EXPORT_FORMATS:
             return redirect(back, error=f"unknown format {fmt!r}")
-        return await _export(request, name, criteria, fmt)
+        text = str(form.get("shape", "wide"))
+        if text not in EXPORT_SHAPES:
+            return redirect(back, error=f"unknown shape {text!r}: wide or long")
+        shape = cast(ExportShape, text)
+        try:
+            await in_store(request, lambda s: check_shape(s, name, shape))
+        except NoConsensusNodes as err:
+            return redirect(back, error=str(err))
+        return await _export(request, name, criteria, fmt, shape)
     require_admin(user)
     if action == "evaluate":
         return await _evaluate(request, name, criteria, form, back, described)
@@ -609,21 +625,23 @@ async def bulk(request: Request, user: PageUser, name: str) -> Response:
     return redirect(back, error=f"unknown action {action!r}")
 
 
-async def _export(request: Request, name: str, criteria: TaskFilter, fmt: str) -> Response:
+async def _export(
+    request: Request, name: str, criteria: TaskFilter, fmt: str, shape: ExportShape
+) -> Response:
     sessions = deps(request).sessions
     handle, path = tempfile.mkstemp(prefix="conveyor-export-", suffix=f".{fmt}")
     os.close(handle)
 
     def write() -> None:
         with open(path, "wb") as stream:
-            export(sessions, name, criteria, fmt, stream)  # type: ignore[arg-type]
+            export(sessions, name, criteria, fmt, stream, shape=shape)  # type: ignore[arg-type]
 
     try:
         await asyncio.to_thread(write)
     except Exception:
         os.unlink(path)
         raise
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ("-long" if shape == "long" else "")
     media = {
         "csv": "text/csv",
         "json": "application/json",
