@@ -428,6 +428,11 @@ def _form_context(
         "reviewed_items": reviewed_items,
         "target": target,
         "table": node_table(target, target_state) if target and target_state else None,
+        # A review of a consensus node: the answers behind the merged one (the node is no
+        # longer open, so this shows nothing blind).
+        "reviewed_table": (
+            node_table(reviewed, reviewed_state) if reviewed and reviewed_state else None
+        ),
         "errors": errors,
         "mixed": bool(spec.llm_fields()) and bool(spec.input_fields()),
     }

@@ -1,7 +1,8 @@
 """The Data Explorer's Agreement tab in a real browser, over consensus rows with known answers:
 the figures equal the store's own report, the contributor matrix shows Cohen's kappa, an admin
 runs Dawid-Skene from the tab (the run is stored and read back, its CSV downloads), a viewer
-reads but cannot run one, and the export offers one row per answer."""
+reads but cannot run one, and the export offers one row per answer. A reviewer of a consensus
+node sees the answers behind the merged one."""
 
 from __future__ import annotations
 
@@ -16,8 +17,13 @@ from playwright.async_api import expect
 
 from store.consensus_analytics import consensus_agreement, dawid_skene_runs, stored_dawid_skene
 from store.db import transaction
+from tests.support.actors import claim, eventually, nodes, submit
 from tests.support.consensus_rows import Item, consensus_pipeline, write_items
 from tests.web.conftest import SignIn, WebApp
+from tests.web.test_journeys import open_row_action
+from workflows.graph_checks import validate_pipeline
+from workflows.messages import NodeStatus
+from workflows.pipeline_messages import PipelineStatus
 
 LABELS = ["positive", "negative", "neutral"]
 SWAP = {"positive": "negative", "negative": "positive", "neutral": "neutral"}
@@ -122,3 +128,55 @@ async def test_agreement_tab_and_dawid_skene(
     long_rows = list(csv.DictReader(io.StringIO(text)))
     assert len(long_rows) == 90  # thirty items, three answers each
     assert (await download.value).suggested_filename.endswith("-long.csv")
+
+
+async def test_a_reviewer_sees_the_answers_behind_the_merge(
+    web: WebApp, sign_in: SignIn, screenshots: Callable[[str], Path]
+) -> None:
+    name = f"review-consensus-{uuid.uuid4().hex[:6]}"
+    raw = {
+        "name": name,
+        "nodes": [
+            {"name": "start", "kind": "start", "next": ["label"]},
+            {
+                "name": "label",
+                "kind": "subtask",
+                "roles": ["labeler"],
+                "consensus": {
+                    "annotators": 2,
+                    "on_disagreement": "quarantine",
+                    "rules": {"intensity": {"tolerance": 2}},
+                },
+                "fields": [
+                    {"name": "text", "type": "long_text", "source": "predefined"},
+                    {"name": "sentiment", "type": "select", "options": ["positive", "negative"]},
+                    {"name": "intensity", "type": "rating", "min": 1, "max": 5},
+                ],
+                "next": ["check"],
+            },
+            {"name": "check", "kind": "review", "roles": ["reviewer"], "next": ["end"]},
+            {"name": "end", "kind": "end"},
+        ],
+    }
+    applied = await web.conveyor.apply_pipeline(validate_pipeline(raw), by="tests")
+    if applied.status == PipelineStatus.DRAFT:
+        await web.conveyor.set_pipeline_status(name, PipelineStatus.ACTIVE, by="tests")
+    (created,) = await web.conveyor.create_tasks(
+        name, [{"key": "rv-1", "text": "Sturdy, but the lid leaks."}], key_column="key"
+    )
+    task = web.conveyor.task(created.workflow_id)
+    for who, intensity in (("p1", 4), ("p2", 2)):
+        token = await claim(task, who, ["labeler"], "label")
+        await submit(task, who, "label", token, {"sentiment": "positive", "intensity": intensity})
+    await eventually(task, lambda v: nodes(v)["check"].status == NodeStatus.AVAILABLE)
+
+    bo = await sign_in("bo")
+    await bo.goto("/work?tab=available")
+    await open_row_action(bo, "rv-1", "Claim")
+    answers = bo.get_by_test_id("reviewed-answers")
+    await expect(answers).to_contain_text("2 people's answers")
+    for person in ("p1", "p2"):
+        await expect(answers.locator(f"th[data-person={person}]")).to_be_visible()
+    await expect(answers.locator("[data-row=intensity] [data-answer-of=p2]")).to_have_text("2")
+    await expect(answers.locator("[data-merged=sentiment]")).to_have_text("positive")
+    await bo.screenshot(path=screenshots("consensus-review"), full_page=True)
