@@ -545,13 +545,9 @@ class ConsensusState(_State):
     """When the item was first offered (the work queue's place under ``finish_first``)."""
     result: ConsensusResult | None = None
 
-    def people(self) -> set[str]:
-        """Everyone who answered this item (any round) or holds a slot on it."""
-        return (
-            {a.by for a in self.answers}
-            | {a.by for a in self.earlier}
-            | {s.claim.holder for s in self.slots}
-        )
+    def answered(self) -> set[str]:
+        """Everyone who answered this item, in any round."""
+        return {a.by for a in self.answers} | {a.by for a in self.earlier}
 
     def open_slots(self) -> int:
         return max(0, self.needed - len(self.answers) - len(self.slots))

@@ -253,11 +253,8 @@ def _claim_refusal(
 
 
 def _answered(node: NodeState) -> set[str]:
-    """Everyone who answered consensus node ``node`` (every round)."""
-    item = node.consensus
-    if item is None:
-        return set()
-    return {a.by for a in item.answers} | {a.by for a in item.earlier}
+    """Everyone who answered consensus node ``node`` (every round; nobody for other nodes)."""
+    return node.consensus.answered() if node.consensus is not None else set()
 
 
 def _slot_refusal(spec: NodeSpec, node: NodeState, contributor: str) -> str | None:
