@@ -77,6 +77,7 @@ async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
     """Apply and activate three example pipelines and create a few tasks in each; re-running
     creates nothing new."""
     ids: list[str] = []
+    created: set[str] = set()
     demos = [
         ("label-review.yaml", "text", DEMO_TEXTS),
         ("llm-draft-edit.yaml", "question", DEMO_QUESTIONS),
@@ -97,17 +98,22 @@ async def create_demo_tasks(conveyor: ConveyorClient) -> list[str]:
             if result.workflow_id is None or result.outcome in ("invalid", "error"):
                 raise RuntimeError(f"demo task {result.key} of {pipeline.name}: {result}")
             ids.append(result.workflow_id)
-    await answer_consensus_demo(conveyor)
+            if result.outcome == "created":
+                created.add(result.workflow_id)
+    await answer_consensus_demo(conveyor, created)
     return ids
 
 
-async def answer_consensus_demo(conveyor: ConveyorClient) -> None:
-    """Give the demo's consensus items the answers of :data:`CONSENSUS_DEMO` (once: a person
-    who already answered is refused, and that is fine)."""
+async def answer_consensus_demo(conveyor: ConveyorClient, created: set[str]) -> None:
+    """Give the demo's consensus items the answers of :data:`CONSENSUS_DEMO`, on the items
+    this start ``created`` (an earlier start answered the others; should a person be refused,
+    say because they answered already, the demo goes on)."""
     from conveyor.client import CommandRejected, new_request_id
     from workflows.messages import Claim, Submit
 
     for key, answers in CONSENSUS_DEMO.items():
+        if f"consensus-label/{key}" not in created:
+            continue
         task = conveyor.task(f"consensus-label/{key}")
         for who, sentiment in answers.items():
             try:
