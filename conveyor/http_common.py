@@ -1,5 +1,5 @@
-"""What the HTTP API and the web app share: the process's dependencies, API-key sign-in and
-the error both answer with.
+"""What the HTTP API and the web app share: the process's dependencies, API-key sign-in, the
+error both answer with, and CSV downloads.
 
 One FastAPI application serves both (``conveyor.server.create_app``); neither package imports the
 other, so what they share lives here, below both.
@@ -8,12 +8,15 @@ other, so what they share lives here, below both.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from fastapi import Request
+from fastapi.responses import Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from conveyor.client import ConveyorClient
@@ -90,3 +93,14 @@ async def user_of_key(request: Request, key: str | None) -> User:
     if user is None:
         raise unauthenticated("unknown, revoked or disabled API key")
     return user
+
+
+def csv_download(write: Callable[[TextIO], None], filename: str) -> Response:
+    """A CSV attachment named ``filename``, written by ``write(out)``."""
+    out = io.StringIO()
+    write(out)
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

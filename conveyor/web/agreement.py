@@ -13,15 +13,14 @@ majority, side by side. Both download as CSV.
 from __future__ import annotations
 
 import importlib.util
-import io
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
+from conveyor.http_common import csv_download
 from conveyor.web import charts
 from conveyor.web.common import (
     PageError,
@@ -157,16 +156,6 @@ def kappa_color(value: float | None, share: bool = False) -> str:
     return f"rgba(218, 54, 51, {0.12 + 0.5 * -v:.2f})"
 
 
-def _csv(write: Callable[[TextIO], None], filename: str) -> Response:
-    out = io.StringIO()
-    write(out)
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
 @router.get("/explorer/pipelines/{name}/agreement.csv", response_model=None)
 async def agreement_csv(request: Request, name: str) -> Response:
     require_reader(await page_user(request))
@@ -174,7 +163,7 @@ async def agreement_csv(request: Request, name: str) -> Response:
         report = await in_store(request, lambda s: consensus_agreement(s, name))
     except (NotConsensus, UnknownPipeline) as err:
         raise not_found(str(err)) from None
-    return _csv(lambda out: write_csv(report, out), f"{name}-agreement.csv")
+    return csv_download(lambda out: write_csv(report, out), f"{name}-agreement.csv")
 
 
 @router.get("/explorer/pipelines/{name}/dawid-skene/{run}.csv", response_model=None)
@@ -186,7 +175,7 @@ async def dawid_skene_csv(request: Request, name: str, run: str) -> Response:
         kept = await in_store(request, lambda s: stored_dawid_skene(s, name, int(run)))
     except (UnknownRun, UnknownPipeline) as err:
         raise not_found(str(err)) from None
-    return _csv(
+    return csv_download(
         lambda out: write_dawid_skene_csv(kept.report, out),
         f"{name}-dawid-skene-run-{kept.run.id}.csv",
     )

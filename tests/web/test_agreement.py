@@ -73,6 +73,11 @@ async def test_agreement_tab_and_dawid_skene(
     cell = card.locator("[data-matrix=sentiment] td[data-pair='ana|dee']")
     await expect(cell).to_have_text(f"{kappa:,.2f}")
     await expect(root.locator("[data-dawid-skene]")).to_contain_text("No run stored yet")
+    async with root.expect_download() as download:
+        await root.get_by_role("link", name="Download CSV").click()
+    text = Path(await (await download.value).path()).read_text(encoding="utf-8")
+    field_rows = [r for r in csv.DictReader(io.StringIO(text)) if r["table"] == "field"]
+    assert {r["field"]: r["alpha"] for r in field_rows}["sentiment"] == str(sentiment.alpha)
 
     # --- the admin runs Dawid-Skene over sentiment: stored, shown beside the majority ----------
     await root.select_option("select[name=field]", "label.sentiment")

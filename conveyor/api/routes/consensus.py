@@ -4,10 +4,8 @@ run is for admins."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Literal, TextIO
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
@@ -17,6 +15,7 @@ from sqlalchemy.orm import Session
 from conveyor.api.auth import Admin, Reader
 from conveyor.api.errors import ErrorResponse
 from conveyor.api.routes.common import ERRORS, Deps, Filter, PipelineName, Timestamp, in_store
+from conveyor.http_common import csv_download
 from store.consensus_analytics import (
     DEFAULT_ITERATIONS,
     DEFAULT_MIN_SHARED,
@@ -65,16 +64,6 @@ def _criteria(
     )
 
 
-def _csv(write: Callable[[TextIO], None], filename: str) -> Response:
-    out = io.StringIO()
-    write(out)
-    return Response(
-        out.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
 @router.get(
     "/{name}/agreement",
     response_model=ConsensusAgreement,
@@ -112,7 +101,7 @@ async def consensus_agreement_of(
     )
     if format == "json":
         return report
-    return _csv(lambda out: write_csv(report, out), f"{name}-agreement.csv")
+    return csv_download(lambda out: write_csv(report, out), f"{name}-agreement.csv")
 
 
 @router.get(
@@ -164,7 +153,7 @@ async def dawid_skene_of(
     )
     if format == "json":
         return report
-    return _csv(lambda out: write_dawid_skene_csv(report, out), f"{name}-dawid-skene.csv")
+    return csv_download(lambda out: write_dawid_skene_csv(report, out), f"{name}-dawid-skene.csv")
 
 
 class DawidSkeneRequest(BaseModel):
@@ -288,7 +277,7 @@ async def dawid_skene_run_of(
     )
     if format == "json":
         return kept
-    return _csv(
+    return csv_download(
         lambda out: write_dawid_skene_csv(kept.report, out),
         f"{name}-dawid-skene-run-{kept.run.id}.csv",
     )
