@@ -3,7 +3,8 @@
 Candidates come from the store (oldest first); contributors asking at the same moment are spread
 over different tasks (each takes a random one of the oldest few) so they do not all contend for
 one task. A lost race (the workflow says someone else was faster) moves on to the next
-candidate. Claim limits hold across tasks: the task's claim itself reserves within the limit,
+candidate (of those the store already gave, choosing among more of them after each loss).
+Claim limits hold across tasks: the task's claim itself reserves within the limit,
 under a per-contributor lock in the store (``activities/claims.py``), whoever sends it.
 """
 
@@ -81,15 +82,23 @@ async def next_work(
     """
     tried: set[tuple[str, str]] = set()
     at_limit: set[str] = set()
+    fresh: list[WorkItem] = []
+    lost = 0
     for _ in range(attempts):
-        candidates = await asyncio.to_thread(
-            _candidates, sessions, contributor, roles, pipeline, SPREAD * 4
-        )
-        fresh = [c for c in candidates if (c.workflow_id, c.node) not in tried]
         fresh = [c for c in fresh if c.pipeline not in at_limit]
         if not fresh:
-            break
-        item = random.choice(fresh[:SPREAD])
+            # The store is asked again only once the candidates it gave are used up: a lost
+            # race moves on to another of them without a query.
+            candidates = await asyncio.to_thread(
+                _candidates, sessions, contributor, roles, pipeline, SPREAD * 4
+            )
+            fresh = [c for c in candidates if (c.workflow_id, c.node) not in tried]
+            fresh = [c for c in fresh if c.pipeline not in at_limit]
+            if not fresh:
+                break
+        # Each lost race widens the choice: many people asking at once spread out further.
+        item = random.choice(fresh[: SPREAD * (lost + 1)])
+        fresh.remove(item)
         tried.add((item.workflow_id, item.node))
         try:
             result = await _claim_item(conveyor, sessions, contributor, roles, item)
@@ -97,6 +106,7 @@ async def next_work(
             at_limit.add(item.pipeline)
             continue
         except CommandRejected:
+            lost += 1
             continue  # someone (or another call of this contributor) was faster
         return Claimed(item, result)
     if at_limit:
