@@ -88,6 +88,7 @@ def get(url: str) -> str:
         return str(response.read().decode())
 
 
+@pytest.mark.slow
 async def test_dev_with_options_busy_ports_and_pasted_commands(tmp_path: Path) -> None:
     temporal, ui, web, metrics, app_metrics = (free_port() for _ in range(5))
     ports = {

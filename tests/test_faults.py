@@ -36,6 +36,7 @@ from tests.support.fake_openai import FakeOpenAI, delay, reply
 
 # Worker processes take 10-20 s to start on a loaded 2-core machine; the suite's 120 s per-test
 # limit is for ordinary tests.
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 async def test_tasks_survive_worker_kills_and_a_server_restart(tmp_path: Path) -> None:
     report = await run_faults(
@@ -60,6 +61,7 @@ async def test_tasks_survive_worker_kills_and_a_server_restart(tmp_path: Path) -
     assert report.reconcile is not None and report.reconcile.checked == 30
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 async def test_a_worker_killed_mid_llm_call_is_noticed_by_the_heartbeat(tmp_path: Path) -> None:
     """The LLM activity heartbeats while the model thinks: when its worker is SIGKILLed mid-call

@@ -196,6 +196,7 @@ async def test_adaptive_overlap_stops_at_the_maximum(api: Api) -> None:
     error_of(r, 409)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 async def test_a_fifty_way_race_gives_every_item_exactly_k_answers(api: Api) -> None:
     """50 people race through 1,000 consensus items (k = 3) through the API: every item ends

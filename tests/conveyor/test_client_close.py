@@ -8,6 +8,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from conveyor.client import ClientClosed, ConveyorClient
@@ -38,6 +39,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 async def test_a_client_script_exits_0_every_time(
     temporal_env: WorkflowEnvironment, tmp_path: Path
 ) -> None:

@@ -232,6 +232,7 @@ async def test_rows_without_a_key_column_are_keyed_by_their_data(conveyor: Conve
     assert KEY_ERROR == "_key"
 
 
+@pytest.mark.slow
 async def test_5000_rows_in_one_call(client: Client) -> None:
     """The largest batch: every row created once, one result per row, in order."""
     conveyor = idle_conveyor(client)
