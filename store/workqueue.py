@@ -6,6 +6,7 @@ update has the final word, and ``conveyor.workqueue.next_work`` moves on when it
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,10 @@ from workflows.messages import ClaimReservation, NodeStatus, TaskStatus
 
 RESERVATION_TTL = timedelta(seconds=60)
 """A reservation older than this (its ``next`` call died) no longer counts."""
+
+SWEEP_SHARE = 1 / 16
+"""The share of reservations that also delete the contributor's reservations that no longer
+count (every refusal does too): the table stays small without a delete on every claim."""
 
 
 @dataclass(frozen=True)
@@ -358,28 +363,25 @@ def _caught_up() -> ColumnElement[bool]:
 def reserve_claim(session: Session, request: ClaimReservation) -> int | None:
     """Reserve a claim within its limit, under the contributor's lock.
 
-    First drops the contributor's reservations the projection has caught up with (their node
-    row is newer than the reservation) or that outlived ``RESERVATION_TTL``; then counts what
-    they hold and reserve in the pipeline, leaving out the node being claimed.
+    Counts what the contributor holds and reserves in the pipeline, leaving out the node being
+    claimed and reservations that no longer count: the projection caught up with them (their
+    node row is newer than the reservation) or they outlived ``RESERVATION_TTL``. Those are
+    deleted before a refusal and on a share (``SWEEP_SHARE``) of the other calls.
 
     Returns:
         None if reserved; otherwise how many claims the contributor holds (at or over the limit).
     """
     lock_contributor(session, request.contributor, request.roles)
-    session.execute(
-        delete(ClaimReservationRow)
-        .where(
-            ClaimReservationRow.contributor == request.contributor,
-            _caught_up() | (ClaimReservationRow.created_at <= datetime.now(UTC) - RESERVATION_TTL),
-        )
-        .execution_options(synchronize_session=False)
-    )
     held = held_count(
         session,
         request.contributor,
         request.pipeline,
         excluding=(request.workflow_id, request.node),
     )
+    # Reservations the projection caught up with, or that expired, no longer count (held_count
+    # leaves them out); they are swept now and then, and before a refusal, not on every claim.
+    if held >= request.limit or random.random() < SWEEP_SHARE:
+        _sweep_reservations(session, request.contributor)
     if held >= request.limit:
         return held
     row = {
@@ -398,6 +400,18 @@ def reserve_claim(session: Session, request: ClaimReservation) -> int | None:
         )
     )
     return None
+
+
+def _sweep_reservations(session: Session, contributor: str) -> None:
+    """Delete ``contributor``'s reservations that no longer count."""
+    session.execute(
+        delete(ClaimReservationRow)
+        .where(
+            ClaimReservationRow.contributor == contributor,
+            _caught_up() | (ClaimReservationRow.created_at <= datetime.now(UTC) - RESERVATION_TTL),
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 def pipeline_paused(session: Session, pipeline: str) -> bool:
