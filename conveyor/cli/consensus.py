@@ -219,8 +219,18 @@ async def cmd_analytics_consensus(args: argparse.Namespace) -> int:
 
 
 async def cmd_analytics_dawid_skene(args: argparse.Namespace) -> int:
-    sessions = store_sessions()
     criteria = _criteria(args)
+    reading = "--runs" if args.runs else "--latest" if args.latest else "--run" if args.run else ""
+    if reading and (args.node or args.field or criteria is not None):
+        raise CliError(
+            f"{reading} reads what is stored: --node, --field and the task filters choose what "
+            "a new run covers (leave them out, or leave out " + reading + ")"
+        )
+    if args.runs and args.csv:
+        raise CliError(
+            "--runs lists the runs as a table or --json; for a run's CSV: --run N --csv FILE"
+        )
+    sessions = store_sessions()
     stored: DawidSkeneRun | None = None
     try:
         with transaction(sessions) as session:

@@ -217,3 +217,7 @@ def test_dawid_skene_runs_are_stored(store: tuple[str, str], run_command: Runner
     assert json.loads(out)["items"] == 4
     code, out, err = run_command(url, "dawid-skene", p, "--run", str(second + 5))
     assert code == 3 and f"no Dawid-Skene run {second + 5}" in err and "--runs" in err
+    code, out, err = run_command(url, "dawid-skene", p, "--latest", "--field", "spam")
+    assert code == 3 and "--latest reads what is stored" in err
+    code, out, err = run_command(url, "dawid-skene", p, "--runs", "--csv", "-")
+    assert code == 3 and "--run N --csv FILE" in err
