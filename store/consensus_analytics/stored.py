@@ -27,6 +27,8 @@ from store.models import AggregationItemRow, AggregationRow
 from workflows.errors import NotFound
 
 METHOD = "dawid_skene"
+MAX_RUN = 2**31 - 1
+"""Run numbers are 32-bit integers in the store."""
 _INSERT_BATCH = 1000
 
 
@@ -141,6 +143,8 @@ def stored_dawid_skene(
     )
     if run is None:
         row = session.scalars(query.order_by(AggregationRow.id.desc()).limit(1)).first()
+    elif not 0 < run <= MAX_RUN:
+        row = None  # no run has such a number (nor could the store compare it)
     else:
         row = session.scalars(query.where(AggregationRow.id == run)).first()
     if row is None:

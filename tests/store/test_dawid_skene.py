@@ -223,6 +223,9 @@ def test_stored_runs_read_back_whole(sessions: sessionmaker[Session]) -> None:
         differing = stored_dawid_skene(session, pipeline.name, first.id, only_differing=True)
         with pytest.raises(UnknownRun, match=rf"no Dawid-Skene run {second.id + 1}.*--runs"):
             stored_dawid_skene(session, pipeline.name, second.id + 1)
+        for number in (0, 10**30):
+            with pytest.raises(UnknownRun, match=f"no Dawid-Skene run {number}"):
+                stored_dawid_skene(session, pipeline.name, number)
         with pytest.raises(UnknownPipeline):
             dawid_skene_runs(session, "no-such-pipeline")
     assert latest.run == second and latest.report == spam
