@@ -24,6 +24,7 @@ from conveyor.http_common import csv_download
 from conveyor.web import charts
 from conveyor.web.common import (
     PageError,
+    PageRoute,
     in_store,
     not_found,
     page_user,
@@ -54,7 +55,7 @@ from store.explorer import pipeline_versions
 from workflows.errors import UnknownPipeline
 from workflows.graph import Pipeline
 
-router = APIRouter()
+router = APIRouter(include_in_schema=False, route_class=PageRoute)
 
 ITEMS_SHOWN = 50
 """Differing items listed on the tab (the CSV has every item)."""
