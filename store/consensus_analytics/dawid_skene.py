@@ -232,7 +232,9 @@ def _report(
     fitted, probas, errors = model.priors_, model.probas_, model.errors_
     assert fitted is not None and probas is not None and errors is not None
     assert model.labels_ is not None
-    priors = {str(k): float(v) for k, v in fitted.items()}
+    # Answers in label order throughout (crowd-kit's own order is not stable across runs, and
+    # a stored run read back from PostgreSQL's JSONB would come back in another).
+    priors = {str(k): float(v) for k, v in sorted(fitted.items(), key=lambda kv: str(kv[0]))}
 
     given: dict[str, list[str]] = {}
     for workflow_id, _, text in answers:
@@ -260,7 +262,8 @@ def _report(
     for who in sorted(counts):
         rows = errors.loc[who]
         confusion = {
-            str(true): {str(g): float(rows.loc[g, true]) for g in rows.index} for true in priors
+            str(true): {str(g): float(rows.loc[g, true]) for g in sorted(rows.index, key=str)}
+            for true in priors
         }
         accuracy = sum(p * confusion[t].get(t, 0.0) for t, p in priors.items())
         people.append(

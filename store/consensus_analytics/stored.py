@@ -181,19 +181,30 @@ def stored_dawid_skene(
         for i in session.scalars(query_items.order_by(AggregationItemRow.workflow_id))
     ]
     summary = row.summary
+    # PostgreSQL's JSONB keeps no key order: put the answers back in label order, as a fresh
+    # report has them.
+    people = [
+        ContributorConfusion.model_validate(
+            {
+                **c,
+                "confusion": {
+                    t: dict(sorted(r.items())) for t, r in sorted(c["confusion"].items())
+                },
+            }
+        )
+        for c in summary.get("contributors") or []
+    ]
     report = DawidSkeneReport(
         pipeline=row.pipeline_name,
         node=row.node,
         field=row.field,
         labels=list(summary.get("labels") or []),
-        priors=dict(summary.get("priors") or {}),
+        priors=dict(sorted((summary.get("priors") or {}).items())),
         items=row.items,
         differing=row.differing,
         iterations=row.iterations,
         by_item=items,
-        contributors=[
-            ContributorConfusion.model_validate(c) for c in summary.get("contributors") or []
-        ],
+        contributors=people,
     )
     return StoredDawidSkene(run=_run(row), report=report)
 

@@ -233,12 +233,14 @@ async def test_a_heavy_definition_is_checked_off_the_event_loop(api: Api) -> Non
         gaps.append(took)
     r, heavy_took = await heavy
     assert r.json()["valid"] is True, r.text
-    # Checked on the event loop, the longest wait was the whole check after the first 0.05 s
-    # (2.1 s of 2.4 s); in a thread, what remains is the GIL the validator's one pydantic call
-    # holds (0.5 s of 2.4 s on an idle machine). Relative, so a loaded machine slows both sides
-    # alike, and a check of 0.5 s already tells the two apart (on the loop: a wait of > 0.45 s).
+    # Checked on the event loop, one request waited for the whole check after the first 0.05 s
+    # (2.1 s of 2.4 s) and no other was answered meanwhile; in a thread, what remains is the GIL
+    # the validator's one pydantic call holds (0.5 s of 2.4 s on an idle machine, up to ~1.1 s
+    # of 2.1 s while the rest of the suite loads the machine) and requests are answered all along.
+    # Relative, so a loaded machine slows both sides alike.
     assert heavy_took > 0.5, heavy_took
-    assert max(gaps) < heavy_took / 2, (max(gaps), heavy_took, len(gaps))
+    assert len(gaps) >= 3, (gaps, heavy_took)
+    assert max(gaps) < heavy_took * 0.75, (max(gaps), heavy_took, len(gaps))
 
 
 @pytest.mark.parametrize(

@@ -231,6 +231,9 @@ def test_stored_runs_read_back_whole(sessions: sessionmaker[Session]) -> None:
     assert latest.run == second and latest.report == spam
     # Read back, the run is the report that was stored: every item, prior and confusion matrix.
     assert back.run == first and back.report == report
+    # ... in the same order (PostgreSQL's JSONB keeps no key order of its own).
+    assert back.report.model_dump_json() == report.model_dump_json()
+    assert list(report.priors) == sorted(report.priors)
     assert differing.report.by_item == [i for i in report.by_item if i.differs]
 
     only = run(sessions, pipeline.name, field="sentiment", only_differing=True)
