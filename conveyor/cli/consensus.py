@@ -38,6 +38,7 @@ from store.consensus_analytics import (
     ConsensusAgreement,
     DawidSkeneReport,
     DawidSkeneRun,
+    NoAnswers,
     NodeAgreement,
     NotCategorical,
     NotConsensus,
@@ -47,7 +48,7 @@ from store.consensus_analytics import (
     dawid_skene,
     dawid_skene_runs,
     label_text,
-    save_dawid_skene,
+    run_dawid_skene,
     stored_dawid_skene,
     write_csv,
     write_dawid_skene_csv,
@@ -239,7 +240,7 @@ async def cmd_analytics_dawid_skene(args: argparse.Namespace) -> int:
             elif args.run or args.latest:
                 kept = stored_dawid_skene(session, args.pipeline, args.run)
                 report, stored = kept.report, kept.run
-            else:
+            elif args.dry_run:
                 report = dawid_skene(
                     session,
                     args.pipeline,
@@ -248,15 +249,18 @@ async def cmd_analytics_dawid_skene(args: argparse.Namespace) -> int:
                     criteria=criteria,
                     iterations=args.iterations,
                 )
-                if not args.dry_run and report.items:
-                    stored = save_dawid_skene(
-                        session,
-                        report,
-                        max_iterations=args.iterations,
-                        criteria=criteria,
-                        by=args.as_,
-                    )
-    except (UnknownPipeline, NotConsensus, NotCategorical, UnknownRun) as err:
+            else:
+                kept = run_dawid_skene(
+                    session,
+                    args.pipeline,
+                    node=args.node,
+                    field=args.field,
+                    criteria=criteria,
+                    iterations=args.iterations,
+                    by=args.as_,
+                )
+                report, stored = kept.report, kept.run
+    except (UnknownPipeline, NotConsensus, NotCategorical, NoAnswers, UnknownRun) as err:
         raise CliError(str(err)) from None
     except QualityExtraMissing as err:
         raise Unavailable(str(err)) from None

@@ -37,6 +37,7 @@ from store.consensus_analytics import (
     CATEGORICAL_TYPES,
     DEFAULT_ITERATIONS,
     ConsensusAgreement,
+    NoAnswers,
     NodeAgreement,
     NotCategorical,
     NotConsensus,
@@ -44,9 +45,8 @@ from store.consensus_analytics import (
     StoredDawidSkene,
     UnknownRun,
     consensus_agreement,
-    dawid_skene,
     dawid_skene_runs,
-    save_dawid_skene,
+    run_dawid_skene,
     stored_dawid_skene,
     write_csv,
     write_dawid_skene_csv,
@@ -183,7 +183,7 @@ async def dawid_skene_csv(request: Request, name: str, run: str) -> Response:
 
 
 @router.post("/explorer/pipelines/{name}/dawid-skene", response_model=None)
-async def run_dawid_skene(request: Request, name: str) -> Response:
+async def start_dawid_skene(request: Request, name: str) -> Response:
     """Run Dawid-Skene over the chosen ``node.field`` and store the run (admins)."""
     user = await page_user(request)
     require_admin(user)
@@ -196,19 +196,16 @@ async def run_dawid_skene(request: Request, name: str) -> Response:
     if not text.isdigit() or not 1 <= int(text) <= 10_000:
         return redirect(back, error=f"iterations {text!r}: give a whole number from 1 to 10000")
 
-    def run(session: Session) -> int | None:
-        report = dawid_skene(session, name, node=node, field=field, iterations=int(text))
-        if not report.items:
-            return None
-        stored = save_dawid_skene(session, report, max_iterations=int(text), by=user.name)
-        return stored.id
-
     try:
-        number = await in_store(request, run)
-    except (UnknownPipeline, NotConsensus, NotCategorical, QualityExtraMissing) as err:
+        kept = await in_store(
+            request,
+            lambda s: run_dawid_skene(
+                s, name, node=node, field=field, iterations=int(text), by=user.name
+            ),
+        )
+    except (UnknownPipeline, NotConsensus, NotCategorical, NoAnswers, QualityExtraMissing) as err:
         return redirect(back, error=str(err))
-    if number is None:
-        return redirect(back, error=f"{node}.{field} has no answers yet: nothing to re-aggregate")
+    number = kept.run.id
     return redirect(
         pipeline_url(name, tab="agreement", run=number),
         notice=f"Dawid-Skene over {node}.{field}: stored as run {number}",

@@ -26,9 +26,9 @@ first. Rows are read once, streamed; the figures write nothing.
 
 :func:`dawid_skene` re-aggregates one categorical field with Dawid-Skene (crowd-kit, the
 optional ``quality`` extra), beside each item's majority and final answer;
-:func:`save_dawid_skene` stores a run with its items (the only write here: a new run, never a
-task's values), :func:`dawid_skene_runs` lists the stored runs and :func:`stored_dawid_skene`
-reads one back.
+:func:`run_dawid_skene` runs it and stores the run with its items (:func:`save_dawid_skene`;
+the only write here: a new run, never a task's values), :func:`dawid_skene_runs` lists the
+stored runs and :func:`stored_dawid_skene` reads one back.
 
 The package is this public face over its modules: ``models`` (the report models and
 :class:`NotConsensus`), ``rows`` (which nodes, their rows, an item's current answers),
@@ -67,9 +67,11 @@ from store.consensus_analytics.models import (
 from store.consensus_analytics.report import consensus_agreement
 from store.consensus_analytics.stored import (
     DawidSkeneRun,
+    NoAnswers,
     StoredDawidSkene,
     UnknownRun,
     dawid_skene_runs,
+    run_dawid_skene,
     save_dawid_skene,
     stored_dawid_skene,
 )
@@ -90,6 +92,7 @@ __all__ = [
     "DawidSkeneRun",
     "FieldAgreement",
     "FinalAgreement",
+    "NoAnswers",
     "NodeAgreement",
     "NotCategorical",
     "NotConsensus",
@@ -104,6 +107,7 @@ __all__ = [
     "dawid_skene_csv_rows",
     "dawid_skene_runs",
     "label_text",
+    "run_dawid_skene",
     "save_dawid_skene",
     "stored_dawid_skene",
     "write_csv",

@@ -16,15 +16,17 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from store.consensus_analytics.dawid_skene import (
+    DEFAULT_ITERATIONS,
     ContributorConfusion,
     DawidSkeneItem,
     DawidSkeneReport,
+    dawid_skene,
 )
 from store.consensus_analytics.models import FrozenModel
 from store.consensus_analytics.rows import check_pipeline
 from store.explorer import TaskFilter
 from store.models import AggregationItemRow, AggregationRow
-from workflows.errors import NotFound
+from workflows.errors import Invalid, NotFound
 
 METHOD = "dawid_skene"
 MAX_RUN = 2**31 - 1
@@ -36,6 +38,12 @@ class UnknownRun(NotFound, LookupError):
     """No stored Dawid-Skene run of that number for the pipeline."""
 
     code = "unknown_run"
+
+
+class NoAnswers(Invalid, ValueError):
+    """Nothing to re-aggregate: the field has no answers in the tasks chosen."""
+
+    code = "no_answers"
 
 
 class DawidSkeneRun(FrozenModel):
@@ -60,6 +68,36 @@ class StoredDawidSkene(FrozenModel):
 
     run: DawidSkeneRun
     report: DawidSkeneReport
+
+
+def run_dawid_skene(
+    session: Session,
+    pipeline: str,
+    *,
+    node: str | None = None,
+    field: str | None = None,
+    criteria: TaskFilter | None = None,
+    iterations: int = DEFAULT_ITERATIONS,
+    by: str | None = None,
+) -> StoredDawidSkene:
+    """Run Dawid-Skene (:func:`dawid_skene`, same arguments) and store the run, in the caller's
+    transaction: the bulk job the CLI, the API and the web app start.
+
+    Raises:
+        NoAnswers: the field has no answers in the tasks chosen (nothing is stored).
+        and whatever :func:`dawid_skene` raises.
+    """
+    report = dawid_skene(
+        session, pipeline, node=node, field=field, criteria=criteria, iterations=iterations
+    )
+    if not report.items:
+        raise NoAnswers(
+            f"{report.node}.{report.field} of pipeline {pipeline!r} has no answers in the tasks "
+            "chosen yet: nothing to re-aggregate",
+            details={"pipeline": pipeline, "node": report.node, "field": report.field},
+        )
+    run = save_dawid_skene(session, report, max_iterations=iterations, criteria=criteria, by=by)
+    return StoredDawidSkene(run=run, report=report)
 
 
 def save_dawid_skene(

@@ -10,7 +10,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy.orm import Session
 
 from conveyor.api.auth import Admin, Reader
 from conveyor.api.errors import ErrorResponse
@@ -26,13 +25,12 @@ from store.consensus_analytics import (
     consensus_agreement,
     dawid_skene,
     dawid_skene_runs,
-    save_dawid_skene,
+    run_dawid_skene,
     stored_dawid_skene,
     write_csv,
     write_dawid_skene_csv,
 )
 from store.explorer import TaskFilter
-from workflows.errors import Invalid
 from workflows.messages import TaskStatus
 
 router = APIRouter(prefix="/pipelines", tags=["analytics"], responses=ERRORS)
@@ -43,12 +41,6 @@ Tag = Annotated[Name, Query(description="count only tasks with this tag")]
 CreatedFrom = Annotated[Timestamp | None, Query(description="tasks created from")]
 CreatedTo = Annotated[Timestamp | None, Query(description="tasks created before (exclusive)")]
 Format = Literal["json", "csv"]
-
-
-class NoAnswers(Invalid):
-    """Nothing to re-aggregate: the field has no answers in the tasks chosen."""
-
-    code = "no_answers"
 
 
 def _criteria(
@@ -202,32 +194,18 @@ async def store_dawid_skene_run(
     deps: Deps, user: Admin, name: PipelineName, request: DawidSkeneRequest
 ) -> StoredDawidSkene:
     criteria = request.filter if request.filter != TaskFilter() else None
-
-    def run(session: Session) -> StoredDawidSkene:
-        report = dawid_skene(
-            session,
+    return await in_store(
+        deps,
+        lambda s: run_dawid_skene(
+            s,
             name,
             node=request.node,
             field=request.field,
             criteria=criteria,
             iterations=request.iterations,
-        )
-        if not report.items:
-            raise NoAnswers(
-                f"{report.node}.{report.field} of pipeline {name!r} has no answers "
-                "in the tasks chosen yet: nothing to re-aggregate",
-                details={"pipeline": name, "node": report.node, "field": report.field},
-            )
-        stored = save_dawid_skene(
-            session,
-            report,
-            max_iterations=request.iterations,
-            criteria=criteria,
             by=user.name,
-        )
-        return StoredDawidSkene(run=stored, report=report)
-
-    return await in_store(deps, run)
+        ),
+    )
 
 
 @router.get(
