@@ -45,6 +45,7 @@ from store.consensus_analytics import (
     StoredDawidSkene,
     UnknownRun,
     consensus_agreement,
+    counted_fields,
     dawid_skene_runs,
     run_dawid_skene,
     stored_dawid_skene,
@@ -78,31 +79,27 @@ def has_consensus(versions: list[tuple[str, Pipeline]]) -> bool:
 
 
 def categorical_fields(versions: list[tuple[str, Pipeline]]) -> list[str]:
-    """``node.field`` of every categorical field a consensus node counts (current version)."""
-    if not versions:
-        return []
-    out: list[str] = []
-    for node in versions[0][1].nodes:
-        if node.consensus is None:
-            continue
-        counted = set(node.consensus.fields or [f.name for f in node.fields])
-        out.extend(
-            f"{node.name}.{f.name}"
-            for f in node.fields
-            if f.name in counted and f.type in CATEGORICAL_TYPES
-        )
-    return out
+    """``node.field`` of every field Dawid-Skene can take: the categorical counted fields of
+    the consensus nodes of any stored version (as :func:`dawid_skene` resolves them)."""
+    parsed = [p for _, p in versions]
+    nodes = sorted({n.name for p in parsed for n in p.nodes if n.consensus is not None})
+    return [
+        f"{node}.{counted.spec.name}"
+        for node in nodes
+        for counted in counted_fields(parsed, node)
+        if counted.spec.type in CATEGORICAL_TYPES
+    ]
 
 
 def matrices(node: NodeAgreement) -> list[Matrix]:
     """One matrix per field some pair has a figure for (kappa is undefined when both gave one
     and the same value throughout)."""
     people = sorted({p.a for p in node.pairs} | {p.b for p in node.pairs})
-    levels = {f.field: f.level for f in node.fields}
     out = []
-    for field in [f.field for f in node.fields if f.level is not None]:
-        level = levels[field]
-        interval = level is not None and level.value == "interval"
+    for compared in node.fields:
+        if compared.level is None:
+            continue
+        field, interval = compared.field, compared.level.value == "interval"
         cells: dict[tuple[str, str], tuple[float | None, int]] = {}
         for pair in node.pairs:
             found = next((f for f in pair.fields if f.field == field and f.items), None)

@@ -52,7 +52,7 @@ from store.consensus_analytics.dawid_skene import (
     label_text,
     write_dawid_skene_csv,
 )
-from store.consensus_analytics.fields import LEVELS
+from store.consensus_analytics.fields import LEVELS, CountedField, counted_fields
 from store.consensus_analytics.models import (
     DEFAULT_MIN_SHARED,
     ConsensusAgreement,
@@ -87,6 +87,7 @@ __all__ = [
     "ConsensusAgreement",
     "ContributorAgreement",
     "ContributorConfusion",
+    "CountedField",
     "DawidSkeneItem",
     "DawidSkeneReport",
     "DawidSkeneRun",
@@ -102,6 +103,7 @@ __all__ = [
     "StoredDawidSkene",
     "UnknownRun",
     "consensus_agreement",
+    "counted_fields",
     "csv_rows",
     "dawid_skene",
     "dawid_skene_csv_rows",
